@@ -1,0 +1,2 @@
+// tsyringe needs the Reflect metadata polyfill before any decorated class is evaluated.
+require('reflect-metadata');

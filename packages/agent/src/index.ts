@@ -1,0 +1,2 @@
+/** @llama-pro/agent public API. */
+export {};

@@ -1,0 +1,2 @@
+/** @llama-pro/backend-onnx public API. */
+export {};

@@ -1,0 +1,2 @@
+/** @llama-pro/backend-tfjs public API. */
+export {};

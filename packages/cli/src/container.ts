@@ -1,0 +1,16 @@
+/**
+ * The composition root: the only place that decides which implementations exist. Built-in packages
+ * contribute plugins exactly like third-party ones; user plugins come from the experiment config.
+ */
+import { createAppContainer, loadPlugins, type LlamaProPlugin } from '@llama-pro/core';
+import type { DependencyContainer } from 'tsyringe';
+
+/** Built-in plugins, in registration order. Packages add theirs here as they land. */
+export function builtinPlugins(): LlamaProPlugin[] {
+  return [];
+}
+
+export async function buildContainer(pluginSpecs: readonly string[] = [], baseDir = process.cwd()): Promise<DependencyContainer> {
+  const plugins = await loadPlugins(pluginSpecs, baseDir);
+  return createAppContainer(builtinPlugins(), plugins);
+}

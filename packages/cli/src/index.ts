@@ -1,0 +1,2 @@
+export { main, buildProgram } from './main';
+export { buildContainer, builtinPlugins } from './container';

@@ -1,0 +1,187 @@
+/**
+ * The one place that reads raw Hugging Face `config.json` keys. Everything else uses `LlamaConfig`.
+ *
+ * Supported: LLaMA (`LlamaForCausalLM`), Mistral (`MistralForCausalLM`), Qwen2 (`Qwen2ForCausalLM`, q/k/v
+ * biases) and Mixtral (`MixtralForCausalLM`, MoE MLPs; expansion only). They share the decoder
+ * layout: RMSNorm, rotate-half rotary embeddings, grouped-query attention, SwiGLU MLP.
+ */
+import { ConfigError } from '../errors';
+import { type FloatDType, dtypeFromTorch } from '../io/dtype';
+
+export type Architecture = 'llama' | 'mistral' | 'qwen2' | 'mixtral';
+
+export interface LlamaConfig {
+  readonly architecture: Architecture;
+  /** The `architectures[0]` class name, e.g. `LlamaForCausalLM`. */
+  readonly architectureClass: string;
+  readonly hiddenSize: number;
+  readonly intermediateSize: number;
+  readonly numHiddenLayers: number;
+  readonly numAttentionHeads: number;
+  readonly numKeyValueHeads: number;
+  readonly headDim: number;
+  readonly vocabSize: number;
+  readonly maxPositionEmbeddings: number;
+  readonly rmsNormEps: number;
+  readonly ropeTheta: number;
+  /** Kept as given and passed on; backends refuse scaling types they do not implement. */
+  readonly ropeScaling: Readonly<Record<string, unknown>> | null;
+  readonly tieWordEmbeddings: boolean;
+  /** Biases on q/k/v projections. */
+  readonly qkvBias: boolean;
+  /** Bias on the attention output projection. */
+  readonly oBias: boolean;
+  readonly mlpBias: boolean;
+  readonly hiddenAct: string;
+  readonly torchDtype: FloatDType | null;
+  readonly bosTokenId: number | null;
+  readonly eosTokenIds: readonly number[];
+  readonly padTokenId: number | null;
+  /** Mixture-of-experts: number of experts per MLP (0 for dense). */
+  readonly numExperts: number;
+  readonly numExpertsPerToken: number;
+  /** The raw config, for writers that must preserve unknown keys. Never read model facts from it. */
+  readonly raw: Readonly<Record<string, unknown>>;
+}
+
+const ARCHITECTURES: Record<string, Architecture> = {
+  LlamaForCausalLM: 'llama',
+  MistralForCausalLM: 'mistral',
+  Qwen2ForCausalLM: 'qwen2',
+  MixtralForCausalLM: 'mixtral',
+};
+const MODEL_TYPES: Record<string, Architecture> = { llama: 'llama', mistral: 'mistral', qwen2: 'qwen2', mixtral: 'mixtral' };
+
+export const SUPPORTED_ARCHITECTURES = Object.keys(ARCHITECTURES);
+
+function int(raw: Record<string, unknown>, key: string, fallback?: number): number {
+  const v = raw[key] ?? fallback;
+  if (v === undefined) throw new ConfigError(`config.json is missing "${key}"`, 'CONFIG_MISSING_KEY');
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0) {
+    throw new ConfigError(`config.json "${key}" must be a positive integer, got ${JSON.stringify(v)}`);
+  }
+  return v;
+}
+
+function num(raw: Record<string, unknown>, key: string, fallback: number): number {
+  const v = raw[key] ?? fallback;
+  if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) throw new ConfigError(`config.json "${key}" must be a positive number, got ${JSON.stringify(v)}`);
+  return v;
+}
+
+function bool(raw: Record<string, unknown>, key: string, fallback: boolean): boolean {
+  const v = raw[key] ?? fallback;
+  if (typeof v !== 'boolean') throw new ConfigError(`config.json "${key}" must be true or false, got ${JSON.stringify(v)}`);
+  return v;
+}
+
+function optId(v: unknown, key: string): number | null {
+  if (v === undefined || v === null) return null;
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) throw new ConfigError(`config.json "${key}" must be a token id, got ${JSON.stringify(v)}`);
+  return v;
+}
+
+/** Normalizes a raw HF `config.json` object. Throws ConfigError for unsupported or invalid configs. */
+export function normalizeConfig(rawInput: unknown): LlamaConfig {
+  if (rawInput === null || typeof rawInput !== 'object' || Array.isArray(rawInput)) throw new ConfigError('config.json must hold a JSON object');
+  const raw = rawInput as Record<string, unknown>;
+  const archs = raw['architectures'];
+  const cls = Array.isArray(archs) && typeof archs[0] === 'string' ? archs[0] : undefined;
+  const modelType = typeof raw['model_type'] === 'string' ? (raw['model_type'] as string) : undefined;
+  const architecture = (cls !== undefined ? ARCHITECTURES[cls] : undefined) ?? (cls === undefined && modelType ? MODEL_TYPES[modelType] : undefined);
+  if (!architecture) {
+    throw new ConfigError(
+      `unsupported architecture ${cls ?? modelType ?? '(none given)'}: llama-pro handles LLaMA-family decoders (${SUPPORTED_ARCHITECTURES.join(', ')})`,
+      'CONFIG_UNSUPPORTED_ARCHITECTURE',
+    );
+  }
+  const hiddenSize = int(raw, 'hidden_size');
+  const numAttentionHeads = int(raw, 'num_attention_heads');
+  const numKeyValueHeads = int(raw, 'num_key_value_heads', numAttentionHeads);
+  if (numAttentionHeads % numKeyValueHeads !== 0) {
+    throw new ConfigError(`num_attention_heads (${numAttentionHeads}) must be a multiple of num_key_value_heads (${numKeyValueHeads})`);
+  }
+  const headDimRaw = raw['head_dim'];
+  let headDim: number;
+  if (headDimRaw === undefined || headDimRaw === null) {
+    if (hiddenSize % numAttentionHeads !== 0) throw new ConfigError(`hidden_size (${hiddenSize}) is not divisible by num_attention_heads (${numAttentionHeads}); set head_dim`);
+    headDim = hiddenSize / numAttentionHeads;
+  } else headDim = int(raw, 'head_dim');
+  if (headDim % 2 !== 0) throw new ConfigError(`head_dim (${headDim}) must be even for rotary embeddings`);
+  const act = raw['hidden_act'] ?? raw['hidden_activation'] ?? 'silu';
+  if (act !== 'silu' && act !== 'swish') throw new ConfigError(`hidden_act "${String(act)}" is not supported; LLaMA-family models use "silu"`);
+  const ropeScaling = raw['rope_scaling'];
+  if (ropeScaling !== undefined && ropeScaling !== null && (typeof ropeScaling !== 'object' || Array.isArray(ropeScaling))) {
+    throw new ConfigError('config.json "rope_scaling" must be an object or null');
+  }
+  const isQwen = architecture === 'qwen2';
+  const attentionBias = bool(raw, 'attention_bias', false);
+  let torchDtype: FloatDType | null = null;
+  if (typeof raw['torch_dtype'] === 'string') torchDtype = dtypeFromTorch(raw['torch_dtype'] as string);
+  else if (typeof raw['dtype'] === 'string') torchDtype = dtypeFromTorch(raw['dtype'] as string);
+  const eos = raw['eos_token_id'];
+  const eosTokenIds = Array.isArray(eos) ? eos.map((e, i) => optId(e, `eos_token_id[${i}]`)!) : eos === undefined || eos === null ? [] : [optId(eos, 'eos_token_id')!];
+  const numExperts = architecture === 'mixtral' ? int(raw, 'num_local_experts') : 0;
+  return {
+    architecture,
+    architectureClass: cls ?? Object.entries(ARCHITECTURES).find(([, a]) => a === architecture)![0],
+    hiddenSize,
+    intermediateSize: int(raw, 'intermediate_size'),
+    numHiddenLayers: int(raw, 'num_hidden_layers'),
+    numAttentionHeads,
+    numKeyValueHeads,
+    headDim,
+    vocabSize: int(raw, 'vocab_size'),
+    maxPositionEmbeddings: int(raw, 'max_position_embeddings', 2048),
+    rmsNormEps: num(raw, 'rms_norm_eps', 1e-6),
+    ropeTheta: num(raw, 'rope_theta', 10000),
+    ropeScaling: (ropeScaling as Record<string, unknown> | null | undefined) ?? null,
+    tieWordEmbeddings: bool(raw, 'tie_word_embeddings', false),
+    qkvBias: isQwen ? true : attentionBias,
+    oBias: isQwen ? false : attentionBias,
+    mlpBias: bool(raw, 'mlp_bias', false),
+    hiddenAct: 'silu',
+    torchDtype,
+    bosTokenId: optId(raw['bos_token_id'], 'bos_token_id'),
+    eosTokenIds,
+    padTokenId: optId(raw['pad_token_id'], 'pad_token_id'),
+    numExperts,
+    numExpertsPerToken: architecture === 'mixtral' ? int(raw, 'num_experts_per_tok', 2) : 0,
+    raw: { ...raw },
+  };
+}
+
+/** Returns a raw config with `num_hidden_layers` changed and per-layer arrays remapped (for expansion). */
+export function withLayerCount(raw: Readonly<Record<string, unknown>>, newCount: number, sourceOfNewIndex: readonly number[]): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...raw, num_hidden_layers: newCount };
+  const oldCount = raw['num_hidden_layers'];
+  for (const [k, v] of Object.entries(raw)) {
+    if (Array.isArray(v) && v.length === oldCount && k !== 'architectures') {
+      out[k] = sourceOfNewIndex.map((src) => v[src]);
+    }
+  }
+  return out;
+}
+
+/** Parameter counts per group, for `inspect`. */
+export interface ParamCounts {
+  embedding: number;
+  perLayer: number;
+  layers: number;
+  finalNorm: number;
+  lmHead: number;
+  total: number;
+}
+
+export function countParameters(c: LlamaConfig): ParamCounts {
+  const q = c.numAttentionHeads * c.headDim;
+  const kv = c.numKeyValueHeads * c.headDim;
+  const attn = c.hiddenSize * q + 2 * c.hiddenSize * kv + q * c.hiddenSize + (c.qkvBias ? q + 2 * kv : 0) + (c.oBias ? c.hiddenSize : 0);
+  const mlpOne = 3 * c.hiddenSize * c.intermediateSize + (c.mlpBias ? 2 * c.intermediateSize + c.hiddenSize : 0);
+  const mlp = c.numExperts > 0 ? c.numExperts * mlpOne + c.hiddenSize * c.numExperts : mlpOne;
+  const perLayer = attn + mlp + 2 * c.hiddenSize;
+  const embedding = c.vocabSize * c.hiddenSize;
+  const lmHead = c.tieWordEmbeddings ? 0 : embedding;
+  const layers = perLayer * c.numHiddenLayers;
+  return { embedding, perLayer, layers, finalNorm: c.hiddenSize, lmHead, total: embedding + layers + c.hiddenSize + lmHead };
+}

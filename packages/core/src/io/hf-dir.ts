@@ -1,0 +1,358 @@
+/**
+ * Hugging Face model directories: `config.json`, `model.safetensors` or sharded
+ * `model-0000k-of-0000n.safetensors` + `model.safetensors.index.json`, and the tokenizer /
+ * generation files, which are copied byte for byte.
+ */
+import { promises as fsp } from 'node:fs';
+import * as path from 'node:path';
+import { CheckpointError, ConfigError } from '../errors';
+import { type LlamaConfig, normalizeConfig } from '../config/llama-config';
+import { expectedShape, expectedTensorNames } from '../config/tensor-names';
+import { type DType, type FloatDType, decodeToFloat32, isFloatDType } from './dtype';
+import { SafetensorsFile, SafetensorsWriter, type TensorInfo, type TensorSpec, numel } from './safetensors';
+import { buildDirAtomic, writeJsonAtomic, type AtomicDirOptions } from './atomic';
+import { dtypeSize } from './dtype';
+
+export const SINGLE_FILE = 'model.safetensors';
+export const INDEX_FILE = 'model.safetensors.index.json';
+/** Files copied byte for byte from a source model directory when they exist. */
+export const AUX_FILES = [
+  'generation_config.json',
+  'tokenizer.json',
+  'tokenizer_config.json',
+  'tokenizer.model',
+  'special_tokens_map.json',
+  'added_tokens.json',
+  'vocab.json',
+  'merges.txt',
+  'chat_template.jinja',
+  'chat_template.json',
+] as const;
+/** Default maximum shard size (5 GB, as transformers). */
+export const DEFAULT_MAX_SHARD_BYTES = 5_000_000_000;
+
+/** Tensors some exporters leave in checkpoints that carry no model parameters. */
+const IGNORABLE = /(^|\.)rotary_emb\.inv_freq$/;
+
+export interface WeightSource {
+  readonly config: LlamaConfig;
+  tensorNames(): string[];
+  info(name: string): TensorInfo;
+  readFloat32(name: string): Promise<Float32Array>;
+}
+
+/** Parses sizes like "5GB", "500MB", "2GiB", "1048576". GB/MB/KB are powers of 10, GiB/MiB/KiB powers of 2. */
+export function parseByteSize(s: string | number): number {
+  if (typeof s === 'number') return s;
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?\s*$/i.exec(s);
+  if (!m) throw new ConfigError(`cannot parse size "${s}"; use e.g. 5GB, 500MB, 2GiB or a byte count`, 'USAGE');
+  const n = Number(m[1]);
+  const unit = (m[2] ?? 'b').toLowerCase();
+  const pow = { b: 0, k: 1, m: 2, g: 3, t: 4 }[unit[0] as 'b' | 'k' | 'm' | 'g' | 't'];
+  const base = unit.includes('i') ? 1024 : 1000;
+  const v = Math.floor(n * base ** pow);
+  if (!(v > 0)) throw new ConfigError(`size "${s}" must be positive`, 'USAGE');
+  return v;
+}
+
+export async function readConfigJson(dir: string): Promise<Record<string, unknown>> {
+  const file = path.join(dir, 'config.json');
+  let text: string;
+  try {
+    text = await fsp.readFile(file, 'utf8');
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') {
+      const isDir = await fsp.stat(dir).then((s) => s.isDirectory(), () => false);
+      throw new CheckpointError(isDir ? `${dir} has no config.json; it is not a Hugging Face model directory` : `model directory ${dir} does not exist`, 'CHECKPOINT_MISSING');
+    }
+    throw new CheckpointError(`cannot read ${file}: ${code ?? (e as Error).message}`);
+  }
+  try {
+    return JSON.parse(text) as Record<string, unknown>;
+  } catch (e) {
+    throw new ConfigError(`${file} is not valid JSON: ${(e as Error).message}`);
+  }
+}
+
+/** An opened HF checkpoint; tensors are read lazily by byte range. */
+export class HfCheckpoint implements WeightSource {
+  private constructor(
+    readonly dir: string,
+    readonly rawConfig: Record<string, unknown>,
+    readonly config: LlamaConfig,
+    readonly shards: readonly SafetensorsFile[],
+    private readonly where: Map<string, SafetensorsFile>,
+    readonly sharded: boolean,
+  ) {}
+
+  /** Opens `dir`, validating shards, the index and (unless `validate: false`) names and shapes against the config. */
+  static async open(dir: string, options: { validate?: boolean } = {}): Promise<HfCheckpoint> {
+    const rawConfig = await readConfigJson(dir);
+    const config = normalizeConfig(rawConfig);
+    const indexPath = path.join(dir, INDEX_FILE);
+    const singlePath = path.join(dir, SINGLE_FILE);
+    const shards: SafetensorsFile[] = [];
+    const where = new Map<string, SafetensorsFile>();
+    let sharded = false;
+    try {
+      if (await exists(indexPath)) {
+        sharded = true;
+        const weightMap = await readIndex(indexPath);
+        const byFile = new Map<string, string[]>();
+        for (const [name, file] of Object.entries(weightMap)) {
+          if (!byFile.has(file)) byFile.set(file, []);
+          byFile.get(file)!.push(name);
+        }
+        for (const [file, names] of byFile) {
+          if (path.basename(file) !== file) throw new CheckpointError(`${indexPath}: shard name "${file}" must be a plain file name`);
+          const shardPath = path.join(dir, file);
+          if (!(await exists(shardPath))) throw new CheckpointError(`${indexPath} lists shard ${file}, which is missing from ${dir}; the download or copy is incomplete`, 'CHECKPOINT_MISSING_SHARD');
+          const st = await SafetensorsFile.open(shardPath);
+          shards.push(st);
+          for (const n of names) {
+            if (!st.has(n)) throw new CheckpointError(`${indexPath} says tensor "${n}" is in ${file}, but ${file} has no such tensor`, 'CHECKPOINT_INDEX_MISMATCH');
+            where.set(n, st);
+          }
+          for (const n of st.names()) {
+            if (!where.has(n) || where.get(n) !== st) throw new CheckpointError(`${file} holds tensor "${n}", which ${INDEX_FILE} does not map to it`, 'CHECKPOINT_INDEX_MISMATCH');
+          }
+        }
+      } else if (await exists(singlePath)) {
+        const st = await SafetensorsFile.open(singlePath);
+        shards.push(st);
+        for (const n of st.names()) where.set(n, st);
+      } else {
+        const bin = await exists(path.join(dir, 'pytorch_model.bin'));
+        throw new CheckpointError(
+          `${dir} has neither ${SINGLE_FILE} nor ${INDEX_FILE}` + (bin ? '; pytorch_model.bin is not supported, convert it to safetensors first' : ''),
+          'CHECKPOINT_MISSING',
+        );
+      }
+      const ckpt = new HfCheckpoint(dir, rawConfig, config, shards, where, sharded);
+      if (options.validate !== false) ckpt.validate();
+      return ckpt;
+    } catch (e) {
+      await Promise.all(shards.map((s) => s.close()));
+      throw e;
+    }
+  }
+
+  /** Checks that every tensor the config implies is present with the right shape and a float dtype. */
+  validate(): void {
+    const missing: string[] = [];
+    for (const name of expectedTensorNames(this.config)) {
+      if (!this.where.has(name)) {
+        missing.push(name);
+        continue;
+      }
+      const t = this.info(name);
+      const want = expectedShape(this.config, name);
+      if (want && (want.length !== t.shape.length || want.some((d, i) => d !== t.shape[i]))) {
+        throw new CheckpointError(`tensor "${name}" has shape [${t.shape}] but config.json implies [${want}]`, 'CHECKPOINT_SHAPE');
+      }
+      if (!isFloatDType(t.dtype)) throw new CheckpointError(`tensor "${name}" has dtype ${t.dtype}; only F32, F16 and BF16 weights are supported`, 'CHECKPOINT_DTYPE');
+    }
+    if (missing.length) {
+      throw new CheckpointError(
+        `${this.dir} is missing ${missing.length} tensor(s) that config.json implies, e.g. ${missing.slice(0, 3).join(', ')}`,
+        'CHECKPOINT_MISSING_TENSOR',
+      );
+    }
+  }
+
+  /** Tensor names in storage order (shard by shard, data order within each). */
+  tensorNames(): string[] {
+    return this.shards.flatMap((s) => s.names()).filter((n) => this.where.has(n));
+  }
+
+  /** Names that carry model parameters (drops e.g. `rotary_emb.inv_freq`). */
+  parameterNames(): string[] {
+    return this.tensorNames().filter((n) => !IGNORABLE.test(n));
+  }
+
+  has(name: string): boolean {
+    return this.where.has(name);
+  }
+
+  shardOf(name: string): SafetensorsFile {
+    const s = this.where.get(name);
+    if (!s) throw new CheckpointError(`${this.dir} has no tensor "${name}"`, 'CHECKPOINT_MISSING_TENSOR');
+    return s;
+  }
+
+  info(name: string): TensorInfo {
+    return this.shardOf(name).info(name);
+  }
+
+  async read(name: string): Promise<Buffer> {
+    return this.shardOf(name).read(name);
+  }
+
+  stream(name: string, chunkSize?: number): AsyncGenerator<Buffer> {
+    return this.shardOf(name).stream(name, chunkSize);
+  }
+
+  async readFloat32(name: string): Promise<Float32Array> {
+    const t = this.info(name);
+    if (!isFloatDType(t.dtype)) throw new CheckpointError(`tensor "${name}" has dtype ${t.dtype}, not a float type`, 'CHECKPOINT_DTYPE');
+    return decodeToFloat32(await this.read(name), t.dtype);
+  }
+
+  /** Count of tensors per dtype. */
+  dtypeCounts(): Partial<Record<DType, number>> {
+    const out: Partial<Record<DType, number>> = {};
+    for (const n of this.tensorNames()) {
+      const d = this.info(n).dtype;
+      out[d] = (out[d] ?? 0) + 1;
+    }
+    return out;
+  }
+
+  /** The dominant float dtype of the weights. */
+  weightDType(): FloatDType {
+    const counts = this.dtypeCounts();
+    let best: FloatDType = 'F32';
+    let bestN = -1;
+    for (const d of ['F32', 'F16', 'BF16'] as const) if ((counts[d] ?? 0) > bestN) [best, bestN] = [d, counts[d] ?? 0];
+    return best;
+  }
+
+  totalBytes(): number {
+    return this.tensorNames().reduce((a, n) => a + this.info(n).byteLength, 0);
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.shards.map((s) => s.close()));
+  }
+}
+
+async function exists(p: string): Promise<boolean> {
+  return fsp.access(p).then(
+    () => true,
+    () => false,
+  );
+}
+
+async function readIndex(indexPath: string): Promise<Record<string, string>> {
+  let json: unknown;
+  try {
+    json = JSON.parse(await fsp.readFile(indexPath, 'utf8'));
+  } catch (e) {
+    throw new CheckpointError(`${indexPath} is not valid JSON: ${(e as Error).message}`, 'CHECKPOINT_INDEX');
+  }
+  const wm = (json as { weight_map?: unknown } | null)?.weight_map;
+  if (!wm || typeof wm !== 'object' || Array.isArray(wm)) throw new CheckpointError(`${indexPath} has no "weight_map" object`, 'CHECKPOINT_INDEX');
+  for (const [k, v] of Object.entries(wm)) if (typeof v !== 'string') throw new CheckpointError(`${indexPath}: weight_map["${k}"] must be a file name`, 'CHECKPOINT_INDEX');
+  return wm as Record<string, string>;
+}
+
+/** A tensor to write: its spec plus where its bytes come from. */
+export interface OutputTensor extends TensorSpec {
+  /** Bytes in memory, 'zeros' (written without allocating), or a chunk stream. */
+  readonly source: Uint8Array | 'zeros' | (() => AsyncIterable<Uint8Array>);
+}
+
+export interface ShardPlan {
+  file: string;
+  tensors: OutputTensor[];
+  bytes: number;
+}
+
+/** Splits tensors, in order, into shards of at most `maxShardBytes` (a tensor larger than that gets a shard of its own). */
+export function planShards(tensors: readonly OutputTensor[], maxShardBytes: number = DEFAULT_MAX_SHARD_BYTES): ShardPlan[] {
+  const groups: { tensors: OutputTensor[]; bytes: number }[] = [];
+  for (const t of tensors) {
+    const size = numel(t.shape) * dtypeSize(t.dtype);
+    const cur = groups[groups.length - 1];
+    if (cur && cur.bytes + size <= maxShardBytes) {
+      cur.tensors.push(t);
+      cur.bytes += size;
+    } else groups.push({ tensors: [t], bytes: size });
+  }
+  if (groups.length === 0) groups.push({ tensors: [], bytes: 0 });
+  const n = groups.length;
+  const pad = (i: number) => String(i).padStart(5, '0');
+  return groups.map((g, i) => ({ ...g, file: n === 1 ? SINGLE_FILE : `model-${pad(i + 1)}-of-${pad(n)}.safetensors` }));
+}
+
+export interface WriteModelOptions {
+  /** The raw config.json object to write. */
+  config: Record<string, unknown>;
+  tensors: readonly OutputTensor[];
+  maxShardBytes?: number;
+  /** Copy AUX_FILES from this directory byte for byte (when present). */
+  copyAuxFrom?: string;
+  /** Extra files (name -> contents) written next to the model. */
+  extraFiles?: Record<string, string | Uint8Array>;
+  /** Called after every chunk with bytes written so far (for progress). */
+  onProgress?: (bytesWritten: number, totalBytes: number) => void;
+}
+
+/** Writes a model into an existing (usually temporary) directory. Use `saveModelDir` for the atomic version. */
+export async function writeModelFiles(dir: string, opts: WriteModelOptions): Promise<{ shards: ShardPlan[]; totalBytes: number }> {
+  const shards = planShards(opts.tensors, opts.maxShardBytes);
+  const totalBytes = shards.reduce((a, s) => a + s.bytes, 0);
+  let done = 0;
+  for (const shard of shards) {
+    const w = await SafetensorsWriter.create(path.join(dir, shard.file), shard.tensors);
+    try {
+      for (const t of shard.tensors) {
+        if (t.source === 'zeros') {
+          await w.writeZeros(t.name);
+          done += numel(t.shape) * dtypeSize(t.dtype);
+        } else if (t.source instanceof Uint8Array) {
+          await w.write(t.name, t.source);
+          done += t.source.byteLength;
+        } else {
+          for await (const chunk of t.source()) {
+            await w.write(t.name, chunk);
+            done += chunk.byteLength;
+            opts.onProgress?.(done, totalBytes);
+          }
+        }
+        opts.onProgress?.(done, totalBytes);
+      }
+      await w.finish();
+    } catch (e) {
+      await w.abort();
+      throw e;
+    }
+  }
+  if (shards.length > 1) {
+    const weightMap: Record<string, string> = {};
+    for (const s of shards) for (const t of s.tensors) weightMap[t.name] = s.file;
+    const sorted = Object.fromEntries(Object.keys(weightMap).sort().map((k) => [k, weightMap[k]!]));
+    await writeJsonAtomic(path.join(dir, INDEX_FILE), { metadata: { total_size: totalBytes }, weight_map: sorted });
+  }
+  await writeJsonAtomic(path.join(dir, 'config.json'), opts.config);
+  if (opts.copyAuxFrom) await copyAuxFiles(opts.copyAuxFrom, dir);
+  for (const [name, data] of Object.entries(opts.extraFiles ?? {})) await fsp.writeFile(path.join(dir, name), data);
+  return { shards, totalBytes };
+}
+
+/** Copies tokenizer / generation files byte for byte; returns the names copied. */
+export async function copyAuxFiles(from: string, to: string): Promise<string[]> {
+  const copied: string[] = [];
+  for (const f of AUX_FILES) {
+    const src = path.join(from, f);
+    if (await exists(src)) {
+      await fsp.copyFile(src, path.join(to, f));
+      copied.push(f);
+    }
+  }
+  return copied;
+}
+
+/** Writes a complete model directory atomically (temp sibling + rename). */
+export async function saveModelDir(outDir: string, opts: WriteModelOptions, atomic: AtomicDirOptions = {}): Promise<{ shards: ShardPlan[]; totalBytes: number }> {
+  return buildDirAtomic(outDir, (tmp) => writeModelFiles(tmp, opts), atomic);
+}
+
+/** Reads all tensors of a checkpoint into an OutputTensor list (streamed, original dtype and order). */
+export function passthroughTensors(ckpt: HfCheckpoint): OutputTensor[] {
+  return ckpt.tensorNames().map((name) => {
+    const t = ckpt.info(name);
+    return { name, dtype: t.dtype, shape: t.shape, source: () => ckpt.stream(name) };
+  });
+}

@@ -1,0 +1,2 @@
+/** @llama-pro/eval public API. */
+export {};

@@ -1,0 +1,2 @@
+/** @llama-pro/expand public API. */
+export {};

@@ -1,0 +1,2 @@
+/** @llama-pro/train public API. */
+export {};

@@ -1,0 +1,2 @@
+/** @llama-pro/tools: benchmarks, synthetic checkpoint generator and report scripts (not published). */
+export {};
