@@ -117,8 +117,14 @@ export function normalizeConfig(rawInput: unknown): LlamaConfig {
   const isQwen = architecture === 'qwen2';
   const attentionBias = bool(raw, 'attention_bias', false);
   let torchDtype: FloatDType | null = null;
-  if (typeof raw['torch_dtype'] === 'string') torchDtype = dtypeFromTorch(raw['torch_dtype'] as string);
-  else if (typeof raw['dtype'] === 'string') torchDtype = dtypeFromTorch(raw['dtype'] as string);
+  const dtypeRaw = raw['torch_dtype'] ?? raw['dtype'];
+  if (typeof dtypeRaw === 'string') {
+    try {
+      torchDtype = dtypeFromTorch(dtypeRaw);
+    } catch (e) {
+      throw new ConfigError(`config.json: ${(e as Error).message}`);
+    }
+  }
   const eos = raw['eos_token_id'];
   const eosTokenIds = Array.isArray(eos) ? eos.map((e, i) => optId(e, `eos_token_id[${i}]`)!) : eos === undefined || eos === null ? [] : [optId(eos, 'eos_token_id')!];
   const numExperts = architecture === 'mixtral' ? int(raw, 'num_local_experts') : 0;

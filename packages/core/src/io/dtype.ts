@@ -154,9 +154,16 @@ export function bf16BitsToF32(h: number): number {
   return f32[0]!;
 }
 
+/** A copy into a fresh, aligned ArrayBuffer (Buffer#slice returns a view, so copy explicitly). */
+function alignedCopy(bytes: Uint8Array): ArrayBuffer {
+  const out = new Uint8Array(bytes.byteLength);
+  out.set(bytes);
+  return out.buffer;
+}
+
 function u16View(bytes: Uint8Array): Uint16Array {
   if (bytes.byteOffset % 2 === 0) return new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 2);
-  return new Uint16Array(bytes.slice().buffer);
+  return new Uint16Array(alignedCopy(bytes));
 }
 
 /** Decodes little-endian tensor bytes of a float dtype into float32 (exact for F16/BF16). */
@@ -166,7 +173,7 @@ export function decodeToFloat32(bytes: Uint8Array, dtype: FloatDType): Float32Ar
   }
   if (dtype === 'F32') {
     if (bytes.byteOffset % 4 === 0) return new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4).slice();
-    return new Float32Array(bytes.slice().buffer);
+    return new Float32Array(alignedCopy(bytes));
   }
   const src = u16View(bytes);
   const out = new Float32Array(src.length);

@@ -104,7 +104,7 @@ export class HfCheckpoint implements WeightSource {
           if (!byFile.has(file)) byFile.set(file, []);
           byFile.get(file)!.push(name);
         }
-        for (const [file, names] of byFile) {
+        for (const [file, names] of [...byFile].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
           if (path.basename(file) !== file) throw new CheckpointError(`${indexPath}: shard name "${file}" must be a plain file name`);
           const shardPath = path.join(dir, file);
           if (!(await exists(shardPath))) throw new CheckpointError(`${indexPath} lists shard ${file}, which is missing from ${dir}; the download or copy is incomplete`, 'CHECKPOINT_MISSING_SHARD');

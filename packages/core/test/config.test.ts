@@ -1,0 +1,73 @@
+import { ConfigError, countParameters, normalizeConfig, withLayerCount } from '@llama-pro/core';
+
+const llama7b = {
+  architectures: ['LlamaForCausalLM'],
+  model_type: 'llama',
+  hidden_size: 4096,
+  intermediate_size: 11008,
+  num_hidden_layers: 32,
+  num_attention_heads: 32,
+  num_key_value_heads: 32,
+  vocab_size: 32000,
+  max_position_embeddings: 4096,
+  rms_norm_eps: 1e-5,
+  tie_word_embeddings: false,
+  torch_dtype: 'float16',
+  bos_token_id: 1,
+  eos_token_id: 2,
+};
+
+describe('config normalization', () => {
+  it('LLaMA-2-7B: defaults, dtype and a parameter count of 6.74B', () => {
+    const c = normalizeConfig(llama7b);
+    expect(c).toMatchObject({ architecture: 'llama', headDim: 128, ropeTheta: 10000, torchDtype: 'F16', qkvBias: false, oBias: false, eosTokenIds: [2] });
+    // 6,738,415,616 is the published parameter count of Llama-2-7b.
+    expect(countParameters(c).total).toBe(6_738_415_616);
+  });
+
+  it('Mistral: GQA, rope_theta, sliding window kept in raw', () => {
+    const c = normalizeConfig({ ...llama7b, architectures: ['MistralForCausalLM'], model_type: 'mistral', num_key_value_heads: 8, rope_theta: 1e6, sliding_window: 4096, torch_dtype: 'bfloat16' });
+    expect(c).toMatchObject({ architecture: 'mistral', numKeyValueHeads: 8, ropeTheta: 1e6, torchDtype: 'BF16' });
+    expect(c.raw['sliding_window']).toBe(4096);
+  });
+
+  it('Qwen2: q/k/v biases but no o_proj bias, tied head, explicit head_dim, eos list', () => {
+    const c = normalizeConfig({ ...llama7b, architectures: ['Qwen2ForCausalLM'], model_type: 'qwen2', tie_word_embeddings: true, head_dim: 64, eos_token_id: [151643, 151645] });
+    expect(c).toMatchObject({ qkvBias: true, oBias: false, tieWordEmbeddings: true, headDim: 64, eosTokenIds: [151643, 151645] });
+  });
+
+  it('attention_bias and mlp_bias on LLaMA; rope_scaling kept as given', () => {
+    const scaling = { rope_type: 'llama3', factor: 8.0, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 8192 };
+    const c = normalizeConfig({ ...llama7b, attention_bias: true, mlp_bias: true, rope_scaling: scaling });
+    expect(c).toMatchObject({ qkvBias: true, oBias: true, mlpBias: true, ropeScaling: scaling });
+  });
+
+  it('model_type alone is enough when architectures is absent', () => {
+    const { architectures: _, ...rest } = llama7b;
+    expect(normalizeConfig(rest).architecture).toBe('llama');
+  });
+
+  it.each([
+    [{ ...llama7b, architectures: ['GPT2LMHeadModel'], model_type: 'gpt2' }, /unsupported architecture GPT2LMHeadModel.*LlamaForCausalLM/],
+    [{ ...llama7b, architectures: undefined, model_type: 'bert' }, /unsupported architecture bert/],
+    [{ ...llama7b, hidden_size: undefined }, /missing "hidden_size"/],
+    [{ ...llama7b, num_key_value_heads: 5 }, /multiple of num_key_value_heads \(5\)/],
+    [{ ...llama7b, hidden_size: 4097 }, /not divisible by num_attention_heads/],
+    [{ ...llama7b, hidden_act: 'gelu' }, /hidden_act "gelu" is not supported/],
+    [{ ...llama7b, num_hidden_layers: 0 }, /"num_hidden_layers" must be a positive integer/],
+    [{ ...llama7b, torch_dtype: 'int8' }, /unsupported torch_dtype "int8"/],
+    [{ ...llama7b, tie_word_embeddings: 'yes' }, /"tie_word_embeddings" must be true or false/],
+    [[1, 2], /must hold a JSON object/],
+  ])('rejects %#', (raw, msg) => {
+    expect(() => normalizeConfig(raw)).toThrow(ConfigError);
+    expect(() => normalizeConfig(raw)).toThrow(msg);
+  });
+
+  it('withLayerCount remaps per-layer arrays by source index', () => {
+    const raw = { ...llama7b, num_hidden_layers: 4, layer_types: ['a', 'b', 'c', 'd'] };
+    const out = withLayerCount(raw, 5, [0, 1, 2, 3, 3]);
+    expect(out['num_hidden_layers']).toBe(5);
+    expect(out['layer_types']).toEqual(['a', 'b', 'c', 'd', 'd']);
+    expect(out['architectures']).toEqual(['LlamaForCausalLM']);
+  });
+});
