@@ -34,10 +34,17 @@ class HfTextTokenizer implements TextTokenizer {
     readonly bosTokenId: number | null,
     readonly eosTokenId: number | null,
     readonly chatTemplate: string | null,
+    private readonly unkId: number | null,
   ) {}
 
   encode(text: string): number[] {
-    return this.tok.encode(text, { add_special_tokens: false }).ids;
+    const ids = this.tok.encode(text, { add_special_tokens: false }).ids;
+    // @huggingface/tokenizers 0.2 returns undefined for unknown words in WordLevel models: map them to <unk>.
+    return (ids as (number | undefined)[]).map((id) => {
+      if (Number.isInteger(id)) return id as number;
+      if (this.unkId !== null) return this.unkId;
+      throw new CheckpointError(`the tokenizer cannot encode part of ${JSON.stringify(text.slice(0, 40))} and has no unk token`, 'TOKENIZER_INVALID');
+    });
   }
 
   decode(ids: readonly number[], options: { skipSpecialTokens?: boolean } = {}): string {
@@ -84,7 +91,8 @@ export async function loadTokenizer(dir: string): Promise<TextTokenizer> {
     return id === undefined || id === null ? null : id;
   };
   const template = typeof tc['chat_template'] === 'string' ? (tc['chat_template'] as string) : null;
-  return new HfTextTokenizer(tok, tc, vocabSize, idOf(tc['bos_token']), idOf(tc['eos_token']), template);
+  const unk = (tj['model'] as { unk_token?: unknown } | undefined)?.unk_token;
+  return new HfTextTokenizer(tok, tc, vocabSize, idOf(tc['bos_token']), idOf(tc['eos_token']), template, idOf(unk));
 }
 
 /**
