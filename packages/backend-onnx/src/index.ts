@@ -1,2 +1,6 @@
 /** @llama-pro/backend-onnx public API. */
-export {};
+export * from './export';
+export * from './backend';
+export * from './plugin';
+export { ropeInvFreq } from './rope';
+export * from './train';

@@ -4,10 +4,16 @@
  */
 import { createAppContainer, loadPlugins, type LlamaProPlugin } from '@llama-pro/core';
 import type { DependencyContainer } from 'tsyringe';
+import { onnxBackendPlugin } from '@llama-pro/backend-onnx';
+import { tfjsBackendPlugin } from '@llama-pro/backend-tfjs';
+import { expandPlugin } from '@llama-pro/expand';
+import { evalPlugin } from '@llama-pro/eval';
+import { trainPlugin } from '@llama-pro/train';
+import { agentPlugin } from '@llama-pro/agent';
 
 /** Built-in plugins, in registration order. Packages add theirs here as they land. */
 export function builtinPlugins(): LlamaProPlugin[] {
-  return [];
+  return [tfjsBackendPlugin, onnxBackendPlugin, expandPlugin, evalPlugin, trainPlugin, agentPlugin];
 }
 
 export async function buildContainer(pluginSpecs: readonly string[] = [], baseDir = process.cwd()): Promise<DependencyContainer> {

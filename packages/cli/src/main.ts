@@ -2,6 +2,16 @@ import { Command, CommanderError } from 'commander';
 import { LlamaProError } from '@llama-pro/core';
 import { registerInspect } from './commands/inspect';
 import { registerConvert } from './commands/convert';
+import { registerImportRun } from './commands/import-run';
+import { registerExpand } from './commands/expand';
+import { registerExportOnnx } from './commands/export-onnx';
+import { registerGenerate } from './commands/generate';
+import { registerEval } from './commands/eval';
+import { registerTrain } from './commands/train';
+import { registerServe } from './commands/serve';
+import { registerChat } from './commands/chat';
+import { registerAgent } from './commands/agent';
+import { registerStudy } from './commands/study';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const VERSION = (require('../package.json') as { version: string }).version;
@@ -14,6 +24,16 @@ export function buildProgram(): Command {
     .configureOutput({ outputError: (s, write) => write(s) });
   registerInspect(program);
   registerConvert(program);
+  registerImportRun(program);
+  registerExpand(program);
+  registerExportOnnx(program);
+  registerGenerate(program);
+  registerEval(program);
+  registerTrain(program);
+  registerServe(program);
+  registerChat(program);
+  registerAgent(program);
+  registerStudy(program);
   return program;
 }
 

@@ -1,2 +1,21 @@
 /** @llama-pro/eval public API. */
-export {};
+export * from './errors';
+export * from './metrics';
+export * from './evaluator';
+export * from './datasets/files';
+export * from './datasets/download';
+export * from './sandbox/python-sandbox';
+export * from './tasks/humaneval';
+export * from './tasks/mbpp';
+export * from './tasks/gsm8k';
+export * from './tasks/mmlu';
+export * from './tasks/perplexity';
+export * from './tasks/evaluators';
+export * from './lm/local';
+export * from './lm/openai';
+export * from './lm/providers';
+export * from './results';
+export * from './runner';
+export * from './plugin';
+export { parseCsv, CsvError } from './util/csv';
+export { PyRandom } from './util/py-random';

@@ -1,2 +1,8 @@
 /** @llama-pro/expand public API. */
-export {};
+export * from './plan';
+export * from './strategy';
+export * from './initializer';
+export * from './manifest';
+export * from './verify';
+export * from './expander';
+export * from './plugin';

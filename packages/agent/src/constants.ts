@@ -1,0 +1,67 @@
+/**
+ * Behaviour-changing defaults of the agent runtime, the Python tool and the server, in one place.
+ * Every option that falls back to a default reads it from here.
+ */
+export const AGENT_DEFAULTS = {
+  /** Model turns before the loop ends with finishReason "max_turns". */
+  maxTurns: 5,
+  /** Prompt + completion tokens over all turns before the loop ends with "length". */
+  tokenBudget: 8192,
+  /** New tokens per model turn. */
+  maxTokensPerTurn: 512,
+  /** Sampling for agent turns (0 = greedy). */
+  temperature: 0,
+  /** Characters of a tool observation handed back to the model (longer output is cut and says so). */
+  maxObservationChars: 2000,
+  /** Per-call tool timeout (ms) for tools that do not set their own. */
+  toolTimeoutMs: 30_000,
+  /** Observation sent when a MINT-protocol reply contains neither code nor a solution. */
+  noActionObservation:
+    'I did not find an action in your reply. Run Python code inside <execute>...</execute> (or a ```python fence), or give your final answer inside <solution>...</solution>.',
+} as const;
+
+export const PYTHON_DEFAULTS = {
+  /** Interpreter looked up on PATH. */
+  executable: 'python3',
+  /** Wall-clock limit per call; on expiry the whole process group is killed and the session restarts. */
+  timeoutMs: 10_000,
+  /** Characters of output (stdout + stderr + result) kept per call. */
+  maxOutputChars: 4000,
+  /** Address-space limit of the interpreter (bytes). */
+  maxMemoryBytes: 1024 * 1024 * 1024,
+  /** CPU seconds for the whole session (RLIMIT_CPU); exceeding it ends the session, which restarts. */
+  maxCpuSeconds: 120,
+  /** Largest file the code may write (bytes, RLIMIT_FSIZE). */
+  maxFileBytes: 16 * 1024 * 1024,
+  /** Open file descriptors (RLIMIT_NOFILE). */
+  maxOpenFiles: 64,
+  /** Time to wait for the interpreter to start (ms). */
+  startTimeoutMs: 15_000,
+} as const;
+
+export const SERVER_DEFAULTS = {
+  host: '127.0.0.1',
+  port: 8000,
+  /** Largest accepted request body (bytes); larger bodies get 413. */
+  maxBodyBytes: 1024 * 1024,
+  /** max_tokens when a request does not set one (completions: 16 as OpenAI; chat: up to the context). */
+  completionMaxTokens: 16,
+  chatMaxTokens: 256,
+  /** Requests waiting for the model beyond this get 503 (they are never dropped silently). */
+  maxQueueLength: 1024,
+  /** Seconds graceful shutdown waits for in-flight requests before closing connections. */
+  shutdownGraceMs: 10_000,
+  /** Most alternatives returned per position when `logprobs` is requested (OpenAI allows 5 / 20). */
+  maxLogprobs: 20,
+} as const;
+
+/** Tool-call markers used by the built-in templates and the JSON tool-call parser. */
+export const TOOL_CALL_OPEN = '<tool_call>';
+export const TOOL_CALL_CLOSE = '</tool_call>';
+
+/** System prompt for MINT's text protocol (the model writes code or a solution in tags). */
+export const MINT_SYSTEM_PROMPT =
+  'You are a helpful assistant that solves tasks by thinking and running Python. ' +
+  'At each turn, first think, then either run Python code by writing it inside <execute>...</execute> ' +
+  '(you will see its output; variables persist between turns), or give your final answer inside <solution>...</solution>. ' +
+  'Use one of the two in every reply.';

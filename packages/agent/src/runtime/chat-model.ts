@@ -1,0 +1,123 @@
+/**
+ * The model side of the agent loop: anything that answers a list of messages. `LocalChatModel` runs a
+ * core `CausalLM` through a chat template; `ScriptedChatModel` (testing) replays fixed replies.
+ */
+import { UsageError, type CausalLM, type TextTokenizer } from '@llama-pro/core';
+import type { ChatMessage, ToolSpec } from '../messages';
+import type { ChatTemplate } from '../templates/chat-template';
+import { TextGenerator } from './engine';
+
+export interface ChatCompleteOptions {
+  /** New tokens for this reply. */
+  maxTokens?: number;
+  /** Prompt + reply may not exceed this many tokens (the reply is shortened; finishReason "length"). */
+  maxContextTokens?: number;
+  temperature?: number;
+  topP?: number;
+  seed?: number;
+  stop?: readonly string[];
+  tools?: readonly ToolSpec[];
+  signal?: AbortSignal;
+  /** Streamed text. */
+  onText?: (delta: string) => void;
+}
+
+export interface ChatModelResult {
+  text: string;
+  /** stop = the model ended its turn (EOS or a stop string); length = token limit; aborted = signal. */
+  finishReason: 'stop' | 'length' | 'aborted';
+  promptTokens: number;
+  completionTokens: number;
+}
+
+export interface ChatModel {
+  readonly id: string;
+  complete(messages: readonly ChatMessage[], options?: ChatCompleteOptions): Promise<ChatModelResult>;
+}
+
+/** Renders messages to token ids the way a chat model expects them. */
+export class ChatPromptBuilder {
+  constructor(
+    readonly tokenizer: TextTokenizer,
+    readonly template: ChatTemplate,
+  ) {}
+
+  private special(key: 'bos_token' | 'eos_token'): string | undefined {
+    const v = this.tokenizer.config[key];
+    if (typeof v === 'string') return v;
+    if (v && typeof v === 'object' && typeof (v as { content?: unknown }).content === 'string') return (v as { content: string }).content;
+    return undefined;
+  }
+
+  /** The prompt text (special tokens as text when the tokenizer has them). */
+  text(messages: readonly ChatMessage[], tools?: readonly ToolSpec[]): string {
+    return this.template.render(messages, { tools, addGenerationPrompt: true, bosToken: this.special('bos_token') ?? '', eosToken: this.special('eos_token') ?? '' });
+  }
+
+  /** Prompt ids, with BOS as the template's `bos` mode says. */
+  ids(messages: readonly ChatMessage[], tools?: readonly ToolSpec[]): number[] {
+    const ids = this.tokenizer.encode(this.text(messages, tools));
+    const bos = this.tokenizer.bosTokenId;
+    const mode = this.template.bos;
+    const prepend = mode === 'prepend' || (mode === 'render' && this.special('bos_token') === undefined);
+    if (prepend && bos !== null && ids[0] !== bos) ids.unshift(bos);
+    if (ids.length === 0) throw new UsageError('the chat renders to an empty prompt');
+    return ids;
+  }
+
+  /** Stop strings of the template that are ordinary text (special tokens are in `stopTokenIds`). */
+  get stop(): readonly string[] {
+    return this.template.stop.filter((s) => this.specialId(s) === null);
+  }
+
+  /** Template stop strings that are single special tokens (decoded text skips them, so they stop by id). */
+  get stopTokenIds(): number[] {
+    return this.template.stop.map((s) => this.specialId(s)).filter((id): id is number => id !== null);
+  }
+
+  private specialId(s: string): number | null {
+    const ids = this.tokenizer.encode(s);
+    return ids.length === 1 && this.tokenizer.decode(ids, { skipSpecialTokens: true }) === '' ? ids[0]! : null;
+  }
+}
+
+export interface LocalChatModelOptions {
+  id?: string;
+  /** Default new tokens per reply. */
+  maxTokens?: number;
+}
+
+/** A chat model over a core `CausalLM`, its tokenizer and a chat template; core `generate()` samples. */
+export class LocalChatModel implements ChatModel {
+  readonly id: string;
+  readonly generator: TextGenerator;
+  readonly prompts: ChatPromptBuilder;
+
+  constructor(model: CausalLM, tokenizer: TextTokenizer, template: ChatTemplate, private readonly options: LocalChatModelOptions = {}) {
+    this.id = options.id ?? 'local';
+    this.generator = new TextGenerator(model, tokenizer);
+    this.prompts = new ChatPromptBuilder(tokenizer, template);
+  }
+
+  async complete(messages: readonly ChatMessage[], o: ChatCompleteOptions = {}): Promise<ChatModelResult> {
+    const ids = this.prompts.ids(messages, o.tools);
+    const ctx = Math.min(o.maxContextTokens ?? Infinity, this.generator.contextLength);
+    const room = ctx - ids.length;
+    if (room <= 0) return { text: '', finishReason: 'length', promptTokens: ids.length, completionTokens: 0 };
+    const want = o.maxTokens ?? this.options.maxTokens ?? 256;
+    const maxTokens = Math.min(want, room);
+    const r = await this.generator.generate({
+      promptIds: ids,
+      maxTokens,
+      temperature: o.temperature,
+      topP: o.topP,
+      seed: o.seed,
+      stop: [...this.prompts.stop, ...(o.stop ?? [])],
+      stopTokenIds: this.prompts.stopTokenIds,
+      signal: o.signal,
+      onText: o.onText,
+    });
+    const finishReason = r.finishReason === 'aborted' ? 'aborted' : r.finishReason === 'length' ? 'length' : 'stop';
+    return { text: r.text, finishReason, promptTokens: ids.length, completionTokens: r.tokens.length };
+  }
+}

@@ -1,0 +1,394 @@
+/**
+ * Exports a LLaMA-family checkpoint (any `WeightSource`, e.g. an `HfCheckpoint`) to one ONNX graph
+ * (opset 17) that serves both prefill (past length 0) and KV-cache decode.
+ *
+ * Inputs:  input_ids [B,T] int64, attention_mask [B,P+T] int64, position_ids [B,T] int64,
+ *          past_key_values.{i}.key / .value [B, kvHeads, P, headDim] float32,
+ *          logits_to_keep [] int64 (0 = logits for all positions, k = the last k positions only).
+ * Outputs: logits [B,T',V] (T' = T, or the last `logits_to_keep` positions),
+ *          present.{i}.key / .value [B, kvHeads, P+T, headDim].
+ *
+ * Layout choices: q/k/v and gate/up projections are fused into one MatMul each (weights stored
+ * transposed, [in, out]); the 1/sqrt(headDim) attention scale is folded into the q projection (RoPE is
+ * linear, so this commutes); grouped-query attention reshapes q to [B, kvHeads, T*group, headDim] and
+ * multiplies with the un-repeated K/V; rotate-half RoPE takes cos/sin computed in-graph from
+ * position_ids and the (scaled) inverse frequencies; the LM head is a Gemm with transB on the
+ * [V, D] matrix, so a tied head shares the embedding initializer.
+ */
+import { promises as fsp } from 'node:fs';
+import * as path from 'node:path';
+import {
+  ConfigError,
+  EMBED,
+  FINAL_NORM,
+  LM_HEAD,
+  OutputError,
+  layerTensorName,
+  pathExists,
+  tempSibling,
+  type LlamaConfig,
+  type WeightSource,
+} from '@llama-pro/core';
+import { onnx } from 'onnx-proto';
+import { DT, EmbeddedSink, GraphBuilder, encodeModel, valueInfo, type InitializerSink } from './graph';
+import { ropeInvFreq } from './rope';
+
+export const ONNX_OPSET = 17;
+/** Bumped whenever the exported graph changes (part of the export cache key). */
+export const EXPORT_FORMAT_VERSION = 1;
+/** Protobuf cannot hold more than 2 GiB; models above this size need an external data file. */
+export const PROTOBUF_LIMIT_BYTES = 2 ** 31 - 1;
+/** Default threshold above which `export` writes weights to an external data file. */
+export const EXTERNAL_DATA_THRESHOLD_BYTES = 2_000_000_000;
+
+export const INPUT_IDS = 'input_ids';
+export const ATTENTION_MASK = 'attention_mask';
+export const POSITION_IDS = 'position_ids';
+export const LOGITS_TO_KEEP = 'logits_to_keep';
+export const LOGITS = 'logits';
+export const pastKeyName = (layer: number): string => `past_key_values.${layer}.key`;
+export const pastValueName = (layer: number): string => `past_key_values.${layer}.value`;
+export const presentKeyName = (layer: number): string => `present.${layer}.key`;
+export const presentValueName = (layer: number): string => `present.${layer}.value`;
+
+/** Float32 minimum, as Hugging Face uses for masked attention scores (finite, so fully masked rows stay finite). */
+const MASK_MIN = -3.4028234663852886e38;
+
+export interface ExportProgress {
+  (done: number, total: number): void;
+}
+
+/** Refuses configurations the graph does not implement. */
+export function checkExportable(c: LlamaConfig): void {
+  if (c.numExperts > 0) throw new ConfigError(`${c.architectureClass} (mixture of experts) cannot be exported to ONNX by llama-pro; only dense LLaMA-family models`, 'CONFIG_UNSUPPORTED_ARCHITECTURE');
+  if (c.hiddenAct !== 'silu') throw new ConfigError(`hidden_act "${c.hiddenAct}" is not supported by the onnx exporter`);
+  ropeInvFreq(c); // validates rope_scaling
+}
+
+/** Bytes of float32 weights the export will hold. */
+export function exportWeightBytes(c: LlamaConfig): number {
+  const q = c.numAttentionHeads * c.headDim;
+  const kv = c.numKeyValueHeads * c.headDim;
+  const D = c.hiddenSize;
+  const I = c.intermediateSize;
+  const perLayer = 2 * D + D * (q + 2 * kv) + (c.qkvBias ? q + 2 * kv : 0) + q * D + (c.oBias ? D : 0) + 3 * D * I + (c.mlpBias ? 2 * I + D : 0);
+  return 4 * (c.vocabSize * D * (c.tieWordEmbeddings ? 1 : 2) + c.numHiddenLayers * perLayer + D);
+}
+
+/** [rows, cols] row-major -> [cols, rows]. */
+function transpose(a: Float32Array, rows: number, cols: number): Float32Array {
+  const out = new Float32Array(a.length);
+  const B = 32;
+  for (let r0 = 0; r0 < rows; r0 += B) {
+    const r1 = Math.min(rows, r0 + B);
+    for (let c0 = 0; c0 < cols; c0 += B) {
+      const c1 = Math.min(cols, c0 + B);
+      for (let r = r0; r < r1; r++) for (let c = c0; c < c1; c++) out[c * rows + r] = a[r * cols + c]!;
+    }
+  }
+  return out;
+}
+
+/** Concatenates [rows_i, cols] matrices (HF [out, in] weights) and returns the transposed [cols, sum rows]. */
+function fusedTransposed(parts: readonly Float32Array[], cols: number): Float32Array {
+  const total = parts.reduce((a, p) => a + p.length, 0);
+  const cat = new Float32Array(total);
+  let off = 0;
+  for (const p of parts) {
+    cat.set(p, off);
+    off += p.length;
+  }
+  return transpose(cat, total / cols, cols);
+}
+
+function concat(parts: readonly Float32Array[]): Float32Array {
+  const out = new Float32Array(parts.reduce((a, p) => a + p.length, 0));
+  let off = 0;
+  for (const p of parts) {
+    out.set(p, off);
+    off += p.length;
+  }
+  return out;
+}
+
+function scaled(a: Float32Array, s: number): Float32Array {
+  const out = new Float32Array(a.length);
+  for (let i = 0; i < a.length; i++) out[i] = a[i]! * s;
+  return out;
+}
+
+/** Builds the graph, reading weights tensor by tensor from `source` into `sink`. */
+export async function buildLlamaModel(source: WeightSource, sink: InitializerSink = new EmbeddedSink(), onProgress?: ExportProgress): Promise<onnx.ModelProto> {
+  const c = source.config;
+  checkExportable(c);
+  const g = new GraphBuilder(sink);
+  const D = c.hiddenSize;
+  const H = c.numAttentionHeads;
+  const KV = c.numKeyValueHeads;
+  const hd = c.headDim;
+  const G = H / KV;
+  const I = c.intermediateSize;
+  const V = c.vocabSize;
+  const qd = H * hd;
+  const kvd = KV * hd;
+  const L = c.numHiddenLayers;
+  const totalSteps = L + 2;
+  let step = 0;
+  const tick = () => onProgress?.(++step, totalSteps);
+
+  g.inputs.push(valueInfo(INPUT_IDS, DT.INT64, ['batch_size', 'sequence_length']));
+  g.inputs.push(valueInfo(ATTENTION_MASK, DT.INT64, ['batch_size', 'total_sequence_length']));
+  g.inputs.push(valueInfo(POSITION_IDS, DT.INT64, ['batch_size', 'sequence_length']));
+  for (let i = 0; i < L; i++) {
+    g.inputs.push(valueInfo(pastKeyName(i), DT.FLOAT, ['batch_size', KV, 'past_sequence_length', hd]));
+    g.inputs.push(valueInfo(pastValueName(i), DT.FLOAT, ['batch_size', KV, 'past_sequence_length', hd]));
+  }
+  // 0 = logits for every position; k > 0 = only the last k positions (prefill for generation needs 1).
+  g.inputs.push(valueInfo(LOGITS_TO_KEEP, DT.INT64, []));
+
+  const r = (name: string) => source.readFloat32(name);
+
+  // --- embeddings
+  const embed = await g.weight(EMBED, [V, D], await r(EMBED));
+  let x = g.op1('Gather', [embed, INPUT_IDS], { axis: 0 });
+  tick();
+
+  // --- rotary cos/sin [B,T,1,hd] (rotate-half layout: cat(freqs, freqs); sin signed as cat(-sin, sin))
+  const invFreq = ropeInvFreq(c);
+  const inv = g.f32([...invFreq]);
+  const posF = g.op1('Cast', [POSITION_IDS], { to: DT.FLOAT });
+  const freqs = g.op1('Mul', [g.op1('Unsqueeze', [posF, g.i64([2])]), inv]); // [B,T,hd/2]
+  const cosH = g.op1('Cos', [freqs]);
+  const sinH = g.op1('Sin', [freqs]);
+  const cos = g.op1('Unsqueeze', [g.op1('Concat', [cosH, cosH], { axis: -1 }), g.i64([2])]);
+  const sinS = g.op1('Unsqueeze', [g.op1('Concat', [g.op1('Neg', [sinH]), sinH], { axis: -1 }), g.i64([2])]);
+  const halves = g.i64([hd / 2, hd / 2]);
+  const rope = (t: string): string => {
+    const [a, b] = g.op('Split', [t, halves], { axis: -1 }, 2);
+    const swapped = g.op1('Concat', [b!, a!], { axis: -1 });
+    return g.op1('Add', [g.op1('Mul', [t, cos]), g.op1('Mul', [swapped, sinS])]);
+  };
+
+  // --- additive attention mask: causal over absolute positions P..P+T-1, and padding
+  const S = g.op1('Shape', [ATTENTION_MASK], { start: 1, end: 2 });
+  const T = g.op1('Shape', [INPUT_IDS], { start: 1, end: 2 });
+  const zeroS = g.i64([0], true);
+  const oneS = g.i64([1], true);
+  const Ss = g.op1('Squeeze', [S, g.i64([0])]);
+  const Ps = g.op1('Squeeze', [g.op1('Sub', [S, T]), g.i64([0])]);
+  const kpos = g.op1('Range', [zeroS, Ss, oneS]);
+  const qpos = g.op1('Range', [Ps, Ss, oneS]);
+  const causal = g.op1('LessOrEqual', [g.op1('Unsqueeze', [kpos, g.i64([0])]), g.op1('Unsqueeze', [qpos, g.i64([1])])]); // [T,S]
+  const notPad = g.op1('Unsqueeze', [g.op1('Cast', [ATTENTION_MASK], { to: DT.BOOL }), g.i64([1])]); // [B,1,S]
+  const allowed = g.op1('And', [causal, notPad]); // [B,T,S]
+  const mask3 = g.op1('Where', [allowed, g.f32([0], true), g.f32([MASK_MIN], true)]); // [B,T,S]
+  // Scores are laid out [B, KV, T*G, S] (rows ordered t, then g): repeat each mask row G times once here.
+  let maskAdd: string;
+  if (G === 1) maskAdd = g.op1('Unsqueeze', [mask3, g.i64([1])]);
+  else {
+    const rep = g.op1('Expand', [g.op1('Unsqueeze', [mask3, g.i64([2])]), g.i64([1, 1, G, 1])]); // [B,T,G,S]
+    const shp = g.op1('Concat', [g.op1('Shape', [INPUT_IDS], { start: 0, end: 1 }), g.i64([1, -1]), S], { axis: 0 });
+    maskAdd = g.op1('Reshape', [rep, shp]); // [B,1,T*G,S]
+  }
+
+  const eps = g.f32([c.rmsNormEps], true);
+  const two = g.f32([2], true);
+  const rms = (t: string, w: string): string => {
+    const ms = g.op1('ReduceMean', [g.op1('Pow', [t, two])], { axes: [-1], keepdims: 1 });
+    return g.op1('Mul', [g.op1('Div', [t, g.op1('Sqrt', [g.op1('Add', [ms, eps])])]), w]);
+  };
+  const linear = (t: string, w: string, b?: string): string => {
+    const y = g.op1('MatMul', [t, w]);
+    return b ? g.op1('Add', [y, b]) : y;
+  };
+
+  const qScale = 1 / Math.sqrt(hd);
+  const qkvSplit = g.i64([qd, kvd, kvd]);
+  const guSplit = g.i64([I, I]);
+  for (let i = 0; i < L; i++) {
+    const n = (s: string) => layerTensorName(i, s);
+    const ln1 = await g.weight(n('input_layernorm.weight'), [D], await r(n('input_layernorm.weight')));
+    const ln2 = await g.weight(n('post_attention_layernorm.weight'), [D], await r(n('post_attention_layernorm.weight')));
+    const wq = scaled(await r(n('self_attn.q_proj.weight')), qScale);
+    const wqkv = await g.weight(`layers.${i}.qkv.weight_t`, [D, qd + 2 * kvd], fusedTransposed([wq, await r(n('self_attn.k_proj.weight')), await r(n('self_attn.v_proj.weight'))], D));
+    let bqkv: string | undefined;
+    if (c.qkvBias) {
+      const b = concat([scaled(await r(n('self_attn.q_proj.bias')), qScale), await r(n('self_attn.k_proj.bias')), await r(n('self_attn.v_proj.bias'))]);
+      bqkv = await g.weight(`layers.${i}.qkv.bias`, [qd + 2 * kvd], b);
+    }
+    const wo = await g.weight(`layers.${i}.o_proj.weight_t`, [qd, D], transpose(await r(n('self_attn.o_proj.weight')), D, qd));
+    const bo = c.oBias ? await g.weight(n('self_attn.o_proj.bias'), [D], await r(n('self_attn.o_proj.bias'))) : undefined;
+    const wgu = await g.weight(`layers.${i}.gate_up.weight_t`, [D, 2 * I], fusedTransposed([await r(n('mlp.gate_proj.weight')), await r(n('mlp.up_proj.weight'))], D));
+    const bgu = c.mlpBias ? await g.weight(`layers.${i}.gate_up.bias`, [2 * I], concat([await r(n('mlp.gate_proj.bias')), await r(n('mlp.up_proj.bias'))])) : undefined;
+    const wd = await g.weight(`layers.${i}.down_proj.weight_t`, [I, D], transpose(await r(n('mlp.down_proj.weight')), D, I));
+    const bd = c.mlpBias ? await g.weight(n('mlp.down_proj.bias'), [D], await r(n('mlp.down_proj.bias'))) : undefined;
+
+    // attention
+    const h1 = rms(x, ln1);
+    const [q0, k0, v0] = g.op('Split', [linear(h1, wqkv, bqkv), qkvSplit], { axis: -1 }, 3);
+    const q = rope(g.op1('Reshape', [q0!, g.i64([0, 0, H, hd])])); // [B,T,H,hd]
+    const k = rope(g.op1('Reshape', [k0!, g.i64([0, 0, KV, hd])])); // [B,T,KV,hd]
+    const v = g.op1('Reshape', [v0!, g.i64([0, 0, KV, hd])]);
+    const qg = g.op1('Reshape', [g.op1('Transpose', [g.op1('Reshape', [q, g.i64([0, 0, KV, G, hd])])], { perm: [0, 2, 1, 3, 4] }), g.i64([0, 0, -1, hd])]); // [B,KV,T*G,hd]
+    const kNew = g.op1('Transpose', [k], { perm: [0, 2, 1, 3] });
+    const vNew = g.op1('Transpose', [v], { perm: [0, 2, 1, 3] });
+    const kAll = g.op1('Concat', [pastKeyName(i), kNew], { axis: 2 }, presentKeyName(i)); // [B,KV,S,hd]
+    const vAll = g.op1('Concat', [pastValueName(i), vNew], { axis: 2 }, presentValueName(i));
+    const scores = g.op1('MatMul', [qg, g.op1('Transpose', [kAll], { perm: [0, 1, 3, 2] })]); // [B,KV,T*G,S]
+    const probs = g.op1('Softmax', [g.op1('Add', [scores, maskAdd])], { axis: -1 });
+    const ctx = g.op1('Reshape', [g.op1('MatMul', [probs, vAll]), g.i64([0, 0, -1, G * hd])]); // [B,KV,T,G*hd]
+    const merged = g.op1('Reshape', [g.op1('Transpose', [ctx], { perm: [0, 2, 1, 3] }), g.i64([0, 0, -1])]); // [B,T,H*hd]
+    const hAttn = g.op1('Add', [x, linear(merged, wo, bo)]);
+
+    // SwiGLU MLP
+    const h2 = rms(hAttn, ln2);
+    const [gate, up] = g.op('Split', [linear(h2, wgu, bgu), guSplit], { axis: -1 }, 2);
+    const act = g.op1('Mul', [g.op1('Mul', [gate!, g.op1('Sigmoid', [gate!])]), up!]);
+    x = g.op1('Add', [hAttn, linear(act, wd, bd)]);
+    g.outputs.push(valueInfo(presentKeyName(i), DT.FLOAT, ['batch_size', KV, 'total_sequence_length', hd]));
+    g.outputs.push(valueInfo(presentValueName(i), DT.FLOAT, ['batch_size', KV, 'total_sequence_length', hd]));
+    tick();
+  }
+
+  // --- final norm, keep the last `logits_to_keep` positions (0 = all), LM head
+  const normW = await g.weight(FINAL_NORM, [D], await r(FINAL_NORM));
+  const xn = rms(x, normW);
+  const keep = g.op1('Unsqueeze', [LOGITS_TO_KEEP, g.i64([0])]);
+  const start = g.op1('Where', [g.op1('Greater', [keep, g.i64([0])]), g.op1('Neg', [keep]), g.i64([0])]);
+  const xs = g.op1('Slice', [xn, start, g.i64([2 ** 53 - 1]), g.i64([1])]); // [B,T',D]
+  const head = c.tieWordEmbeddings ? embed : await g.weight(LM_HEAD, [V, D], await r(LM_HEAD));
+  const logits2d = g.op1('Gemm', [g.op1('Reshape', [xs, g.i64([-1, D])]), head], { transB: 1 });
+  const outShape = g.op1('Concat', [g.op1('Shape', [xs], { start: 0, end: 2 }), g.i64([V])], { axis: 0 });
+  g.op1('Reshape', [logits2d, outShape], {}, LOGITS);
+  g.outputs.unshift(valueInfo(LOGITS, DT.FLOAT, ['batch_size', 'logits_length', V]));
+  tick();
+
+  return g.model({
+    opset: ONNX_OPSET,
+    producerVersion: String(EXPORT_FORMAT_VERSION),
+    docString: `${c.architectureClass}: ${L} layers, hidden ${D}, ${H} heads (${KV} kv), vocab ${V}`,
+    metadata: {
+      'llama_pro.export_format': String(EXPORT_FORMAT_VERSION),
+      'llama_pro.architecture': c.architectureClass,
+      'llama_pro.num_layers': String(L),
+      'llama_pro.num_key_value_heads': String(KV),
+      'llama_pro.head_dim': String(hd),
+      'llama_pro.vocab_size': String(V),
+    },
+  });
+}
+
+/** Exports to an in-memory ONNX model (weights embedded). Refuses models beyond protobuf's 2 GiB. */
+export async function exportLlamaOnnxBytes(source: WeightSource, onProgress?: ExportProgress): Promise<Uint8Array> {
+  const bytes = exportWeightBytes(source.config);
+  if (bytes >= PROTOBUF_LIMIT_BYTES - 16_000_000) {
+    throw new ConfigError(
+      `the model's ${bytes} bytes of float32 weights do not fit in one in-memory ONNX protobuf (2 GiB limit); export to a file with an external data file instead (llama-pro export-onnx)`,
+      'ONNX_TOO_LARGE',
+    );
+  }
+  return encodeModel(await buildLlamaModel(source, new EmbeddedSink(), onProgress));
+}
+
+/** Appends initializer bytes to an open file (4 KiB aligned, so ORT can map them). */
+class ExternalFileSink implements InitializerSink {
+  private offset = 0;
+  constructor(
+    private readonly fh: fsp.FileHandle,
+    private readonly location: string,
+  ) {}
+
+  async place(_name: string, bytes: Uint8Array): Promise<Partial<onnx.ITensorProto>> {
+    const aligned = Math.ceil(this.offset / 4096) * 4096;
+    if (aligned > this.offset) await this.fh.write(new Uint8Array(aligned - this.offset), 0, aligned - this.offset, this.offset);
+    let written = 0;
+    while (written < bytes.byteLength) {
+      const { bytesWritten } = await this.fh.write(bytes, written, bytes.byteLength - written, aligned + written);
+      written += bytesWritten;
+    }
+    this.offset = aligned + bytes.byteLength;
+    return {
+      dataLocation: onnx.TensorProto.DataLocation.EXTERNAL,
+      externalData: [
+        { key: 'location', value: this.location },
+        { key: 'offset', value: String(aligned) },
+        { key: 'length', value: String(bytes.byteLength) },
+      ],
+    };
+  }
+
+  get size(): number {
+    return this.offset;
+  }
+}
+
+export interface ExportOnnxOptions {
+  /** Weights in an external data file `<out>.data`: true, false, or 'auto' (default: when weights exceed 2 GB). */
+  externalData?: boolean | 'auto';
+  /** Replace existing outputs. */
+  force?: boolean;
+  onProgress?: ExportProgress;
+}
+
+export interface ExportOnnxResult {
+  file: string;
+  /** The external data file, when one was written. */
+  dataFile?: string;
+  modelBytes: number;
+  dataBytes: number;
+}
+
+async function syncAndRename(tmp: string, target: string): Promise<void> {
+  const fh = await fsp.open(tmp, 'r+');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  await fsp.rename(tmp, target);
+}
+
+/**
+ * Writes `outFile` (and `<outFile>.data` when weights go external) atomically: both are written under
+ * temporary names and renamed into place only when complete, the data file first and the model last,
+ * so a model file at the final path always refers to complete data.
+ */
+export async function exportLlamaOnnx(source: WeightSource, outFile: string, options: ExportOnnxOptions = {}): Promise<ExportOnnxResult> {
+  checkExportable(source.config);
+  const out = path.resolve(outFile);
+  const dataFile = `${out}.data`;
+  const mode = options.externalData ?? 'auto';
+  const external = mode === 'auto' ? exportWeightBytes(source.config) > EXTERNAL_DATA_THRESHOLD_BYTES : mode;
+  if (!options.force) {
+    for (const p of external ? [out, dataFile] : [out]) {
+      if (await pathExists(p)) throw new OutputError(`output ${p} already exists; choose another path or pass --force to replace it`, 'OUTPUT_EXISTS');
+    }
+  }
+  await fsp.mkdir(path.dirname(out), { recursive: true });
+  const tmpModel = tempSibling(out);
+  const tmpData = tempSibling(dataFile);
+  try {
+    let modelBytes: Uint8Array;
+    let dataBytes = 0;
+    if (external) {
+      const fh = await fsp.open(tmpData, 'wx');
+      try {
+        const sink = new ExternalFileSink(fh, path.basename(dataFile));
+        modelBytes = encodeModel(await buildLlamaModel(source, sink, options.onProgress));
+        dataBytes = sink.size;
+      } finally {
+        await fh.close();
+      }
+    } else {
+      modelBytes = await exportLlamaOnnxBytes(source, options.onProgress);
+    }
+    await fsp.writeFile(tmpModel, modelBytes, { flag: 'wx' });
+    if (external) await syncAndRename(tmpData, dataFile);
+    await syncAndRename(tmpModel, out);
+    return { file: out, dataFile: external ? dataFile : undefined, modelBytes: modelBytes.byteLength, dataBytes };
+  } catch (e) {
+    await fsp.rm(tmpModel, { force: true });
+    await fsp.rm(tmpData, { force: true });
+    throw e;
+  }
+}

@@ -1,0 +1,94 @@
+import { promises as fsp } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { onnx } from 'onnx-proto';
+import { HfCheckpoint, OutputError } from '@llama-pro/core';
+import { tinyRawConfig, writeRandomCheckpoint } from '@llama-pro/core/testing';
+import { OnnxBackend, exportLlamaOnnx, exportLlamaOnnxBytes, exportWeightBytes } from '../src';
+import { relL2 } from './reference';
+
+describe('ONNX export', () => {
+  let tmp: string;
+  let tied: HfCheckpoint;
+  let untied: HfCheckpoint;
+
+  beforeAll(async () => {
+    tmp = await fsp.mkdtemp(path.join(os.tmpdir(), 'onnx-export-'));
+    await writeRandomCheckpoint(path.join(tmp, 'tied'), tinyRawConfig({ tie: true, heads: 4, kvHeads: 2, layers: 3 }), { seed: 11 });
+    await writeRandomCheckpoint(path.join(tmp, 'untied'), tinyRawConfig({ tie: false, heads: 4, kvHeads: 1, attentionBias: true }), { seed: 12 });
+    tied = await HfCheckpoint.open(path.join(tmp, 'tied'));
+    untied = await HfCheckpoint.open(path.join(tmp, 'untied'));
+  });
+  afterAll(async () => {
+    await tied?.close();
+    await untied?.close();
+    await fsp.rm(tmp, { recursive: true, force: true });
+  });
+
+  it('declares opset 17, the cache interface, and shares the embedding with a tied head', async () => {
+    const m = onnx.ModelProto.decode(await exportLlamaOnnxBytes(tied));
+    expect(m.opsetImport.map((o) => [o.domain, Number(o.version)])).toEqual([['', 17]]);
+    const g = m.graph as onnx.GraphProto;
+    const inputs = g.input.map((i) => i.name);
+    expect(inputs.slice(0, 3)).toEqual(['input_ids', 'attention_mask', 'position_ids']);
+    expect(inputs).toContain('past_key_values.2.value');
+    expect(g.output.map((o) => o.name)).toEqual(['logits', ...[0, 1, 2].flatMap((i) => [`present.${i}.key`, `present.${i}.value`])]);
+    const past = g.input.find((i) => i.name === 'past_key_values.0.key')!;
+    expect(past.type!.tensorType!.shape!.dim!.map((d) => d.dimParam || Number(d.dimValue))).toEqual(['batch_size', 2, 'past_sequence_length', 8]);
+    const inits = new Set(g.initializer.map((t) => t.name));
+    expect(inits.has('lm_head.weight')).toBe(false);
+    expect(inits.has('model.embed_tokens.weight')).toBe(true);
+    // grouped-query attention multiplies with un-repeated K/V: no Tile, and the only Expand is on the mask
+    expect(g.node.filter((n) => n.opType === 'Tile')).toHaveLength(0);
+    expect(g.node.filter((n) => n.opType === 'Expand')).toHaveLength(1);
+    const um = onnx.ModelProto.decode(await exportLlamaOnnxBytes(untied));
+    expect((um.graph as onnx.GraphProto).initializer.some((t) => t.name === 'lm_head.weight')).toBe(true);
+    expect((um.graph as onnx.GraphProto).initializer.some((t) => t.name === 'layers.0.qkv.bias')).toBe(true);
+  });
+
+  it('a file export, embedded or with external data, gives the same logits as the in-memory load', async () => {
+    const backend = new OnnxBackend();
+    const ids = Int32Array.from({ length: 2 * 7 }, (_, i) => (i * 5 + 1) % 64);
+    const ref = await backend.load(untied, { threads: 1 });
+    const want = (await ref.forward({ ids, batchSize: 2, seqLen: 7 })).data;
+    await ref.dispose();
+    const embedded = await exportLlamaOnnx(untied, path.join(tmp, 'out', 'embedded.onnx'));
+    expect(embedded.dataFile).toBeUndefined();
+    const external = await exportLlamaOnnx(untied, path.join(tmp, 'out', 'external.onnx'), { externalData: true });
+    expect(external.dataFile).toBe(path.join(tmp, 'out', 'external.onnx.data'));
+    expect(external.dataBytes).toBeGreaterThanOrEqual(exportWeightBytes(untied.config));
+    expect(external.modelBytes).toBeLessThan(20_000); // graph only: the weights live in the data file
+    expect((await fsp.readdir(path.join(tmp, 'out'))).sort()).toEqual(['embedded.onnx', 'external.onnx', 'external.onnx.data']);
+    for (const file of [embedded.file, external.file]) {
+      const m = await backend.load(untied, { threads: 1, onnxFile: file });
+      const got = (await m.forward({ ids, batchSize: 2, seqLen: 7 })).data;
+      expect(relL2(got, want)).toBe(0);
+      await m.dispose();
+    }
+  });
+
+  it('refuses to overwrite without force and leaves no temporary files on failure', async () => {
+    const out = path.join(tmp, 'again.onnx');
+    await exportLlamaOnnx(tied, out);
+    await expect(exportLlamaOnnx(tied, out)).rejects.toBeInstanceOf(OutputError);
+    await exportLlamaOnnx(tied, out, { force: true });
+    const failing = { ...tied, config: tied.config, tensorNames: () => tied.tensorNames(), info: (n: string) => tied.info(n), readFloat32: async (n: string) => (n.includes('layers.1.') ? Promise.reject(new Error('disk gone')) : tied.readFloat32(n)) };
+    await expect(exportLlamaOnnx(failing, path.join(tmp, 'broken.onnx'), { externalData: true })).rejects.toThrow('disk gone');
+    const left = (await fsp.readdir(tmp)).filter((n) => n.includes('broken'));
+    expect(left).toEqual([]);
+  });
+
+  it('caches a disk export keyed by the checkpoint files and reuses it', async () => {
+    const cacheDir = path.join(tmp, 'cache');
+    const logs: string[] = [];
+    const m1 = await new OnnxBackend().load(tied, { threads: 1, cacheDir, log: (s) => logs.push(s) });
+    await m1.dispose();
+    const m2 = await new OnnxBackend().load(tied, { threads: 1, cacheDir, log: (s) => logs.push(s) });
+    await m2.dispose();
+    expect(logs.filter((l) => l.startsWith('onnx: exporting'))).toHaveLength(1);
+    expect(logs.filter((l) => l.startsWith('onnx: using cached export'))).toHaveLength(1);
+    const entries = await fsp.readdir(cacheDir);
+    expect(entries).toHaveLength(1);
+    expect(await fsp.readdir(path.join(cacheDir, entries[0]!))).toEqual(['model.onnx']);
+  });
+});

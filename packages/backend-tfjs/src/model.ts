@@ -1,0 +1,512 @@
+/**
+ * A LLaMA-family decoder (LLaMA, Mistral, Qwen2 dense) on TensorFlow.js with Hugging Face semantics:
+ * RMSNorm, rotate-half rotary embeddings (rope_theta, optional linear scaling), grouped-query
+ * attention, SwiGLU MLP, optional q/k/v/o/MLP biases, tied or untied head; batched inputs with an
+ * attention mask (padding on either side; position = number of real tokens before the token).
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import {
+  CheckpointError,
+  ConfigError,
+  EMBED,
+  FINAL_NORM,
+  IGNORE_INDEX,
+  LM_HEAD,
+  UsageError,
+  expectedShape,
+  expectedTensorNames,
+  layerTensorName,
+  numel,
+  type DecodeSession,
+  type GradientResult,
+  type LlamaConfig,
+  type Logits,
+  type LossResult,
+  type TokenBatch,
+  type TrainableLM,
+  type TrainingBatch,
+  type WeightSource,
+} from '@llama-pro/core';
+import { embedTrainable, linearFrozen, linearTrainable, nllRows, rmsNorm, rope, rotateHalfMatrix, weightedCrossEntropy } from './ops';
+import { activateVariant, type TfjsVariant } from './variant';
+
+/** Parameter bytes above which the wasm engine (4 GiB address space) cannot also hold activations. */
+const WASM_PARAM_BYTES = 3 * 2 ** 30;
+
+/** Additive attention bias for disallowed keys (finite, so fully masked rows stay finite). */
+const MASKED = -1e9;
+
+interface Param {
+  /** Hugging Face layout, e.g. [out, in] for linear weights. */
+  w: tf.Tensor;
+  /** Transposed copy [in, out] of a matrix used as a linear layer's weight (forward product). */
+  wT?: tf.Tensor;
+}
+
+interface LayerCache {
+  k: tf.Tensor4D; // [B, kvH, S, hd] (after rotary embedding)
+  v: tf.Tensor4D; // [B, kvH, S, hd]
+}
+
+/** Inverse rotary frequencies, in float32 arithmetic like Hugging Face and llama2.c. */
+function inverseFrequencies(c: LlamaConfig): Float64Array {
+  const half = c.headDim / 2;
+  const inv = new Float64Array(half);
+  let divisor = 1;
+  const rs = c.ropeScaling;
+  if (rs) {
+    const type = String(rs['rope_type'] ?? rs['type'] ?? 'default');
+    if (type === 'linear') {
+      const factor = rs['factor'];
+      if (typeof factor !== 'number' || !(factor > 0)) throw new ConfigError('rope_scaling "linear" needs a positive "factor"');
+      divisor = factor;
+    } else if (type !== 'default') {
+      throw new ConfigError(`rope_scaling type "${type}" is not implemented by the tfjs backend (supported: default, linear); use a model without it or another backend`, 'CONFIG_UNSUPPORTED_ROPE');
+    }
+  }
+  for (let i = 0; i < half; i++) {
+    const exponent = Math.fround((2 * i) / c.headDim);
+    inv[i] = Math.fround(Math.fround(1 / Math.fround(Math.pow(c.ropeTheta, exponent))) / divisor);
+  }
+  return inv;
+}
+
+function checkBatch(batch: TokenBatch, vocab: number, what = 'batch'): void {
+  const { batchSize: B, seqLen: T, ids, attentionMask } = batch;
+  if (!Number.isInteger(B) || B < 1 || !Number.isInteger(T) || T < 1) throw new UsageError(`${what}: batchSize and seqLen must be positive integers, got ${B} x ${T}`);
+  if (ids.length !== B * T) throw new UsageError(`${what}: ids has ${ids.length} entries, expected batchSize*seqLen = ${B * T}`);
+  if (attentionMask && attentionMask.length !== B * T) throw new UsageError(`${what}: attentionMask has ${attentionMask.length} entries, expected ${B * T}`);
+  for (let i = 0; i < ids.length; i++) {
+    const id = ids[i]!;
+    if (id < 0 || id >= vocab) throw new UsageError(`${what}: token id ${id} at index ${i} is outside the vocabulary [0, ${vocab})`);
+  }
+}
+
+export class TfjsLlama implements TrainableLM {
+  readonly device: string;
+  private readonly params = new Map<string, Param>();
+  private readonly invFreq: Float64Array;
+  private disposed = false;
+
+  private constructor(
+    readonly config: LlamaConfig,
+    readonly variant: TfjsVariant,
+  ) {
+    this.device = `tfjs:${variant}`;
+    this.invFreq = inverseFrequencies(config);
+  }
+
+  /** Checks the config is one this backend runs, before any weights are read. */
+  static checkConfig(c: LlamaConfig): void {
+    if (c.numExperts > 0) {
+      throw new ConfigError(`${c.architectureClass} is a mixture-of-experts model (${c.numExperts} experts); the tfjs backend runs dense models only (expansion still works on it)`, 'CONFIG_UNSUPPORTED_MOE');
+    }
+    if (c.hiddenAct !== 'silu') throw new ConfigError(`activation "${c.hiddenAct}" is not supported by the tfjs backend (silu only)`);
+    inverseFrequencies(c);
+  }
+
+  /** Bytes the parameters take on the engine (matrices are kept in two layouts). */
+  static parameterBytes(c: LlamaConfig): number {
+    let bytes = 0;
+    for (const name of expectedTensorNames(c)) {
+      const shape = expectedShape(c, name)!;
+      const copies = shape.length === 2 && (name !== EMBED || c.tieWordEmbeddings) ? 2 : 1;
+      bytes += numel(shape) * 4 * copies;
+    }
+    return bytes;
+  }
+
+  static async load(source: WeightSource, variant: TfjsVariant): Promise<TfjsLlama> {
+    const c = source.config;
+    TfjsLlama.checkConfig(c);
+    const bytes = TfjsLlama.parameterBytes(c);
+    if (variant === 'wasm' && bytes > WASM_PARAM_BYTES) {
+      throw new UsageError(
+        `the model needs ${(bytes / 2 ** 30).toFixed(1)} GiB for its float32 parameters on tfjs, more than the wasm engine's 4 GiB memory allows; use --backend tfjs:tensorflow (tfjs-node), tfjs:cpu or the onnx backend`,
+        'MODEL_TOO_LARGE',
+      );
+    }
+    await activateVariant(variant);
+    const m = new TfjsLlama(c, variant);
+    const have = new Set(source.tensorNames());
+    try {
+      for (const name of expectedTensorNames(c)) {
+        if (!have.has(name)) throw new CheckpointError(`checkpoint has no tensor "${name}", which the config requires; the checkpoint is incomplete or does not match config.json`, 'CHECKPOINT_MISSING_TENSOR');
+        const shape = expectedShape(c, name)!;
+        const got = source.info(name).shape;
+        if (got.length !== shape.length || got.some((d, i) => d !== shape[i])) {
+          throw new CheckpointError(`tensor "${name}" has shape [${got.join(', ')}], but the config implies [${shape.join(', ')}]`, 'CHECKPOINT_SHAPE');
+        }
+        m.setTensor(name, await source.readFloat32(name), shape);
+      }
+    } catch (e) {
+      m.disposeParams();
+      throw e;
+    }
+    return m;
+  }
+
+  private headName(): string {
+    return this.config.tieWordEmbeddings ? EMBED : LM_HEAD;
+  }
+
+  private setTensor(name: string, values: Float32Array, shape: number[]): void {
+    const old = this.params.get(name);
+    // The cpu (and native) engines keep the given array as the tensor's storage: copy, so callers may
+    // reuse theirs (wasm copies into its heap anyway).
+    const w = tf.tensor(this.variant === 'wasm' ? values : values.slice(), shape, 'float32');
+    const isMatrix = shape.length === 2 && (name !== EMBED || this.config.tieWordEmbeddings);
+    const p: Param = { w, wT: isMatrix ? tf.transpose(w) : undefined };
+    this.params.set(name, p);
+    if (old) {
+      old.w.dispose();
+      old.wT?.dispose();
+    }
+  }
+
+  private param(name: string): Param {
+    const p = this.params.get(name);
+    if (!p) throw new UsageError(`unknown parameter "${name}"; see parameterNames()`);
+    return p;
+  }
+
+  private async ready(): Promise<void> {
+    if (this.disposed) throw new UsageError('this model has been disposed');
+    await activateVariant(this.variant);
+  }
+
+  // ---------------------------------------------------------------- parameters
+
+  parameterNames(): string[] {
+    return expectedTensorNames(this.config);
+  }
+
+  parameterShape(name: string): readonly number[] {
+    return this.param(name).w.shape;
+  }
+
+  async getParameter(name: string): Promise<Float32Array> {
+    await this.ready();
+    return new Float32Array(await this.param(name).w.data());
+  }
+
+  async setParameter(name: string, values: Float32Array): Promise<void> {
+    await this.ready();
+    const shape = this.param(name).w.shape;
+    if (values.length !== numel(shape)) throw new UsageError(`setParameter("${name}"): got ${values.length} values, the parameter has shape [${shape.join(', ')}] (${numel(shape)})`);
+    this.setTensor(name, values, [...shape]);
+  }
+
+  // ---------------------------------------------------------------- forward
+
+  /** cos/sin [B, 1, T, hd] for the given positions [B*T]. */
+  private ropeTables(positions: Float64Array, B: number, T: number): { cos: tf.Tensor; sin: tf.Tensor } {
+    const hd = this.config.headDim;
+    const half = hd / 2;
+    const cos = new Float32Array(B * T * hd);
+    const sin = new Float32Array(B * T * hd);
+    for (let r = 0; r < B * T; r++) {
+      const pos = positions[r]!;
+      for (let i = 0; i < half; i++) {
+        const angle = Math.fround(pos * this.invFreq[i]!);
+        const c = Math.cos(angle);
+        const s = Math.sin(angle);
+        cos[r * hd + i] = c;
+        cos[r * hd + half + i] = c;
+        sin[r * hd + i] = s;
+        sin[r * hd + half + i] = s;
+      }
+    }
+    return { cos: tf.tensor4d(cos, [B, 1, T, hd]), sin: tf.tensor4d(sin, [B, 1, T, hd]) };
+  }
+
+  /**
+   * The decoder. `past` holds the mask of tokens already in the cache ([B][S0]) and `pastReal` their
+   * real-token counts; returns logits [B*T, V] (or [B, V] at the last position when `lastOnly`).
+   * Must run inside tf.tidy (or a gradient function).
+   */
+  private decoder(
+    ids: Int32Array,
+    B: number,
+    T: number,
+    mask: Uint8Array | undefined,
+    o: { trainable?: ReadonlySet<string>; cache?: LayerCache[]; pastMask?: Uint8Array[]; pastReal?: number[]; lastOnly?: boolean; newCache?: LayerCache[] },
+  ): tf.Tensor2D {
+    const c = this.config;
+    const H = c.numAttentionHeads;
+    const KV = c.numKeyValueHeads;
+    const hd = c.headDim;
+    const rep = H / KV;
+    const N = B * T;
+    const S0 = o.pastMask?.[0]?.length ?? 0;
+    const S = S0 + T;
+    const trainable = o.trainable ?? new Set<string>();
+
+    // Positions and the additive attention bias [B, 1, T, S] (causal over sequence index, padding masked).
+    const positions = new Float64Array(N);
+    const bias = new Float32Array(B * T * S).fill(MASKED);
+    for (let b = 0; b < B; b++) {
+      let real = o.pastReal?.[b] ?? 0;
+      const past = o.pastMask?.[b];
+      for (let t = 0; t < T; t++) {
+        const isReal = mask ? mask[b * T + t] !== 0 : true;
+        positions[b * T + t] = real;
+        if (isReal) real++;
+        const row = (b * T + t) * S;
+        for (let s = 0; s < S0; s++) if (past![s]) bias[row + s] = 0;
+        for (let s = 0; s <= t; s++) if (!mask || mask[b * T + s] !== 0) bias[row + S0 + s] = 0;
+        bias[row + S0 + t] = 0; // a padding query attends at least to itself, so its row stays finite
+      }
+    }
+    const biasT = tf.tensor4d(bias, [B, 1, T, S]);
+    const { cos, sin } = this.ropeTables(positions, B, T);
+    const idsT = tf.tensor1d(ids, 'int32');
+    const rot = rotateHalfMatrix(hd);
+
+    const grad = o.trainable !== undefined; // under a gradient tape: linear layers need their custom gradients
+    const lin = (name: string, x: tf.Tensor): tf.Tensor => {
+      const p = this.param(name);
+      if (!grad) return tf.matMul(x as tf.Tensor2D, p.wT! as tf.Tensor2D);
+      return trainable.has(name) ? linearTrainable(x, p.w, p.wT!) : linearFrozen(x, p.wT!, p.w);
+    };
+    const linB = (layer: number, proj: string, x: tf.Tensor, hasBias: boolean): tf.Tensor => {
+      const y = lin(layerTensorName(layer, `${proj}.weight`), x);
+      return hasBias ? tf.add(y, this.param(layerTensorName(layer, `${proj}.bias`)).w) : y;
+    };
+    const w = (name: string): tf.Tensor => this.param(name).w;
+
+    const emb = this.param(EMBED).w;
+    let h: tf.Tensor = trainable.has(EMBED) ? embedTrainable(emb, idsT) : tf.gather(emb, idsT); // [N, D]
+    const scale = 1 / Math.sqrt(hd);
+    for (let l = 0; l < c.numHiddenLayers; l++) {
+      const x = rmsNorm(h, w(layerTensorName(l, 'input_layernorm.weight')), c.rmsNormEps);
+      const heads = (t: tf.Tensor, n: number): tf.Tensor4D => tf.transpose(tf.reshape(t, [B, T, n, hd]), [0, 2, 1, 3]);
+      const q = rope(heads(tf.mul(linB(l, 'self_attn.q_proj', x, c.qkvBias), scale), H), cos, sin, rot);
+      let k = rope(heads(linB(l, 'self_attn.k_proj', x, c.qkvBias), KV), cos, sin, rot);
+      let v = heads(linB(l, 'self_attn.v_proj', x, c.qkvBias), KV);
+      if (o.cache) {
+        k = tf.concat([o.cache[l]!.k, k], 2);
+        v = tf.concat([o.cache[l]!.v, v], 2);
+      }
+      o.newCache?.push({ k, v });
+      // Grouped-query attention without repeating k/v: the rep query heads of a kv head share its batch entry.
+      // (Batched products take the engine's general path either way, where a transposed operand costs nothing.)
+      const scores = tf.add(tf.reshape(tf.matMul(tf.reshape(q, [B, KV, rep * T, hd]), k, false, true), [B, H, T, S]), biasT);
+      const probs = tf.reshape(tf.softmax(scores), [B, KV, rep * T, S]);
+      const ctx = tf.reshape(tf.transpose(tf.reshape(tf.matMul(probs, v), [B, H, T, hd]), [0, 2, 1, 3]), [N, H * hd]);
+      h = tf.add(h, linB(l, 'self_attn.o_proj', ctx, c.oBias));
+      const x2 = rmsNorm(h, w(layerTensorName(l, 'post_attention_layernorm.weight')), c.rmsNormEps);
+      const g = linB(l, 'mlp.gate_proj', x2, c.mlpBias);
+      const u = linB(l, 'mlp.up_proj', x2, c.mlpBias);
+      h = tf.add(h, linB(l, 'mlp.down_proj', tf.mul(tf.mul(g, tf.sigmoid(g)), u), c.mlpBias));
+    }
+    if (o.lastOnly) {
+      const last = tf.tensor1d(Int32Array.from({ length: B }, (_, b) => b * T + T - 1), 'int32');
+      h = tf.gather(h, last);
+    }
+    h = rmsNorm(h, w(FINAL_NORM), c.rmsNormEps);
+    return lin(this.headName(), h) as tf.Tensor2D;
+  }
+
+  async forward(batch: TokenBatch): Promise<Logits> {
+    await this.ready();
+    checkBatch(batch, this.config.vocabSize);
+    const logits = tf.tidy(() => this.decoder(batch.ids, batch.batchSize, batch.seqLen, batch.attentionMask, {}));
+    try {
+      const data = (await logits.data()) as Float32Array;
+      return { data, batchSize: batch.batchSize, seqLen: batch.seqLen, vocabSize: this.config.vocabSize };
+    } finally {
+      logits.dispose();
+    }
+  }
+
+  /** Flat gather indices, clamped targets and per-row weights (1/count for counted rows, else 0). */
+  private targetsInfo(batch: TrainingBatch): { flat: Int32Array; clamped: Int32Array; valid: Uint8Array; count: number } {
+    const { batchSize: B, seqLen: T, targets, attentionMask } = batch;
+    const V = this.config.vocabSize;
+    if (targets.length !== B * T) throw new UsageError(`targets has ${targets.length} entries, expected batchSize*seqLen = ${B * T}`);
+    const flat = new Int32Array(B * T);
+    const clamped = new Int32Array(B * T);
+    const valid = new Uint8Array(B * T);
+    let count = 0;
+    for (let i = 0; i < B * T; i++) {
+      const t = targets[i]!;
+      if (t === IGNORE_INDEX) continue;
+      if (!Number.isInteger(t) || t < 0 || t >= V) throw new UsageError(`target ${t} at index ${i} is outside the vocabulary [0, ${V}) and is not the ignore index ${IGNORE_INDEX}`);
+      if (attentionMask && attentionMask[i] === 0) continue; // targets at padding positions do not count
+      clamped[i] = t;
+      flat[i] = i * V + t;
+      valid[i] = 1;
+      count++;
+    }
+    return { flat, clamped, valid, count };
+  }
+
+  async tokenLogprobs(batch: TrainingBatch): Promise<Float32Array> {
+    await this.ready();
+    checkBatch(batch, this.config.vocabSize);
+    const info = this.targetsInfo(batch);
+    const out = tf.tidy(() => {
+      const z = this.decoder(batch.ids, batch.batchSize, batch.seqLen, batch.attentionMask, {});
+      return tf.neg(nllRows(z, tf.tensor1d(info.flat, 'int32')).nll);
+    });
+    try {
+      const lp = new Float32Array((await out.data()) as Float32Array);
+      for (let i = 0; i < lp.length; i++) if (!info.valid[i]) lp[i] = 0;
+      return lp;
+    } finally {
+      out.dispose();
+    }
+  }
+
+  async loss(batch: TrainingBatch): Promise<LossResult> {
+    const lp = await this.tokenLogprobs(batch);
+    const info = this.targetsInfo(batch);
+    if (info.count === 0) throw new UsageError('the batch has no targets to score (all are the ignore index or padding)');
+    let s = 0;
+    for (let i = 0; i < lp.length; i++) s -= lp[i]!;
+    return { loss: s / info.count, tokens: info.count };
+  }
+
+  async lossAndGradients(batch: TrainingBatch, trainable: readonly string[]): Promise<GradientResult> {
+    await this.ready();
+    checkBatch(batch, this.config.vocabSize);
+    const names = [...new Set(trainable)];
+    for (const n of names) this.param(n);
+    const info = this.targetsInfo(batch);
+    if (info.count === 0) throw new UsageError('the batch has no targets to train on (all are the ignore index or padding)');
+    const weight = new Float32Array(info.valid.length);
+    for (let i = 0; i < weight.length; i++) weight[i] = info.valid[i] ? 1 / info.count : 0;
+    const set = new Set(names);
+    const xs = names.map((n) => this.param(n).w);
+    const out = tf.tidy(() => {
+      const flat = tf.tensor1d(info.flat, 'int32');
+      const tg = tf.tensor1d(info.clamped, 'int32');
+      const wt = tf.tensor1d(weight, 'float32');
+      const f = (): tf.Scalar => weightedCrossEntropy(this.decoder(batch.ids, batch.batchSize, batch.seqLen, batch.attentionMask, { trainable: set }), tg, flat, wt);
+      if (names.length === 0) return [f()];
+      const { value, grads } = tf.valueAndGrads(f)(xs);
+      return [value, ...grads];
+    });
+    try {
+      const loss = ((await out[0]!.data()) as Float32Array)[0]!;
+      const gradients = new Map<string, Float32Array>();
+      for (let i = 0; i < names.length; i++) gradients.set(names[i]!, new Float32Array((await out[i + 1]!.data()) as Float32Array));
+      return { loss, tokens: info.count, gradients };
+    } finally {
+      for (const t of out) t.dispose();
+    }
+  }
+
+  // ---------------------------------------------------------------- decoding
+
+  startSession(batchSize: number): DecodeSession {
+    if (this.disposed) throw new UsageError('this model has been disposed');
+    if (!Number.isInteger(batchSize) || batchSize < 1) throw new UsageError(`session batch size must be a positive integer, got ${batchSize}`);
+    return new TfjsDecodeSession(this, batchSize, (ids, B, T, mask, cache, pastMask, pastReal) => {
+      const newCache: LayerCache[] = [];
+      const logits = tf.tidy(() => {
+        const z = this.decoder(ids, B, T, mask, { cache, pastMask, pastReal, lastOnly: true, newCache });
+        return [z, ...newCache.flatMap((e) => [e.k, e.v])];
+      });
+      const fresh: LayerCache[] = [];
+      for (let l = 0; l < this.config.numHiddenLayers; l++) fresh.push({ k: logits[1 + 2 * l] as tf.Tensor4D, v: logits[2 + 2 * l] as tf.Tensor4D });
+      return { logits: logits[0] as tf.Tensor2D, cache: fresh };
+    });
+  }
+
+  /** @internal */
+  async activate(): Promise<void> {
+    await this.ready();
+  }
+
+  /** @internal */
+  checkInput(batch: TokenBatch, what: string): void {
+    checkBatch(batch, this.config.vocabSize, what);
+  }
+
+  private disposeParams(): void {
+    for (const p of this.params.values()) {
+      p.w.dispose();
+      p.wT?.dispose();
+    }
+    this.params.clear();
+  }
+
+  async dispose(): Promise<void> {
+    if (this.disposed) return;
+    this.disposed = true;
+    this.disposeParams();
+  }
+}
+
+type StepFn = (
+  ids: Int32Array,
+  B: number,
+  T: number,
+  mask: Uint8Array | undefined,
+  cache: LayerCache[] | undefined,
+  pastMask: Uint8Array[] | undefined,
+  pastReal: number[] | undefined,
+) => { logits: tf.Tensor2D; cache: LayerCache[] };
+
+/** KV-cache decoding: keys and values per layer, plus each row's mask history. */
+class TfjsDecodeSession implements DecodeSession {
+  private cache: LayerCache[] | undefined;
+  private pastMask: Uint8Array[];
+  private pastReal: number[];
+  private closed = false;
+
+  constructor(
+    private readonly model: TfjsLlama,
+    private readonly batchSize: number,
+    private readonly run: StepFn,
+  ) {
+    this.pastMask = Array.from({ length: batchSize }, () => new Uint8Array(0));
+    this.pastReal = new Array<number>(batchSize).fill(0);
+  }
+
+  get length(): number {
+    return this.pastMask[0]!.length;
+  }
+
+  async step(batch: TokenBatch): Promise<Float32Array> {
+    if (this.closed) throw new UsageError('this decode session has been disposed');
+    if (batch.batchSize !== this.batchSize) throw new UsageError(`decode step has batch size ${batch.batchSize}, but the session was started for ${this.batchSize}`);
+    this.model.checkInput(batch, 'decode step');
+    await this.model.activate();
+    const B = this.batchSize;
+    const T = batch.seqLen;
+    const { logits, cache } = this.run(batch.ids, B, T, batch.attentionMask, this.cache, this.length > 0 ? this.pastMask : undefined, this.pastReal);
+    for (const e of this.cache ?? []) {
+      e.k.dispose();
+      e.v.dispose();
+    }
+    this.cache = cache;
+    for (let b = 0; b < B; b++) {
+      const grown = new Uint8Array(this.pastMask[b]!.length + T);
+      grown.set(this.pastMask[b]!);
+      for (let t = 0; t < T; t++) {
+        const real = batch.attentionMask ? batch.attentionMask[b * T + t]! : 1;
+        grown[this.pastMask[b]!.length + t] = real ? 1 : 0;
+        if (real) this.pastReal[b] = this.pastReal[b]! + 1;
+      }
+      this.pastMask[b] = grown;
+    }
+    try {
+      return new Float32Array((await logits.data()) as Float32Array);
+    } finally {
+      logits.dispose();
+    }
+  }
+
+  dispose(): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (const e of this.cache ?? []) {
+      e.k.dispose();
+      e.v.dispose();
+    }
+    this.cache = undefined;
+  }
+}

@@ -1,0 +1,2 @@
+/** Test helpers for evaluator and provider authors. */
+export * from './openai-server';

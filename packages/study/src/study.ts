@@ -1,0 +1,526 @@
+/**
+ * `runStudy`: the LLaMA Pro insertion-position / block-count ablation in miniature.
+ * (a) a base model: pretrained here on the general corpus (full policy) and cached by config hash, or given;
+ * (b) variants: expansions (interleaved / top / bottom, ...) trained with the new-blocks policy, and baselines
+ *     (full, lora, layers) trained on the base model;
+ * (c) the same domain data, token budget and seeds for every variant;
+ * (d) evaluation: general loss (held-out stories), domain loss (held-out problems), exact-match accuracy of
+ *     greedy `#### n` answers on held-out test questions; the identity check of each expansion at step 0;
+ * (e) resumable: a run whose `result.json` exists is not redone.
+ */
+import { createHash } from 'node:crypto';
+import { promises as fsp } from 'node:fs';
+import * as path from 'node:path';
+import {
+  HfCheckpoint,
+  IGNORE_INDEX,
+  type ModelBackend,
+  type NamedRegistry,
+  type ProgressReporter,
+  Rng,
+  type TextTokenizer,
+  type TrainableLM,
+  type TrainingBatch,
+  UsageError,
+  expectedShape,
+  expectedTensorNames,
+  generate,
+  loadTokenizerOrBytes,
+  normalizeConfig,
+  pathExists,
+  saveModelDir,
+  silentProgress,
+  writeFileAtomic,
+  writeJsonAtomic,
+} from '@llama-pro/core';
+import { type BlockInitializer, type ExpansionStrategy, MANIFEST_FILE, expandModel, readExpansionManifest } from '@llama-pro/expand';
+import { type Experiment, type FreezePolicy, type LrSchedule, parseExperiment, readMetrics, runTraining } from '@llama-pro/train';
+import { gsm8kExactMatch, strictMatch } from '@llama-pro/eval';
+import type { StudyConfig, VariantSpec } from './config';
+import { type MathProblem, type StudyCorpora, generateCorpora, problemPrompt } from './corpora';
+import { type AccuracyNumbers, type BaseResult, type EvalNumbers, type RunResult, RESULTS_FORMAT, RESULTS_VERSION, type StudyResults } from './results';
+import { writeStudyReport } from './report';
+
+export interface StudyDeps {
+  backend: ModelBackend;
+  strategies: NamedRegistry<ExpansionStrategy>;
+  initializers: NamedRegistry<BlockInitializer>;
+  policies: NamedRegistry<FreezePolicy>;
+  schedules: NamedRegistry<LrSchedule>;
+  /** Overall progress: one unit per run (base pretraining included). */
+  progress?: ProgressReporter;
+  log?: (message: string) => void;
+  /** Extra version strings recorded in results.json (e.g. the CLI's). */
+  versions?: Record<string, string>;
+}
+
+export interface StudyOptions {
+  out: string;
+  /** Where pretrained bases are cached (default `<out>/cache`). */
+  cacheDir?: string;
+  signal?: AbortSignal;
+  /** Skip the PNG renderings (SVG only). */
+  noPng?: boolean;
+}
+
+export interface StudySummary {
+  out: string;
+  results: StudyResults;
+  /** Runs computed now / reused from an earlier invocation. */
+  ran: number;
+  reused: number;
+  files: string[];
+}
+
+function pkgVersion(name: string): string {
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    return (require(`${name}/package.json`) as { version: string }).version;
+  } catch {
+    return 'unknown';
+  }
+}
+
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const STUDY_VERSION = (require('../package.json') as { version: string }).version;
+
+export function studyVersions(): Record<string, string> {
+  return {
+    '@llama-pro/study': STUDY_VERSION,
+    '@llama-pro/core': pkgVersion('@llama-pro/core'),
+    '@llama-pro/expand': pkgVersion('@llama-pro/expand'),
+    '@llama-pro/train': pkgVersion('@llama-pro/train'),
+    '@llama-pro/eval': pkgVersion('@llama-pro/eval'),
+    node: process.version,
+  };
+}
+
+function hashOf(value: unknown): string {
+  return createHash('sha256').update(JSON.stringify(value)).digest('hex').slice(0, 16);
+}
+
+async function readDocs(file: string): Promise<string[]> {
+  let text: string;
+  try {
+    text = await fsp.readFile(file, 'utf8');
+  } catch (e) {
+    throw new UsageError(`corpus file ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, 'STUDY_CORPUS_MISSING');
+  }
+  const docs = text.split(/\n\s*\n/).map((d) => d.trim()).filter((d) => d.length > 0);
+  if (docs.length === 0) throw new UsageError(`corpus file ${file} holds no documents (documents are separated by blank lines)`, 'STUDY_CORPUS_EMPTY');
+  return docs;
+}
+
+async function readTestProblems(file: string): Promise<MathProblem[]> {
+  const text = await fsp.readFile(file, 'utf8').catch((e: NodeJS.ErrnoException) => {
+    throw new UsageError(`test problems ${file}: ${e.code ?? e.message}`, 'STUDY_CORPUS_MISSING');
+  });
+  return text
+    .split('\n')
+    .filter((l) => l.trim())
+    .map((l, i) => {
+      let r: { question?: unknown; answer?: unknown };
+      try {
+        r = JSON.parse(l) as typeof r;
+      } catch {
+        throw new UsageError(`${file} line ${i + 1} is not JSON`, 'STUDY_CORPUS_INVALID');
+      }
+      if (typeof r.question !== 'string' || typeof r.answer !== 'string') throw new UsageError(`${file} line ${i + 1} needs string "question" and "answer" fields`, 'STUDY_CORPUS_INVALID');
+      const m = /####\s*(-?[0-9.,]+)\s*$/.exec(r.answer);
+      if (!m) throw new UsageError(`${file} line ${i + 1}: the answer must end with "#### <number>"`, 'STUDY_CORPUS_INVALID');
+      return { question: r.question, answer: r.answer, value: Number(m[1]!.replace(/,/g, '')) };
+    });
+}
+
+/** The built-in corpora, with any real corpora from `corpus.files` replacing the matching split. */
+export async function loadStudyCorpora(c: StudyConfig): Promise<StudyCorpora> {
+  const gen = generateCorpora(c.corpus.seed, c.corpus);
+  const f = c.corpus.files;
+  return {
+    seed: gen.seed,
+    generalTrain: f.generalTrain ? await readDocs(f.generalTrain) : gen.generalTrain,
+    generalVal: f.generalVal ? await readDocs(f.generalVal) : gen.generalVal,
+    domainTrain: f.domainTrain ? await readDocs(f.domainTrain) : gen.domainTrain,
+    domainVal: f.domainVal ? await readDocs(f.domainVal) : gen.domainVal,
+    domainTest: f.domainTest ? await readTestProblems(f.domainTest) : gen.domainTest,
+  };
+}
+
+async function writeJsonl(file: string, docs: readonly string[]): Promise<void> {
+  await writeFileAtomic(file, docs.map((text) => JSON.stringify({ text })).join('\n') + '\n');
+}
+
+/** Token-weighted mean next-token loss over documents (BOS + text, truncated to seqLen + 1 tokens). */
+export async function corpusLoss(model: TrainableLM, tok: TextTokenizer, docs: readonly string[], seqLen: number, batchSize: number): Promise<number> {
+  let sum = 0;
+  let tokens = 0;
+  const bos = tok.bosTokenId;
+  for (let i = 0; i < docs.length; i += batchSize) {
+    const rows = docs.slice(i, i + batchSize).map((d) => [...(bos !== null && bos !== undefined ? [bos] : []), ...tok.encode(d)].slice(0, seqLen + 1));
+    const T = Math.max(...rows.map((r) => r.length - 1));
+    if (T < 1) continue;
+    const ids = new Int32Array(rows.length * T);
+    const targets = new Int32Array(rows.length * T).fill(IGNORE_INDEX);
+    rows.forEach((r, b) => {
+      for (let t = 0; t < r.length - 1; t++) {
+        ids[b * T + t] = r[t]!;
+        targets[b * T + t] = r[t + 1]!;
+      }
+    });
+    const batch: TrainingBatch = { ids, targets, batchSize: rows.length, seqLen: T };
+    const r = await model.loss(batch);
+    sum += r.loss * r.tokens;
+    tokens += r.tokens;
+  }
+  if (tokens === 0) throw new UsageError('evaluation corpus has no tokens', 'STUDY_CORPUS_EMPTY');
+  return sum / tokens;
+}
+
+/** Greedy answers to the test questions, scored by exact match of the `#### n` answer (GSM8K strict-match). */
+export async function answerAccuracy(
+  model: TrainableLM,
+  tok: TextTokenizer,
+  problems: readonly MathProblem[],
+  maxNewTokens: number,
+  batchSize: number,
+): Promise<AccuracyNumbers & { samples: RunResult['samples'] }> {
+  let correct = 0;
+  const samples: RunResult['samples'] = [];
+  const bos = tok.bosTokenId;
+  for (let i = 0; i < problems.length; i += batchSize) {
+    const chunk = problems.slice(i, i + batchSize);
+    const prompts = chunk.map((p) => [...(bos !== null && bos !== undefined ? [bos] : []), ...tok.encode(problemPrompt(p))]);
+    const gens = await generate(model, prompts, {
+      maxNewTokens,
+      temperature: 0,
+      stopStrings: ['\nQuestion:', '\n\n'],
+      decode: (ids) => tok.decode(ids, { skipSpecialTokens: true }),
+      // Training documents start with BOS, so a model that finished its answer predicts BOS (or EOS) next.
+      eosTokenIds: [tok.eosTokenId, tok.bosTokenId].filter((x): x is number => x !== null && x !== undefined),
+    });
+    gens.forEach((g, j) => {
+      const p = chunk[j]!;
+      const text = g.text ?? tok.decode(g.tokens, { skipSpecialTokens: true });
+      const extracted = strictMatch(text);
+      const ok = gsm8kExactMatch(extracted, p.answer);
+      if (ok) correct++;
+      if (samples.length < 3) samples.push({ prompt: problemPrompt(p), generation: text, gold: String(p.value), extracted, correct: ok });
+    });
+  }
+  return { accuracy: problems.length ? correct / problems.length : 0, correct, total: problems.length, samples };
+}
+
+function experimentFor(c: StudyConfig['train'], o: { out: string; data: string; seed: number; policy: Experiment['policy']; exportDir?: string; backend: string }): Experiment {
+  return parseExperiment({
+    out: o.out,
+    backend: o.backend,
+    seed: o.seed,
+    steps: c.steps,
+    batchSize: c.batchSize,
+    gradAccum: 1,
+    seqLen: c.seqLen,
+    policy: o.policy,
+    optimizer: { lr: c.lr, weightDecay: c.weightDecay, clip: c.clip },
+    schedule: { name: c.schedule, warmupRatio: c.warmupRatio, minLr: 0 },
+    data: { path: o.data, format: 'jsonl', field: 'text', tokenizer: 'bytes', valFraction: 0, bos: true, shuffle: true },
+    eval: { interval: 0, batches: 1 },
+    checkpoint: { interval: 0, keep: 1 },
+    export: o.exportDir ? { enabled: true, dir: o.exportDir } : { enabled: false },
+  });
+}
+
+/** Seeded N(0, std) weights, unit norms: the untrained base model. */
+async function writeInitialModel(dir: string, m: StudyConfig['base']['model'], seed: number): Promise<void> {
+  const raw = {
+    architectures: ['LlamaForCausalLM'],
+    model_type: 'llama',
+    hidden_size: m.hiddenSize,
+    intermediate_size: m.intermediateSize,
+    num_hidden_layers: m.layers,
+    num_attention_heads: m.heads,
+    num_key_value_heads: m.kvHeads,
+    vocab_size: m.vocabSize,
+    max_position_embeddings: m.maxPositions,
+    rms_norm_eps: 1e-5,
+    rope_theta: 10000,
+    hidden_act: 'silu',
+    tie_word_embeddings: false,
+    bos_token_id: 1,
+    eos_token_id: 2,
+    torch_dtype: 'float32',
+  };
+  const config = normalizeConfig(raw);
+  const rng = new Rng(seed);
+  const tensors = expectedTensorNames(config).map((name) => {
+    const shape = expectedShape(config, name)!;
+    const n = shape.reduce((a, b) => a * b, 1);
+    const v = new Float32Array(n);
+    const isNorm = name.endsWith('norm.weight');
+    for (let i = 0; i < n; i++) v[i] = isNorm ? 1 : m.initStd * rng.normal();
+    return { name, dtype: 'F32' as const, shape, source: new Uint8Array(v.buffer) };
+  });
+  await saveModelDir(dir, { config: raw, tensors }, { force: true });
+}
+
+function curveOf(records: { step: number; loss?: number }[]): { step: number; loss: number }[] {
+  return records.filter((r) => typeof r.loss === 'number').map((r) => ({ step: r.step, loss: r.loss! }));
+}
+
+/** Runs (or resumes) the whole study and writes results.json, report.md and the plots into `opts.out`. */
+export async function runStudy(config: StudyConfig, deps: StudyDeps, opts: StudyOptions): Promise<StudySummary> {
+  const started = Date.now();
+  const log = deps.log ?? (() => {});
+  const progress = deps.progress ?? silentProgress;
+  const out = path.resolve(opts.out);
+  await fsp.mkdir(out, { recursive: true });
+  if (!deps.backend.supportsTraining || !deps.backend.loadTrainable) throw new UsageError(`backend "${deps.backend.name}" cannot train; the study needs a backend with training (e.g. tfjs)`, 'BACKEND_NO_TRAINING');
+  const loadTrainable = deps.backend.loadTrainable.bind(deps.backend);
+  const seenLines = new Set<string>();
+  // Backends log their engine choice on every load; show each distinct line once.
+  const backendLog = (m: string) => {
+    if (seenLines.has(m)) return;
+    seenLines.add(m);
+    log(m);
+  };
+  const loadOpts = { ...(config.backendVariant ? { variant: config.backendVariant } : {}), log: backendLog };
+  // Validate every variant's names against the registries before any work.
+  for (const v of config.variants) {
+    if (v.strategy) deps.strategies.get(v.strategy);
+    deps.policies.get(v.policy ?? (v.strategy ? 'new-blocks' : 'full'));
+  }
+  deps.schedules.get(config.train.schedule);
+
+  const corpora = await loadStudyCorpora(config);
+  const dataDir = path.join(out, 'data');
+  await fsp.mkdir(dataDir, { recursive: true });
+  const domainTrainFile = path.join(dataDir, 'domain-train.jsonl');
+  await writeJsonl(domainTrainFile, corpora.domainTrain);
+  await writeJsonl(path.join(dataDir, 'general-val.jsonl'), corpora.generalVal);
+  await writeJsonl(path.join(dataDir, 'domain-val.jsonl'), corpora.domainVal);
+  await writeFileAtomic(path.join(dataDir, 'domain-test.jsonl'), corpora.domainTest.map((p) => JSON.stringify({ question: p.question, answer: p.answer })).join('\n') + '\n');
+  const generalVal = corpora.generalVal.slice(0, config.eval.generalDocs);
+  const domainVal = corpora.domainVal.slice(0, config.eval.domainDocs);
+  const test = corpora.domainTest.slice(0, config.eval.testProblems);
+
+  const seeds = Array.from({ length: config.seeds }, (_, i) => i);
+  const total = 1 + config.variants.length * seeds.length;
+  let done = 0;
+  progress.start(total, 'study');
+  let device = deps.backend.name;
+  let ran = 0;
+  let reused = 0;
+
+  const evaluate = async (model: TrainableLM, tok: TextTokenizer): Promise<EvalNumbers> => ({
+    generalLoss: await corpusLoss(model, tok, generalVal, config.eval.seqLen, config.eval.batchSize),
+    domainLoss: await corpusLoss(model, tok, domainVal, config.eval.seqLen, config.eval.batchSize),
+  });
+
+  let baseDir = '';
+  let base: BaseResult;
+  try {
+    // (a) Base model.
+    let origin: BaseResult['origin'];
+    let pretrainCurve: { step: number; loss: number }[] = [];
+    if (config.base.path) {
+      baseDir = path.resolve(config.base.path);
+      origin = 'given';
+      log(`base: ${baseDir} (given)`);
+    } else {
+      origin = 'pretrained';
+      const key = hashOf({ v: 1, model: config.base.model, pretrain: config.base.pretrain, corpus: { seed: config.corpus.seed, n: config.corpus.generalTrain, files: config.corpus.files.generalTrain ?? null }, backend: config.backend });
+      const cacheRoot = path.resolve(opts.cacheDir ?? config.cacheDir ?? path.join(out, 'cache'));
+      const entry = path.join(cacheRoot, `base-${key}`);
+      baseDir = path.join(entry, 'model');
+      if (await pathExists(path.join(entry, 'done.json'))) {
+        log(`base: cached pretrained model ${baseDir}`);
+        pretrainCurve = curveOf(await readMetrics(path.join(entry, 'run')));
+      } else {
+        log(`base: pretraining a ${config.base.model.layers}-layer model (dim ${config.base.model.hiddenSize}) on ${corpora.generalTrain.length} general stories, ${config.base.pretrain.steps} steps → ${entry}`);
+        await fsp.rm(entry, { recursive: true, force: true });
+        await fsp.mkdir(entry, { recursive: true });
+        const initDir = path.join(entry, 'init');
+        await writeInitialModel(initDir, config.base.model, config.corpus.seed);
+        const generalTrainFile = path.join(entry, 'general-train.jsonl');
+        await writeJsonl(generalTrainFile, corpora.generalTrain);
+        const ckpt = await HfCheckpoint.open(initDir);
+        const model = await loadTrainable(ckpt, loadOpts);
+        try {
+          const tok = await loadTokenizerOrBytes(initDir, ckpt.config.vocabSize);
+          const exp = experimentFor(config.base.pretrain, { out: path.join(entry, 'run'), data: generalTrainFile, seed: 0, policy: { name: 'full' }, exportDir: baseDir, backend: config.backend });
+          await runTraining({
+            experiment: exp,
+            model,
+            source: ckpt,
+            tokenizer: tok,
+            policies: deps.policies,
+            schedules: deps.schedules,
+            signal: opts.signal,
+            onStep: (r) => progress.update(done, { run: 'pretrain base', step: r.step, loss: r.loss }),
+            info: { study: true },
+          });
+        } finally {
+          await model.dispose();
+          await ckpt.close();
+        }
+        if (opts.signal?.aborted) throw new UsageError('study interrupted during base pretraining; run it again to restart', 'INTERRUPTED');
+        pretrainCurve = curveOf(await readMetrics(path.join(entry, 'run')));
+        await writeJsonAtomic(path.join(entry, 'done.json'), { key, createdAt: new Date().toISOString(), model: config.base.model, pretrain: config.base.pretrain });
+      }
+    }
+
+    // Base evaluation (seed-independent, deterministic).
+    const baseCkpt = await HfCheckpoint.open(baseDir);
+    const tok = await loadTokenizerOrBytes(baseDir, baseCkpt.config.vocabSize);
+    const baseResultFile = path.join(out, 'base.json');
+    if (await pathExists(baseResultFile)) {
+      const cached = JSON.parse(await fsp.readFile(baseResultFile, 'utf8')) as BaseResult;
+      base = cached.dir === baseDir && cached.eval.total === test.length ? cached : await evalBase();
+    } else base = await evalBase();
+    const baseEval = base.eval;
+    async function evalBase(): Promise<BaseResult> {
+      const model = await loadTrainable(baseCkpt, loadOpts);
+      try {
+        device = model.device;
+        const ev = await evaluate(model, tok);
+        const acc = await answerAccuracy(model, tok, test, config.eval.maxNewTokens, Math.max(config.eval.batchSize, test.length));
+        const parameters = model.parameterNames().reduce((a, n) => a + model.parameterShape(n).reduce((x, y) => x * y, 1), 0);
+        const r: BaseResult = { origin, dir: baseDir, numLayers: baseCkpt.config.numHiddenLayers, parameters, eval: { ...ev, accuracy: acc.accuracy, correct: acc.correct, total: acc.total }, pretrainCurve };
+        await writeJsonAtomic(baseResultFile, r);
+        return r;
+      } finally {
+        await model.dispose();
+      }
+    }
+    await baseCkpt.close();
+    log(`base: general loss ${base.eval.generalLoss.toFixed(4)}, domain loss ${base.eval.domainLoss.toFixed(4)}, accuracy ${(100 * base.eval.accuracy).toFixed(1)}%`);
+    progress.update(++done, { run: 'base' });
+
+    // (b)-(d) Variants × seeds.
+    const runs: RunResult[] = [];
+    for (const v of config.variants) {
+      const modelDir = v.strategy ? await expandVariant(v) : baseDir;
+      for (const seed of seeds) {
+        if (opts.signal?.aborted) throw new UsageError('study interrupted; run the same command again to resume (finished runs are kept)', 'INTERRUPTED');
+        const runDir = path.join(out, 'runs', v.name, `seed-${seed}`);
+        const resultFile = path.join(runDir, 'result.json');
+        // A finished run is reused only when everything it depends on is unchanged.
+        const key = hashOf({ v: 1, variant: v, seed, base: baseDir, baseEval, train: config.train, eval: config.eval, corpus: config.corpus, backend: config.backend });
+        const previous = (await pathExists(resultFile)) ? (JSON.parse(await fsp.readFile(resultFile, 'utf8')) as RunResult & { key?: string }) : null;
+        if (previous && previous.key === key) {
+          delete previous.key;
+          runs.push(previous);
+          reused++;
+          log(`${v.name} seed ${seed}: reusing ${resultFile}`);
+        } else {
+          if (previous) log(`${v.name} seed ${seed}: the configuration changed since ${resultFile} was written; running it again`);
+          const r = await runVariant(v, seed, modelDir, runDir, baseEval, tok);
+          await writeJsonAtomic(resultFile, { ...r, key });
+          runs.push(r);
+          ran++;
+          log(`${v.name} seed ${seed}: general ${r.before.generalLoss.toFixed(3)} → ${r.after.generalLoss.toFixed(3)}, domain ${r.before.domainLoss.toFixed(3)} → ${r.after.domainLoss.toFixed(3)}, accuracy ${(100 * r.after.accuracy).toFixed(1)}% (${r.elapsedS.toFixed(1)} s)`);
+        }
+        progress.update(++done, { run: `${v.name}/seed-${seed}` });
+      }
+    }
+
+    const results: StudyResults = {
+      format: RESULTS_FORMAT,
+      version: RESULTS_VERSION,
+      createdAt: new Date().toISOString(),
+      config,
+      versions: { ...studyVersions(), ...deps.versions },
+      backend: { name: deps.backend.name, device },
+      base,
+      runs,
+      elapsedS: (Date.now() - started) / 1000,
+    };
+    const files = await writeStudyReport(out, results, { png: !opts.noPng });
+    return { out, results, ran, reused, files };
+  } finally {
+    progress.stop();
+  }
+
+  async function expandVariant(v: VariantSpec): Promise<string> {
+    const dir = path.join(out, 'models', v.name);
+    const ckpt = await HfCheckpoint.open(baseDir);
+    let plan;
+    try {
+      plan = deps.strategies.get(v.strategy!).plan(ckpt.config, v.params);
+    } finally {
+      await ckpt.close();
+    }
+    if (await pathExists(path.join(dir, MANIFEST_FILE))) {
+      const m = await readExpansionManifest(dir);
+      const same = m.base.path === baseDir && m.strategy.name === plan.strategy && JSON.stringify(m.strategy.params) === JSON.stringify(plan.params) && m.verification !== null;
+      if (same) return dir;
+      log(`${v.name}: ${dir} was expanded from another base or with other parameters; expanding again`);
+    }
+    log(`${v.name}: expanding ${plan.originalLayers} → ${plan.newLayerCount} layers, new blocks at [${plan.newLayers.join(', ')}]`);
+    await expandModel({ input: baseDir, output: dir, plan, initializer: deps.initializers.get('zero-output'), force: true, verify: { backend: deps.backend, loadOptions: loadOpts } });
+    return dir;
+  }
+
+  async function runVariant(v: VariantSpec, seed: number, modelDir: string, runDir: string, baseEval: BaseResult['eval'], tok: TextTokenizer): Promise<RunResult> {
+    const t0 = Date.now();
+    await fsp.rm(runDir, { recursive: true, force: true });
+    await fsp.mkdir(runDir, { recursive: true });
+    const ckpt = await HfCheckpoint.open(modelDir);
+    const model = await loadTrainable(ckpt, loadOpts);
+    try {
+      const manifest = v.strategy ? await readExpansionManifest(modelDir) : null;
+      const policyName = v.policy ?? (v.strategy ? 'new-blocks' : 'full');
+      const before = v.strategy ? await evaluate(model, tok) : { generalLoss: baseEval.generalLoss, domainLoss: baseEval.domainLoss };
+      const identity = manifest
+        ? {
+            baseGeneralLoss: baseEval.generalLoss,
+            expandedGeneralLoss: before.generalLoss,
+            identical: before.generalLoss === baseEval.generalLoss,
+            verifyMaxAbsDiff: manifest.verification?.maxAbsDiff ?? null,
+          }
+        : null;
+      const exp = experimentFor(config.train, {
+        out: path.join(runDir, 'train'),
+        data: domainTrainFile,
+        seed,
+        policy: { name: policyName, ...(v.layers ? { layers: v.layers } : {}), ...(v.lora ? { lora: v.lora } : {}) },
+        backend: config.backend,
+      });
+      const summary = await runTraining({
+        experiment: exp,
+        model,
+        source: ckpt,
+        tokenizer: tok,
+        policies: deps.policies,
+        schedules: deps.schedules,
+        ...(manifest ? { manifest: { trainable: manifest.trainableTensors, newLayers: manifest.newLayers } } : {}),
+        signal: opts.signal,
+        onStep: (r) => progress.update(done, { run: `${v.name}/seed-${seed}`, step: r.step, loss: r.loss }),
+      });
+      if (summary.finishReason !== 'completed') throw new UsageError(`${v.name} seed ${seed}: training was interrupted; run the study again to resume`, 'INTERRUPTED');
+      const after = await evaluate(model, tok);
+      const acc = await answerAccuracy(model, tok, test, config.eval.maxNewTokens, Math.max(config.eval.batchSize, test.length));
+      return {
+        variant: v.name,
+        seed,
+        kind: v.strategy ? 'expand' : 'baseline',
+        strategy: v.strategy ?? null,
+        params: manifest ? manifest.strategy.params : { ...v.params },
+        policy: policyName,
+        numLayers: ckpt.config.numHiddenLayers,
+        newLayers: manifest ? [...manifest.newLayers] : [],
+        trainableParameters: summary.trainableParameters,
+        tokensSeen: summary.tokensSeen,
+        steps: summary.step,
+        before,
+        after: { ...after, accuracy: acc.accuracy, correct: acc.correct, total: acc.total },
+        identity,
+        curve: curveOf(await readMetrics(path.join(runDir, 'train'))),
+        samples: acc.samples,
+        elapsedS: (Date.now() - t0) / 1000,
+      };
+    } finally {
+      await model.dispose();
+      await ckpt.close();
+    }
+  }
+}

@@ -1,0 +1,249 @@
+import { promises as fsp } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { inflateSync } from 'node:zlib';
+import { resolveStudyConfig } from '../src/config';
+import { computeFindings, meanCurve, renderReportMarkdown, stat, summarizeVariants, writeStudyReport } from '../src/report';
+import { lineChartSvg, niceTicks, svgToPng } from '../src/plots';
+import type { RunResult, StudyResults } from '../src/results';
+
+/** Minimal XML well-formedness check: one root, properly nested and closed tags, quoted attributes, escaped text. */
+function checkWellFormed(svg: string): void {
+  const body = svg.replace(/^<\?xml[^?]*\?>\s*/, '');
+  const stack: string[] = [];
+  let roots = 0;
+  const re = /<(\/?)([A-Za-z][\w:-]*)((?:\s+[\w:-]+="[^"<]*")*)\s*(\/?)>|([^<]+)|(<)/g;
+  let m: RegExpExecArray | null;
+  while ((m = re.exec(body))) {
+    if (m[6]) throw new Error(`stray "<" at ${m.index}: ${body.slice(m.index, m.index + 40)}`);
+    if (m[5] !== undefined) {
+      if (/&(?!(amp|lt|gt|quot|apos);)/.test(m[5])) throw new Error(`unescaped & in text: ${m[5]}`);
+      if (stack.length === 0 && m[5].trim()) throw new Error('text outside the root element');
+      continue;
+    }
+    const [, close, name, , selfClose] = m;
+    if (close) {
+      const open = stack.pop();
+      if (open !== name) throw new Error(`</${name}> closes <${open}>`);
+    } else {
+      if (stack.length === 0) roots++;
+      if (!selfClose) stack.push(name!);
+    }
+  }
+  if (stack.length) throw new Error(`unclosed: ${stack.join(', ')}`);
+  if (roots !== 1) throw new Error(`${roots} root elements`);
+}
+
+/** Decodes a PNG (8-bit RGBA or RGB, non-interlaced): size and raw scanlines, checking every chunk. */
+function decodePng(buf: Buffer): { width: number; height: number; pixels: Buffer; channels: number } {
+  expect(buf.subarray(0, 8)).toEqual(Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]));
+  let off = 8;
+  let width = 0;
+  let height = 0;
+  let channels = 0;
+  const idat: Buffer[] = [];
+  for (;;) {
+    const len = buf.readUInt32BE(off);
+    const type = buf.toString('latin1', off + 4, off + 8);
+    const data = buf.subarray(off + 8, off + 8 + len);
+    if (type === 'IHDR') {
+      width = data.readUInt32BE(0);
+      height = data.readUInt32BE(4);
+      expect(data[8]).toBe(8);
+      channels = data[9] === 6 ? 4 : data[9] === 2 ? 3 : 0;
+      expect(channels).toBeGreaterThan(0);
+      expect(data[12]).toBe(0);
+    } else if (type === 'IDAT') idat.push(data);
+    off += 12 + len;
+    if (type === 'IEND') break;
+  }
+  const raw = inflateSync(Buffer.concat(idat));
+  expect(raw.length).toBe(height * (1 + width * channels));
+  // Undo the scanline filters to get the pixels.
+  const stride = width * channels;
+  const pixels = Buffer.alloc(height * stride);
+  for (let y = 0; y < height; y++) {
+    const f = raw[y * (stride + 1)]!;
+    for (let x = 0; x < stride; x++) {
+      const v = raw[y * (stride + 1) + 1 + x]!;
+      const a = x >= channels ? pixels[y * stride + x - channels]! : 0;
+      const b = y > 0 ? pixels[(y - 1) * stride + x]! : 0;
+      const c = x >= channels && y > 0 ? pixels[(y - 1) * stride + x - channels]! : 0;
+      let pred = 0;
+      if (f === 1) pred = a;
+      else if (f === 2) pred = b;
+      else if (f === 3) pred = (a + b) >> 1;
+      else if (f === 4) {
+        const p = a + b - c;
+        const pa = Math.abs(p - a);
+        const pb = Math.abs(p - b);
+        const pc = Math.abs(p - c);
+        pred = pa <= pb && pa <= pc ? a : pb <= pc ? b : c;
+      }
+      pixels[y * stride + x] = (v + pred) & 255;
+    }
+  }
+  return { width, height, pixels, channels };
+}
+
+function darkPixels(png: ReturnType<typeof decodePng>): number {
+  let n = 0;
+  for (let i = 0; i < png.pixels.length; i += png.channels) if (png.pixels[i]! < 128 && png.pixels[i + 1]! < 128 && png.pixels[i + 2]! < 128) n++;
+  return n;
+}
+
+type Spec = { variant: string; strategy: string | null; policy: string; blocks: number; general: number[]; domain: number[]; acc: number[] };
+
+function synthetic(specs: Spec[], baseGeneral = 2.0, baseDomain = 3.0): StudyResults {
+  const config = resolveStudyConfig('micro');
+  const runs: RunResult[] = [];
+  for (const s of specs) {
+    s.general.forEach((g, seed) => {
+      const expand = s.strategy !== null;
+      runs.push({
+        variant: s.variant,
+        seed,
+        kind: expand ? 'expand' : 'baseline',
+        strategy: s.strategy,
+        params: expand ? { blocks: s.blocks } : {},
+        policy: s.policy,
+        numLayers: 4 + s.blocks,
+        newLayers: Array.from({ length: s.blocks }, (_, i) => i),
+        trainableParameters: 1000,
+        tokensSeen: 512,
+        steps: 4,
+        before: { generalLoss: baseGeneral, domainLoss: baseDomain },
+        after: { generalLoss: g, domainLoss: s.domain[seed]!, accuracy: s.acc[seed]!, correct: Math.round(s.acc[seed]! * 10), total: 10 },
+        identity: expand ? { baseGeneralLoss: baseGeneral, expandedGeneralLoss: baseGeneral, identical: true, verifyMaxAbsDiff: 0 } : null,
+        curve: [1, 2, 3, 4].map((step) => ({ step, loss: baseDomain - step * 0.1 * (seed + 1) })),
+        samples: [],
+        elapsedS: 1,
+      });
+    });
+  }
+  return {
+    format: 'llama-pro.study-results',
+    version: 1,
+    createdAt: '2026-01-01T00:00:00.000Z',
+    config,
+    versions: { '@llama-pro/study': '0.1.0' },
+    backend: { name: 'fake', device: 'fake:cpu' },
+    base: { origin: 'pretrained', dir: '/x', numLayers: 4, parameters: 5000, eval: { generalLoss: baseGeneral, domainLoss: baseDomain, accuracy: 0, correct: 0, total: 10 }, pretrainCurve: [] },
+    runs,
+    elapsedS: 3,
+  };
+}
+
+/** The paper's picture: interleaved best on the domain, top/bottom worse, full forgets, LoRA under-fits. */
+const PAPER_LIKE: Spec[] = [
+  { variant: 'interleaved-2', strategy: 'interleaved', policy: 'new-blocks', blocks: 2, general: [2.01, 2.02, 2.03], domain: [2.5, 2.52, 2.51], acc: [0.3, 0.4, 0.3] },
+  { variant: 'interleaved-4', strategy: 'interleaved', policy: 'new-blocks', blocks: 4, general: [2.02, 2.02, 2.04], domain: [2.3, 2.31, 2.29], acc: [0.5, 0.5, 0.4] },
+  { variant: 'top-2', strategy: 'top', policy: 'new-blocks', blocks: 2, general: [2.0, 2.01, 2.0], domain: [2.7, 2.72, 2.71], acc: [0.2, 0.2, 0.1] },
+  { variant: 'bottom-2', strategy: 'bottom', policy: 'new-blocks', blocks: 2, general: [2.3, 2.32, 2.31], domain: [2.9, 2.95, 2.92], acc: [0, 0.1, 0] },
+  { variant: 'full', strategy: null, policy: 'full', blocks: 0, general: [2.6, 2.65, 2.62], domain: [2.2, 2.21, 2.2], acc: [0.5, 0.6, 0.5] },
+  { variant: 'lora', strategy: null, policy: 'lora', blocks: 0, general: [2.0, 2.0, 2.0], domain: [2.95, 2.96, 2.97], acc: [0, 0, 0] },
+  { variant: 'layers-2', strategy: null, policy: 'layers', blocks: 0, general: [2.2, 2.21, 2.22], domain: [2.6, 2.6, 2.6], acc: [0.1, 0.1, 0.1] },
+];
+
+describe('study report', () => {
+  it('stat is the mean and sample standard deviation', () => {
+    const s = stat([1, 2, 3, 4]);
+    expect(s.mean).toBe(2.5);
+    expect(s.std).toBeCloseTo(Math.sqrt(5 / 3), 12);
+    expect(stat([7]).std).toBe(0);
+  });
+
+  it('summarizes variants and averages curves over seeds', () => {
+    const r = synthetic(PAPER_LIKE);
+    const vs = summarizeVariants(r.runs);
+    expect(vs.map((v) => v.variant)).toEqual(PAPER_LIKE.map((s) => s.variant));
+    const full = vs.find((v) => v.variant === 'full')!;
+    expect(full.generalAfter.mean).toBeCloseTo((2.6 + 2.65 + 2.62) / 3, 12);
+    expect(full.generalDelta.mean).toBeCloseTo((2.6 + 2.65 + 2.62) / 3 - 2.0, 12);
+    const curve = meanCurve(r.runs.filter((x) => x.variant === 'top-2'));
+    // Seeds 0..2 drop 0.1, 0.2, 0.3 per step: mean 0.2 per step.
+    expect(curve.map((p) => p.y)).toEqual([1, 2, 3, 4].map((s) => expect.closeTo(3 - 0.2 * s, 12)));
+  });
+
+  it('computes the findings from the numbers: a paper-like run reproduces them', () => {
+    const f = computeFindings(synthetic(PAPER_LIKE));
+    const by = (s: string) => f.find((x) => x.claim.startsWith(s))!;
+    expect(by('Every expanded model').reproduced).toBe(true);
+    expect(by('Interleaved expansion reaches the best domain loss').reproduced).toBe(true);
+    expect(by('Bottom stacking').reproduced).toBe(true);
+    expect(by('Top stacking').reproduced).toBe(true);
+    expect(by('Full fine-tuning forgets').reproduced).toBe(true);
+    expect(by('LoRA under-fits').reproduced).toBe(true);
+    expect(by('Interleaved expansion retains').reproduced).toBe(true);
+    expect(by('More interleaved blocks').reproduced).toBe(true);
+  });
+
+  it('reports findings as not reproduced when the numbers say so', () => {
+    // Swap: top gets the best domain loss; full forgets nothing; the identity check fails for one run.
+    const specs = PAPER_LIKE.map((s) => ({ ...s }));
+    specs.find((s) => s.variant === 'top-2')!.domain = [2.0, 2.01, 2.02];
+    specs.find((s) => s.variant === 'full')!.general = [1.9, 1.9, 1.9];
+    specs.find((s) => s.variant === 'interleaved-4')!.domain = [2.6, 2.6, 2.6];
+    const r = synthetic(specs);
+    r.runs.find((x) => x.variant === 'bottom-2')!.identity = { baseGeneralLoss: 2, expandedGeneralLoss: 2.0000001, identical: false, verifyMaxAbsDiff: 1e-7 };
+    const f = computeFindings(r);
+    const by = (s: string) => f.find((x) => x.claim.startsWith(s))!;
+    expect(by('Every expanded model').reproduced).toBe(false);
+    expect(by('Interleaved expansion reaches the best domain loss').reproduced).toBe(false);
+    expect(by('Interleaved expansion reaches the best domain loss').evidence).toContain('top-2');
+    expect(by('Top stacking').reproduced).toBe(false);
+    expect(by('Full fine-tuning forgets').reproduced).toBe(false);
+    expect(by('More interleaved blocks').reproduced).toBe(false);
+    const md = renderReportMarkdown(r, f);
+    expect(md).toMatch(/\| Top stacking[^\n]*\| no \|/);
+    expect(md).toContain('| **no** |');
+  });
+
+  it('marks findings it cannot test', () => {
+    const f = computeFindings(synthetic(PAPER_LIKE.filter((s) => s.variant === 'full')));
+    expect(f.filter((x) => x.reproduced === null).length).toBe(f.length);
+  });
+
+  it('writes results.json, report.md, well-formed SVGs and legible PNGs', async () => {
+    const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'study-report-'));
+    try {
+      const r = synthetic(PAPER_LIKE);
+      const files = await writeStudyReport(dir, r);
+      const names = files.map((f) => path.basename(f)).sort();
+      expect(names).toEqual(['accuracy.png', 'accuracy.svg', 'general-vs-domain.png', 'general-vs-domain.svg', 'loss-curves.png', 'loss-curves.svg', 'report.md', 'results.json']);
+      const json = JSON.parse(await fsp.readFile(path.join(dir, 'results.json'), 'utf8')) as StudyResults & { findings: unknown[] };
+      expect(json.runs).toHaveLength(r.runs.length);
+      expect(json.runs[0]!.after.generalLoss).toBe(2.01);
+      expect(json.findings).toHaveLength(8);
+      const md = await fsp.readFile(path.join(dir, 'report.md'), 'utf8');
+      expect(md).toContain('| interleaved-4 | new-blocks | 4 |');
+      expect(md).toContain('2.3000 ± 0.0100'); // interleaved-4 domain loss: mean 2.3, sample std 0.01
+      for (const n of ['accuracy', 'general-vs-domain', 'loss-curves']) {
+        const svg = await fsp.readFile(path.join(dir, `${n}.svg`), 'utf8');
+        checkWellFormed(svg);
+        expect(svg).toContain('interleaved-2');
+        const png = decodePng(await fsp.readFile(path.join(dir, `${n}.png`)));
+        expect(png.width).toBe(1350);
+        expect(png.height).toBe(Math.round((1350 * 560) / 900));
+        expect(darkPixels(png)).toBeGreaterThan(2000);
+      }
+    } finally {
+      await fsp.rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('renders text in the PNG with the bundled font (text adds dark pixels)', () => {
+    const series = [{ label: 'a', points: [{ x: 0, y: 0 }, { x: 1, y: 1 }] }];
+    const withText = lineChartSvg('A LONG TITLE WITH MANY LETTERS', 'x axis label', 'y axis label', series);
+    const noText = withText.replace(/<text[^>]*>[^<]*<\/text>/g, '');
+    const a = darkPixels(decodePng(svgToPng(withText, 900)));
+    const b = darkPixels(decodePng(svgToPng(noText, 900)));
+    expect(a - b).toBeGreaterThan(500);
+  });
+
+  it('nice ticks cover the range with round steps', () => {
+    expect(niceTicks(0, 1)).toEqual([0, 0.2, 0.4, 0.6, 0.8, 1]);
+    expect(niceTicks(2.13, 2.96)).toEqual([2.2, 2.4, 2.6, 2.8]);
+    checkWellFormed(lineChartSvg('t <&> "q"', 'x', 'y', [{ label: 'a&b', points: [{ x: 0, y: 1 }] }]));
+  });
+});

@@ -1,0 +1,103 @@
+/**
+ * AdamW with decoupled weight decay (Loshchilov & Hutter), in the update order of PyTorch's
+ * `torch.optim.AdamW`: p ← p·(1 − lr·wd); m ← β1·m + (1−β1)·g; v ← β2·v + (1−β2)·g²;
+ * p ← p − (lr / (1−β1ᵗ)) · m / (√v / √(1−β2ᵗ) + ε). State is float32 (Float32Array) and the update is
+ * a fixed sequence of operations, so runs are deterministic and resumable bit for bit.
+ */
+import { UsageError } from '@llama-pro/core';
+
+export interface AdamWOptions {
+  beta1: number;
+  beta2: number;
+  eps: number;
+  weightDecay: number;
+}
+
+export const DEFAULT_ADAMW: AdamWOptions = { beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1 };
+
+export interface OptimizerSlot {
+  readonly name: string;
+  readonly size: number;
+  /** Whether weight decay applies (matrices yes; norms and biases no). */
+  readonly decay: boolean;
+}
+
+export interface AdamWState {
+  /** Number of updates taken. */
+  step: number;
+  expAvg: Map<string, Float32Array>;
+  expAvgSq: Map<string, Float32Array>;
+}
+
+/** Weight decay applies to tensors of rank ≥ 2 only (matrices and embeddings, not norms or biases). */
+export function decaysByShape(shape: readonly number[]): boolean {
+  return shape.length >= 2;
+}
+
+export class AdamW {
+  private t = 0;
+  private readonly m = new Map<string, Float32Array>();
+  private readonly v = new Map<string, Float32Array>();
+  private readonly slots: Map<string, OptimizerSlot>;
+
+  constructor(
+    slots: readonly OptimizerSlot[],
+    readonly options: AdamWOptions = DEFAULT_ADAMW,
+  ) {
+    const { beta1, beta2, eps, weightDecay } = options;
+    if (!(beta1 >= 0 && beta1 < 1) || !(beta2 >= 0 && beta2 < 1)) throw new UsageError(`AdamW betas must lie in [0, 1), got ${beta1}, ${beta2}`);
+    if (!(eps > 0)) throw new UsageError(`AdamW eps must be positive, got ${eps}`);
+    if (!(weightDecay >= 0)) throw new UsageError(`AdamW weight decay must be ≥ 0, got ${weightDecay}`);
+    this.slots = new Map(slots.map((s) => [s.name, s]));
+    for (const s of slots) {
+      this.m.set(s.name, new Float32Array(s.size));
+      this.v.set(s.name, new Float32Array(s.size));
+    }
+  }
+
+  get step(): number {
+    return this.t;
+  }
+
+  /** Updates `params` in place from `grads` (both keyed by slot name) at learning rate `lr`. */
+  update(params: ReadonlyMap<string, Float32Array>, grads: ReadonlyMap<string, Float32Array>, lr: number): void {
+    this.t++;
+    const { beta1, beta2, eps, weightDecay } = this.options;
+    const bc1 = 1 - Math.pow(beta1, this.t);
+    const bc2Sqrt = Math.sqrt(1 - Math.pow(beta2, this.t));
+    const stepSize = lr / bc1;
+    for (const [name, slot] of this.slots) {
+      const p = params.get(name);
+      const g = grads.get(name);
+      if (!p || !g) throw new UsageError(`AdamW: missing ${p ? 'gradient' : 'parameter'} for "${name}"`);
+      if (p.length !== slot.size || g.length !== slot.size) throw new UsageError(`AdamW: "${name}" has ${p.length} values and ${g.length} gradients, expected ${slot.size}`);
+      const m = this.m.get(name)!;
+      const v = this.v.get(name)!;
+      const decay = slot.decay ? 1 - lr * weightDecay : 1;
+      for (let i = 0; i < p.length; i++) {
+        const gi = g[i]!;
+        const mi = (m[i] = beta1 * m[i]! + (1 - beta1) * gi);
+        const vi = (v[i] = beta2 * v[i]! + (1 - beta2) * gi * gi);
+        p[i] = p[i]! * decay - (stepSize * mi) / (Math.sqrt(vi) / bc2Sqrt + eps);
+      }
+    }
+  }
+
+  getState(): AdamWState {
+    return { step: this.t, expAvg: new Map(this.m), expAvgSq: new Map(this.v) };
+  }
+
+  /** Restores state saved by `getState` (copied into the optimizer's own buffers). */
+  setState(state: AdamWState): void {
+    for (const [name, slot] of this.slots) {
+      const m = state.expAvg.get(name);
+      const v = state.expAvgSq.get(name);
+      if (!m || !v || m.length !== slot.size || v.length !== slot.size) {
+        throw new UsageError(`optimizer state has no matching moments for "${name}"; the checkpoint belongs to a different policy or model`);
+      }
+      this.m.get(name)!.set(m);
+      this.v.get(name)!.set(v);
+    }
+    this.t = state.step;
+  }
+}

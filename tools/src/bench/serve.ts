@@ -1,0 +1,87 @@
+/**
+ * Cost of serving through the OpenAI-compatible HTTP server versus calling generation directly, on one
+ * seeded tfjs model (dim 64, 2 layers, character vocabulary), same prompts, greedy, 16 new tokens.
+ * Ratios are against the direct calls measured in the same run.
+ *
+ *   npm run bench:serve     (env: BENCH_REQUESTS (default 32), BENCH_CONCURRENCY (64), BENCH_ROUNDS (3))
+ *
+ * - direct generate: `TextGenerator.generate` (core `generate()`) in a loop;
+ * - http sequential: POST /v1/completions one at a time (JSON parse, validation, queue, response);
+ * - http streamed: the same with `stream: true` (an SSE chunk per token);
+ * - http concurrent: BENCH_CONCURRENCY requests at once (the queue serializes them on the one model).
+ * The modes alternate over rounds (the machine is shared); the best round of each is reported.
+ */
+import { promises as fsp } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { HfCheckpoint, loadTokenizer } from '@llama-pro/core';
+import { tinyRawConfig, writeRandomCheckpoint } from '@llama-pro/core/testing';
+import { tfjsBackend } from '@llama-pro/backend-tfjs';
+import { TextGenerator, resolveChatTemplate, startServer } from '@llama-pro/agent';
+import { CHAR_TOKENIZER_VOCAB, writeCharTokenizer } from '@llama-pro/agent/testing';
+
+const N = Number(process.env['BENCH_REQUESTS'] ?? 32);
+const C = Number(process.env['BENCH_CONCURRENCY'] ?? 64);
+const ROUNDS = Number(process.env['BENCH_ROUNDS'] ?? 3);
+const MAX_TOKENS = 16;
+
+async function time(fn: () => Promise<void>): Promise<number> {
+  const t0 = process.hrtime.bigint();
+  await fn();
+  return Number(process.hrtime.bigint() - t0) / 1e9;
+}
+
+async function main(): Promise<void> {
+  const root = await fsp.mkdtemp(path.join(os.tmpdir(), 'bench-serve-'));
+  const dir = path.join(root, 'model');
+  try {
+    await writeRandomCheckpoint(dir, tinyRawConfig({ hiddenSize: 64, intermediateSize: 128, layers: 2, heads: 4, kvHeads: 2, vocab: CHAR_TOKENIZER_VOCAB, maxPositions: 512 }), { seed: 1, std: 0.3 });
+    await writeCharTokenizer(dir);
+    const tokenizer = await loadTokenizer(dir);
+    const ckpt = await HfCheckpoint.open(dir);
+    const model = await tfjsBackend.load(ckpt, { log: (m) => process.stderr.write(`${m}\n`) });
+    const prompts = Array.from({ length: N }, (_, i) => `Request number ${i}: tell me a story about a cat.`);
+    const gen = new TextGenerator(model, tokenizer);
+    const ids = (p: string): number[] => [tokenizer.bosTokenId!, ...tokenizer.encode(p)];
+    const server = await startServer({ id: 'bench', model, tokenizer, template: resolveChatTemplate(tokenizer, 'plain') }, { port: 0 });
+    const post = async (prompt: string, stream: boolean): Promise<void> => {
+      const res = await fetch(`${server.url}/v1/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'bench', prompt, max_tokens: MAX_TOKENS, temperature: 0, stream }),
+      });
+      if (res.status !== 200) throw new Error(`HTTP ${res.status}: ${await res.text()}`);
+      await res.text();
+    };
+    // Warm-up (kernels, JIT, connections) before any timing.
+    await gen.generate({ promptIds: ids(prompts[0]!), maxTokens: MAX_TOKENS });
+    await post(prompts[0]!, false);
+    await post(prompts[0]!, true);
+
+    const concurrentPrompts = Array.from({ length: C }, (_, i) => prompts[i % N]!);
+    const modes: [string, number, () => Promise<void>][] = [
+      ['direct generate', N, async () => { for (const p of prompts) await gen.generate({ promptIds: ids(p), maxTokens: MAX_TOKENS }); }],
+      ['http sequential', N, async () => { for (const p of prompts) await post(p, false); }],
+      ['http streamed', N, async () => { for (const p of prompts) await post(p, true); }],
+      ['http concurrent', C, async () => void (await Promise.all(concurrentPrompts.map((p) => post(p, false))))],
+    ];
+    const best = new Map<string, number>();
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const [name, n, run] of modes) best.set(name, Math.min(best.get(name) ?? Infinity, (await time(run)) / n));
+    }
+    await server.close();
+    await model.dispose();
+    await ckpt.close();
+
+    const base = best.get('direct generate')!;
+    process.stdout.write(`serve bench: ${model.device}, ${N} requests (${C} concurrent), ${MAX_TOKENS} new tokens each, best of ${ROUNDS} rounds\n`);
+    for (const [name, s] of best) process.stdout.write(`${name.padEnd(18)} ${(s * 1000).toFixed(1).padStart(8)} ms/request   ${(s / base).toFixed(3)}x direct\n`);
+  } finally {
+    await fsp.rm(root, { recursive: true, force: true });
+  }
+}
+
+main().catch((e: Error) => {
+  process.stderr.write(`bench:serve: ${e.stack ?? e.message}\n`);
+  process.exit(1);
+});
