@@ -9,6 +9,8 @@ import { promises as fsp } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
+// Cyclic (train/model uses OnnxBackend for session options), but only used at call time: safe under CommonJS.
+import { loadOnnxTrainable, type OnnxTrainableLM } from './train/model';
 import {
   IGNORE_INDEX,
   UsageError,
@@ -304,6 +306,7 @@ export class OnnxDecodeSession implements DecodeSession {
     for (let b = 0; b < B; b++) for (let t = 0; t < T; t++) this.realCount[b]! += newMask[b * T + t]!;
     this.len = S;
     const data = out.logits.data as Float32Array;
+    if (keep === 1) return data; // [B, 1, V]: already one row per batch entry
     const res = new Float32Array(B * V);
     for (let b = 0; b < B; b++) {
       const t = last[b]! - (T - keep);
@@ -349,8 +352,13 @@ async function cacheKey(dir: string): Promise<string> {
 
 export class OnnxBackend implements ModelBackend {
   readonly name = 'onnx';
-  readonly description = 'LLaMA exported to ONNX (opset 17) and run by onnxruntime-node on the CPU: fast prefill and KV-cache decode (inference only)';
-  readonly supportsTraining = false;
+  readonly description = 'LLaMA exported to ONNX (opset 17) and run by onnxruntime-node on the CPU: fast prefill and KV-cache decode, and training through generated backward graphs';
+  readonly supportsTraining = true;
+
+  /** Training through generated backward graphs (src/train). */
+  loadTrainable(source: WeightSource, options: OnnxLoadOptions = {}): Promise<OnnxTrainableLM> {
+    return loadOnnxTrainable(source, options);
+  }
 
   sessionOptions(options: OnnxLoadOptions = {}): ort.InferenceSession.SessionOptions {
     const level = options.graphOptimizationLevel ?? 'all';

@@ -94,6 +94,7 @@ describe('onnx backend input validation (typed errors, never native failures)', 
     const c = await createAppContainer([onnxBackendPlugin]);
     const reg = resolveRegistry<ModelBackend>(c, TOKENS.Backend, 'backend');
     expect(reg.names()).toEqual(['onnx']);
-    expect(reg.get('onnx').supportsTraining).toBe(false);
+    expect(reg.get('onnx').supportsTraining).toBe(true);
+    expect(typeof reg.get('onnx').loadTrainable).toBe('function');
   });
 });

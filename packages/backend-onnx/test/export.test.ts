@@ -90,5 +90,12 @@ describe('ONNX export', () => {
     const entries = await fsp.readdir(cacheDir);
     expect(entries).toHaveLength(1);
     expect(await fsp.readdir(path.join(cacheDir, entries[0]!))).toEqual(['model.onnx']);
+    // a changed checkpoint file (here: a newer mtime on the weights) gets a fresh export
+    const later = new Date(Date.now() + 60_000);
+    await fsp.utimes(path.join(tmp, 'tied', 'model.safetensors'), later, later);
+    const m3 = await new OnnxBackend().load(tied, { threads: 1, cacheDir, log: (s) => logs.push(s) });
+    await m3.dispose();
+    expect(logs.filter((l) => l.startsWith('onnx: exporting'))).toHaveLength(2);
+    expect(await fsp.readdir(cacheDir)).toHaveLength(2);
   });
 });

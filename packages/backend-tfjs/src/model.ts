@@ -1,6 +1,6 @@
 /**
  * A LLaMA-family decoder (LLaMA, Mistral, Qwen2 dense) on TensorFlow.js with Hugging Face semantics:
- * RMSNorm, rotate-half rotary embeddings (rope_theta, optional linear scaling), grouped-query
+ * RMSNorm, rotate-half rotary embeddings (rope_theta; no rope_scaling), grouped-query
  * attention, SwiGLU MLP, optional q/k/v/o/MLP biases, tied or untied head; batched inputs with an
  * attention mask (padding on either side; position = number of real tokens before the token).
  */
@@ -52,21 +52,16 @@ interface LayerCache {
 function inverseFrequencies(c: LlamaConfig): Float64Array {
   const half = c.headDim / 2;
   const inv = new Float64Array(half);
-  let divisor = 1;
   const rs = c.ropeScaling;
   if (rs) {
     const type = String(rs['rope_type'] ?? rs['type'] ?? 'default');
-    if (type === 'linear') {
-      const factor = rs['factor'];
-      if (typeof factor !== 'number' || !(factor > 0)) throw new ConfigError('rope_scaling "linear" needs a positive "factor"');
-      divisor = factor;
-    } else if (type !== 'default') {
-      throw new ConfigError(`rope_scaling type "${type}" is not implemented by the tfjs backend (supported: default, linear); use a model without it or another backend`, 'CONFIG_UNSUPPORTED_ROPE');
+    if (type !== 'default') {
+      throw new ConfigError(`rope_scaling type "${type}" is not implemented by the tfjs backend (only unscaled rotary embeddings); use a model without it or another backend`, 'CONFIG_UNSUPPORTED_ROPE');
     }
   }
   for (let i = 0; i < half; i++) {
     const exponent = Math.fround((2 * i) / c.headDim);
-    inv[i] = Math.fround(Math.fround(1 / Math.fround(Math.pow(c.ropeTheta, exponent))) / divisor);
+    inv[i] = Math.fround(1 / Math.fround(Math.pow(c.ropeTheta, exponent)));
   }
   return inv;
 }

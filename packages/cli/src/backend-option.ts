@@ -6,10 +6,11 @@
 import { TOKENS, UsageError, resolveRegistry, type BackendLoadOptions, type ModelBackend } from '@llama-pro/core';
 import type { DependencyContainer } from 'tsyringe';
 
-export const DEFAULT_BACKEND = 'tfjs';
+/** Inference default: onnx (passes the golden, KV-cache and generation parity checks, and is the faster engine). Training picks its own default (tfjs) in the experiment schema. */
+export const DEFAULT_BACKEND = 'onnx';
 
 /** The help text for `--backend`, so every command describes it the same way. */
-export const BACKEND_OPTION_HELP = 'model backend as name[:variant], e.g. tfjs, tfjs:wasm, tfjs:cpu, onnx';
+export const BACKEND_OPTION_HELP = 'model backend as name[:variant], e.g. onnx (default for inference), onnx:cpu, tfjs, tfjs:wasm, tfjs:cpu';
 
 export interface BackendSpec {
   readonly name: string;

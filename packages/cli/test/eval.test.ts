@@ -31,6 +31,7 @@ describeWithFixtures('llama-pro eval --task humaneval --samples', [['datasets', 
     const bad = await runCli(['eval', '--tasks', 'nope', '--model', tmp, '--data-dir', DATA]);
     expect(bad.code).not.toBe(0);
     expect(bad.stderr).toMatch(/unknown evaluator "nope"; known: .*humaneval/);
+    await fsp.rm(tmp, { recursive: true, force: true });
   });
 });
 
@@ -52,6 +53,7 @@ describeWithFixtures('llama-pro eval on stories260K: local backend vs OpenAI-com
   afterAll(async () => {
     await server?.close();
     await model?.dispose();
+    if (tmp) await fsp.rm(tmp, { recursive: true, force: true });
   });
 
   it('gives the same numbers through both paths, and compare shows zero deltas', async () => {

@@ -44,13 +44,15 @@ describeWithFixtures('expand stories260K: identity on tfjs', FIXTURES, () => {
     ['positions', ['--at', '1,4,7', '--from', '0,4,2'], [1, 4, 7]],
   ])('%s %j: logits identical to the base, manifest lists exactly the new blocks', async (strategy, flags, newLayers) => {
     const out = path.join(dir, `x-${strategy}`);
-    const r = await runCli(['expand', base, out, '--strategy', strategy, ...flags, '--verify', '--backend', 'tfjs', '--json']);
+    const backend = strategy === 'positions' ? 'tfjs:wasm' : 'tfjs';
+    const r = await runCli(['expand', base, out, '--strategy', strategy, ...flags, '--verify', '--backend', backend, '--json']);
     expect(r.stderr).not.toMatch(/llama-pro:/);
     expect(r.code).toBe(0);
     const summary = JSON.parse(r.stdout);
     expect(summary.newLayers).toEqual(newLayers);
     expect(summary.layers).toBe(5 + newLayers.length);
     expect(summary.verification).toMatchObject({ backend: 'tfjs', maxAbsDiff: 0, identical: true });
+    if (backend === 'tfjs:wasm') expect(summary.verification.device).toBe('tfjs:wasm');
 
     const m = await readExpansionManifest(out);
     expect(m.verification?.maxAbsDiff).toBe(0);
@@ -75,7 +77,7 @@ describeWithFixtures('expand stories260K: identity on tfjs', FIXTURES, () => {
 
   it('copy initializer is reported as not identical (the check can fail)', async () => {
     const out = path.join(dir, 'x-copy');
-    const r = await runCli(['expand', base, out, '--strategy', 'top', '--blocks', '1', '--init', 'copy', '--verify', '--json']);
+    const r = await runCli(['expand', base, out, '--strategy', 'top', '--blocks', '1', '--init', 'copy', '--verify', '--backend', 'tfjs', '--json']);
     expect(r.code).toBe(0);
     const s = JSON.parse(r.stdout);
     expect(s.verification.identical).toBe(false);

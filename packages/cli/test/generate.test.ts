@@ -14,7 +14,7 @@ describe('--backend name[:variant]', () => {
   it('parses names and variants', () => {
     expect(parseBackendSpec('tfjs:wasm')).toEqual({ name: 'tfjs', variant: 'wasm' });
     expect(parseBackendSpec(' ONNX ')).toEqual({ name: 'onnx', variant: undefined });
-    expect(parseBackendSpec(undefined)).toEqual({ name: 'tfjs', variant: undefined });
+    expect(parseBackendSpec(undefined)).toEqual({ name: 'onnx', variant: undefined }); // onnx is the inference default
     expect(() => parseBackendSpec('tfjs:')).toThrow(/name\[:variant\]/);
     expect(() => parseBackendSpec('a:b:c')).toThrow(/name\[:variant\]/);
   });

@@ -15,6 +15,9 @@ import { HfCheckpoint, IGNORE_INDEX, Rng, expectedTensorNames, type LlamaConfig,
 import { tinyRawConfig, writeRandomCheckpoint, type TinyConfigOptions } from '@llama-pro/core/testing';
 import { OnnxTrainer, ResidentAdamW, loadOnnxTrainable } from '@llama-pro/backend-onnx';
 import { tfjsBackend } from '@llama-pro/backend-tfjs';
+import { AdamW, BatchStream, ParameterSet, SequenceFile, Trainer, constantSchedule, fullPolicy, layersPolicy, loraPolicy, newBlocksPolicy, type FreezePolicy, type PolicyOptions } from '@llama-pro/train';
+import type { TrainableLM } from '@llama-pro/core';
+import { runCli } from './run-cli';
 
 function relL2(a: ArrayLike<number>, b: ArrayLike<number>): number {
   let num = 0;
@@ -39,6 +42,26 @@ const CASES: [string, TinyConfigOptions, (c: LlamaConfig) => string[]][] = [
   ['full, GQA 2:1, untied head', { layers: 2, heads: 4, kvHeads: 2, tie: false }, (c) => expectedTensorNames(c)],
   ['full, GQA 2:1, tied head, biases', { layers: 2, heads: 4, kvHeads: 2, tie: true, attentionBias: true, mlpBias: true }, (c) => expectedTensorNames(c)],
 ];
+
+/** Losses of `steps` updates of the train package's Trainer (AdamW, clipping) on `model`. */
+async function trainerLosses(model: TrainableLM, policy: FreezePolicy, options: PolicyOptions, dataFile: string, runDir: string, steps: number): Promise<number[]> {
+  const names = model.parameterNames();
+  const plan = policy.plan({ parameterNames: names, shapeOf: (n) => model.parameterShape(n), manifest: { trainable: names.filter((n) => n.startsWith('model.layers.1.')), newLayers: [1] }, options });
+  const params = await ParameterSet.create(model, plan, new Rng(0));
+  const seqs = await SequenceFile.open(dataFile, 8);
+  try {
+    const trainer = new Trainer({
+      model, params, optimizer: new AdamW(params.slots), schedule: constantSchedule, scheduleParams: { lr: 1e-2, minLr: 0, warmupRatio: 0 },
+      train: new BatchStream(seqs, 0, true), totalSteps: steps, batchSize: 2, gradAccum: 1, clip: 1, evalInterval: 0, evalBatches: 1,
+      checkpointInterval: 0, keep: 1, runDir, rng: new Rng(0), policyFingerprint: '', dataFingerprint: '',
+    });
+    const out: number[] = [];
+    for (let i = 0; i < steps; i++) out.push((await trainer.step(1e-2)).loss);
+    return out;
+  } finally {
+    await seqs.close();
+  }
+}
 
 describe('onnx training vs tfjs autodiff', () => {
   let tmp: string;
@@ -68,6 +91,7 @@ describe('onnx training vs tfjs autodiff', () => {
     } finally {
       await onnx.dispose();
       await tfjs.dispose();
+      await ckpt.close();
     }
   }, 60_000);
 
@@ -108,6 +132,54 @@ describe('onnx training vs tfjs autodiff', () => {
     } finally {
       await onnx.dispose();
       await tfjs.dispose();
+      await ckpt.close();
     }
   }, 120_000);
+
+  it.each<[string, FreezePolicy, PolicyOptions]>([
+    ['new-blocks', newBlocksPolicy, {}],
+    ['layers', layersPolicy, { layers: { top: 1 } }],
+    ['full', fullPolicy, {}],
+    ['lora', loraPolicy, { lora: { rank: 2, alpha: 4, targets: ['self_attn.q_proj', 'self_attn.v_proj'] } }],
+  ])('the train package\'s Trainer gives the same losses on onnx and tfjs (%s)', async (label, policy, options) => {
+    const dir = path.join(tmp, `trainer-${label}`);
+    const config = await writeRandomCheckpoint(dir, tinyRawConfig({ layers: 2, heads: 4, kvHeads: 2, vocab: 67, tie: true }), { seed: 11, std: 0.15 });
+    const rng = new Rng(5);
+    const dataFile = path.join(tmp, `data-${label}.tokens`);
+    await fsp.writeFile(dataFile, Buffer.from(Int32Array.from({ length: 8 * 9 + 1 }, () => rng.int(config.vocabSize)).buffer));
+    const ckpt = await HfCheckpoint.open(dir);
+    const onnx = await loadOnnxTrainable(ckpt, { threads: 1 });
+    const tfjs = await tfjsBackend.loadTrainable!(ckpt, { variant: 'cpu' });
+    try {
+      const a = await trainerLosses(onnx, policy, options, dataFile, path.join(tmp, `run-onnx-${label}`), 6);
+      const b = await trainerLosses(tfjs, policy, options, dataFile, path.join(tmp, `run-tfjs-${label}`), 6);
+      for (let s = 0; s < a.length; s++) expect(Math.abs(a[s]! - b[s]!)).toBeLessThan(2e-4 * b[s]!);
+      expect(Math.min(...a.slice(3))).toBeLessThan(a[0]!);
+    } finally {
+      await onnx.dispose();
+      await tfjs.dispose();
+      await ckpt.close();
+    }
+  }, 60_000);
+});
+
+describe('llama-pro train --backend onnx', () => {
+  it('trains the new blocks of an expanded model through the CLI and keeps frozen tensors byte-identical', async () => {
+    const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'lp-onnx-cli-train-'));
+    const base = path.join(dir, 'base');
+    await writeRandomCheckpoint(base, tinyRawConfig({ layers: 2, vocab: 300, hiddenSize: 32, heads: 4, kvHeads: 2 }), { seed: 4 });
+    const grown = path.join(dir, 'grown');
+    expect((await runCli(['expand', base, grown, '--strategy', 'top', '--blocks', '1'])).code).toBe(0);
+    await fsp.writeFile(path.join(dir, 'corpus.txt'), 'Tom has 3 apples and buys 4 more. 3 + 4 = 7.\n'.repeat(40));
+    const r = await runCli(['train', '--model', grown, '--data', path.join(dir, 'corpus.txt'), '--out', path.join(dir, 'run'), '--steps', '4', '--seq-len', '32', '--batch-size', '2', '--backend', 'onnx', '--json']);
+    expect(r.code).toBe(0);
+    const s = JSON.parse(r.stdout);
+    expect(s).toMatchObject({ finishReason: 'completed', step: 4, policy: 'new-blocks', trainableTensors: 9 });
+    const [a, b] = [await HfCheckpoint.open(grown), await HfCheckpoint.open(s.exportDir)];
+    for (const n of a.tensorNames()) {
+      const same = (await a.read(n)).equals(await b.read(n));
+      expect([n, same]).toEqual([n, !n.startsWith('model.layers.2.')]);
+    }
+    await Promise.all([a.close(), b.close()]);
+  });
 });

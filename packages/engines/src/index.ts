@@ -4,3 +4,4 @@ export * from './deepspeed';
 export * from './llamafactory';
 export * from './accelerate';
 export * from './import-run';
+export * from './from-experiment';

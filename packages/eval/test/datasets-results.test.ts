@@ -16,7 +16,15 @@ import { loadMbpp, mbppProgram, mbppPrompt } from '../src/tasks/mbpp';
 import { PythonSandbox, type CodeSandbox } from '../src/sandbox/python-sandbox';
 import { evaluateFunctionalCorrectness } from '../src/tasks/humaneval';
 
-const tmpDir = (p: string): string => fs.mkdtempSync(path.join(os.tmpdir(), p));
+const created: string[] = [];
+const tmpDir = (p: string): string => {
+  const d = fs.mkdtempSync(path.join(os.tmpdir(), p));
+  created.push(d);
+  return d;
+};
+afterAll(() => {
+  for (const d of created) fs.rmSync(d, { recursive: true, force: true });
+});
 
 describeWithFixtures('dataset download + cache + sha256 against a local server', [['datasets', 'gsm8k', 'test.jsonl']], () => {
   let server: http.Server;

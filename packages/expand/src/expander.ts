@@ -60,6 +60,8 @@ export function doubleBufferedSource(
       if (offset >= length) return null;
       const n = Math.min(chunk, length - offset);
       const p = shard.readRange(name, offset, n, buffers[which]);
+      // A read still in flight when the consumer gives up (e.g. after a write error) must not crash the process.
+      p.catch(() => undefined);
       offset += n;
       which ^= 1;
       return p;

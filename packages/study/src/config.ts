@@ -121,6 +121,22 @@ export const studyConfigSchema = z
 export type StudyConfig = z.output<typeof studyConfigSchema>;
 export type VariantSpec = z.output<typeof variantSchema>;
 
+/**
+ * Block counts compared for a base with `layers` layers: the two smallest divisors ≥ 2 (interleaved needs
+ * equal groups); for a prime layer count, 2 and the layer count (interleaved only at the latter).
+ */
+export function defaultBlockCounts(layers: number): number[] {
+  if (layers < 2) return [1];
+  const divs: number[] = [];
+  for (let d = 2; d <= layers && divs.length < 2; d++) if (layers % d === 0) divs.push(d);
+  return divs.length >= 2 ? divs : [2, layers].filter((x, i, a) => a.indexOf(x) === i);
+}
+
+/** The default variant list for a base with `layers` layers (what the presets use for their own base). */
+export function defaultVariants(layers: number): VariantSpec[] {
+  return variantsFor(layers, defaultBlockCounts(layers));
+}
+
 function variantsFor(layers: number, counts: readonly number[]): VariantSpec[] {
   const out: VariantSpec[] = [];
   for (const k of counts) {
@@ -143,9 +159,9 @@ const MINI: StudyConfig = {
     model: { hiddenSize: 64, intermediateSize: 172, layers: 4, heads: 4, kvHeads: 4, vocabSize: 259, maxPositions: 256, initStd: 0.05 },
     pretrain: { steps: 120, batchSize: 8, seqLen: 64, lr: 1e-2, warmupRatio: 0.05, schedule: 'cosine', weightDecay: 0.01, clip: 1 },
   },
-  train: { steps: 16, batchSize: 8, seqLen: 64, lr: 4e-3, warmupRatio: 0.1, schedule: 'cosine', weightDecay: 0, clip: 1 },
-  variants: variantsFor(4, [2, 4]),
-  eval: { generalDocs: 32, domainDocs: 32, testProblems: 48, maxNewTokens: 48, seqLen: 96, batchSize: 16 },
+  train: { steps: 40, batchSize: 8, seqLen: 64, lr: 1e-2, warmupRatio: 0.1, schedule: 'cosine', weightDecay: 0, clip: 1 },
+  variants: defaultVariants(4),
+  eval: { generalDocs: 32, domainDocs: 32, testProblems: 32, maxNewTokens: 44, seqLen: 96, batchSize: 16 },
 };
 
 /** Seconds, not minutes: for tests and smoke checks. Same structure as mini, tiny sizes. */

@@ -236,6 +236,16 @@ export function meanCurve(runs: readonly RunResult[]): { x: number; y: number }[
   return steps.map((s) => ({ x: s, y: maps.reduce((a, m) => a + m.get(s)!, 0) / maps.length }));
 }
 
+/** Trailing moving average over `window` points (the first points average what exists). */
+export function movingAverage(points: readonly { x: number; y: number }[], window: number): { x: number; y: number }[] {
+  return points.map((p, i) => {
+    const from = Math.max(0, i - window + 1);
+    let sum = 0;
+    for (let j = from; j <= i; j++) sum += points[j]!.y;
+    return { x: p.x, y: sum / (i - from + 1) };
+  });
+}
+
 export function renderReportMarkdown(results: StudyResults, findings: readonly Finding[] = computeFindings(results)): string {
   const vs = summarizeVariants(results.runs);
   const c = results.config;
@@ -244,7 +254,7 @@ export function renderReportMarkdown(results: StudyResults, findings: readonly F
   const ppl = (s: Stat) => (Number.isFinite(s.mean) ? Math.exp(s.mean).toFixed(3) : 'n/a');
   L.push('# LLaMA Pro study (miniature)');
   L.push('');
-  L.push(`Generated ${results.createdAt} by @llama-pro/study ${results.versions['@llama-pro/study'] ?? ''} on ${results.backend.name} (${results.backend.device}); ${c.seeds} seed(s); wall time ${results.elapsedS.toFixed(0)} s. Every number below comes from \`results.json\` of this run.`);
+  L.push(`Generated ${results.createdAt} by @llama-pro/study ${results.versions['@llama-pro/study'] ?? ''} on ${results.backend.name} (${results.backend.device}); ${c.seeds} seed(s); wall time ${results.elapsedS.toFixed(0)} s, CPU time ${results.cpuS.toFixed(0)} s (this invocation; reused runs excluded). Every number below comes from \`results.json\` of this run.`);
   L.push('');
   L.push('## Setup');
   L.push('');
@@ -305,6 +315,11 @@ export function renderReportMarkdown(results: StudyResults, findings: readonly F
   for (const f of findings) L.push(`| ${f.claim} | ${verdict(f)} | ${f.evidence.replace(/\|/g, '\\|')} |`);
   const yes = findings.filter((f) => f.reproduced === true).length;
   const no = findings.filter((f) => f.reproduced === false).length;
+  const accs = [results.base.eval.accuracy, ...results.runs.map((r) => r.after.accuracy)];
+  if (accs.every((a) => a === accs[0])) {
+    L.push('');
+    L.push(`Exact-match accuracy is ${(100 * accs[0]!).toFixed(1)}% for the base and every run, so at this scale it does not separate the variants; the comparisons rest on the losses. A larger budget (\`train.steps\`, \`base.model\`, \`--config\`) is needed for the model to solve the problems.`);
+  }
   L.push('');
   L.push(`Summary: ${yes} reproduced, ${no} not reproduced, ${findings.length - yes - no} not tested. This is a ${b.parameters}-parameter model trained for seconds on synthetic data; the paper's setting is a 7B model on 80B tokens, so disagreements are expected and are reported as they come out.`);
   L.push('');
@@ -341,8 +356,16 @@ export interface StudyPlots {
 
 export function renderPlots(results: StudyResults): StudyPlots {
   const vs = summarizeVariants(results.runs);
-  const series = vs.map((v) => ({ label: v.variant, points: meanCurve(results.runs.filter((r) => r.variant === v.variant)) }));
-  const lossCurves = lineChartSvg(`Training loss on the domain corpus (mean of ${results.config.seeds} seeds)`, 'step', 'training loss (nats/token)', series);
+  const curves = vs.map((v) => ({ label: v.variant, points: meanCurve(results.runs.filter((r) => r.variant === v.variant)) }));
+  const longest = Math.max(0, ...curves.map((c) => c.points.length));
+  const window = Math.max(1, Math.round(longest / 10));
+  const series = curves.map((c) => ({ label: c.label, points: movingAverage(c.points, window) }));
+  const lossCurves = lineChartSvg(
+    `Training loss on the domain corpus (mean of ${results.config.seeds} seeds${window > 1 ? `, moving average of ${window} steps` : ''})`,
+    'step',
+    'training loss (nats/token)',
+    series,
+  );
   const pts = [
     { label: 'base', x: results.base.eval.generalLoss, y: results.base.eval.domainLoss, xErr: 0, yErr: 0, reference: true, group: 'base' },
     ...vs.map((v) => ({ label: v.variant, x: v.generalAfter.mean, y: v.domainAfter.mean, xErr: v.generalAfter.std, yErr: v.domainAfter.std, group: v.variant })),

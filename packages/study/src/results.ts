@@ -71,5 +71,8 @@ export interface StudyResults {
   backend: { name: string; device: string };
   base: BaseResult;
   runs: RunResult[];
+  /** Wall-clock seconds of the invocation that wrote the results (reused runs not included). */
   elapsedS: number;
+  /** CPU seconds (user + system, all threads) of that invocation: what it costs on an idle machine. */
+  cpuS: number;
 }

@@ -210,7 +210,7 @@ export async function answerAccuracy(
   return { accuracy: problems.length ? correct / problems.length : 0, correct, total: problems.length, samples };
 }
 
-function experimentFor(c: StudyConfig['train'], o: { out: string; data: string; seed: number; policy: Experiment['policy']; exportDir?: string; backend: string }): Experiment {
+function experimentFor(c: StudyConfig['train'], o: { out: string; data: string; seed: number; policy: Experiment['policy']; exportDir?: string; backend: string; tokenizer: TextTokenizer }): Experiment {
   return parseExperiment({
     out: o.out,
     backend: o.backend,
@@ -222,7 +222,7 @@ function experimentFor(c: StudyConfig['train'], o: { out: string; data: string; 
     policy: o.policy,
     optimizer: { lr: c.lr, weightDecay: c.weightDecay, clip: c.clip },
     schedule: { name: c.schedule, warmupRatio: c.warmupRatio, minLr: 0 },
-    data: { path: o.data, format: 'jsonl', field: 'text', tokenizer: 'bytes', valFraction: 0, bos: true, shuffle: true },
+    data: { path: o.data, format: 'jsonl', field: 'text', tokenizer: o.tokenizer.kind === 'bytes' ? 'bytes' : 'auto', valFraction: 0, bos: true, shuffle: true },
     eval: { interval: 0, batches: 1 },
     checkpoint: { interval: 0, keep: 1 },
     export: o.exportDir ? { enabled: true, dir: o.exportDir } : { enabled: false },
@@ -269,6 +269,7 @@ function curveOf(records: { step: number; loss?: number }[]): { step: number; lo
 /** Runs (or resumes) the whole study and writes results.json, report.md and the plots into `opts.out`. */
 export async function runStudy(config: StudyConfig, deps: StudyDeps, opts: StudyOptions): Promise<StudySummary> {
   const started = Date.now();
+  const cpu0 = process.cpuUsage();
   const log = deps.log ?? (() => {});
   const progress = deps.progress ?? silentProgress;
   const out = path.resolve(opts.out);
@@ -346,7 +347,7 @@ export async function runStudy(config: StudyConfig, deps: StudyDeps, opts: Study
         const model = await loadTrainable(ckpt, loadOpts);
         try {
           const tok = await loadTokenizerOrBytes(initDir, ckpt.config.vocabSize);
-          const exp = experimentFor(config.base.pretrain, { out: path.join(entry, 'run'), data: generalTrainFile, seed: 0, policy: { name: 'full' }, exportDir: baseDir, backend: config.backend });
+          const exp = experimentFor(config.base.pretrain, { out: path.join(entry, 'run'), data: generalTrainFile, seed: 0, policy: { name: 'full' }, exportDir: baseDir, backend: config.backend, tokenizer: tok });
           await runTraining({
             experiment: exp,
             model,
@@ -433,6 +434,10 @@ export async function runStudy(config: StudyConfig, deps: StudyDeps, opts: Study
       base,
       runs,
       elapsedS: (Date.now() - started) / 1000,
+      cpuS: (() => {
+        const c = process.cpuUsage(cpu0);
+        return (c.user + c.system) / 1e6;
+      })(),
     };
     const files = await writeStudyReport(out, results, { png: !opts.noPng });
     return { out, results, ran, reused, files };
@@ -484,6 +489,7 @@ export async function runStudy(config: StudyConfig, deps: StudyDeps, opts: Study
         seed,
         policy: { name: policyName, ...(v.layers ? { layers: v.layers } : {}), ...(v.lora ? { lora: v.lora } : {}) },
         backend: config.backend,
+        tokenizer: tok,
       });
       const summary = await runTraining({
         experiment: exp,

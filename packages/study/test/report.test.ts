@@ -3,7 +3,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { inflateSync } from 'node:zlib';
 import { resolveStudyConfig } from '../src/config';
-import { computeFindings, meanCurve, renderReportMarkdown, stat, summarizeVariants, writeStudyReport } from '../src/report';
+import { computeFindings, meanCurve, movingAverage, renderReportMarkdown, stat, summarizeVariants, writeStudyReport } from '../src/report';
 import { lineChartSvg, niceTicks, svgToPng } from '../src/plots';
 import type { RunResult, StudyResults } from '../src/results';
 
@@ -131,6 +131,7 @@ function synthetic(specs: Spec[], baseGeneral = 2.0, baseDomain = 3.0): StudyRes
     base: { origin: 'pretrained', dir: '/x', numLayers: 4, parameters: 5000, eval: { generalLoss: baseGeneral, domainLoss: baseDomain, accuracy: 0, correct: 0, total: 10 }, pretrainCurve: [] },
     runs,
     elapsedS: 3,
+    cpuS: 2,
   };
 }
 
@@ -146,6 +147,12 @@ const PAPER_LIKE: Spec[] = [
 ];
 
 describe('study report', () => {
+  it('moving average is trailing', () => {
+    const pts = [1, 2, 3, 4].map((y, x) => ({ x, y }));
+    expect(movingAverage(pts, 2).map((p) => p.y)).toEqual([1, 1.5, 2.5, 3.5]);
+    expect(movingAverage(pts, 1)).toEqual(pts);
+  });
+
   it('stat is the mean and sample standard deviation', () => {
     const s = stat([1, 2, 3, 4]);
     expect(s.mean).toBe(2.5);
@@ -197,6 +204,9 @@ describe('study report', () => {
     const md = renderReportMarkdown(r, f);
     expect(md).toMatch(/\| Top stacking[^\n]*\| no \|/);
     expect(md).toContain('| **no** |');
+    expect(md).not.toContain('does not separate the variants');
+    const zero = synthetic(PAPER_LIKE.map((x) => ({ ...x, acc: x.acc.map(() => 0) })));
+    expect(renderReportMarkdown(zero)).toContain('Exact-match accuracy is 0.0% for the base and every run');
   });
 
   it('marks findings it cannot test', () => {

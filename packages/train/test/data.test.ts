@@ -61,6 +61,25 @@ describe('data pipeline', () => {
     await expect(prepareData(path.join(tmp, 'o6'), opts(path.join(tmp, 'bad.i32')), tok, 0)).rejects.toThrow(/outside the vocabulary/);
   });
 
+  it('streams id files across read chunks and write buffers exactly (int32 and uint16)', async () => {
+    // The extension decides the width (the option says the opposite here).
+    // 400k tokens: more than one 1 MiB read chunk and several 64 Ki-token write buffers; EOS every 1000.
+    const n = 400_000;
+    const ids = Int32Array.from({ length: n }, (_, i) => (i % 1000 === 999 ? 2 : 3 + ((i * 7919) % 290)));
+    await fsp.writeFile(path.join(tmp, 'big.i32'), Buffer.from(ids.buffer));
+    await fsp.writeFile(path.join(tmp, 'big.u16'), Buffer.from(Uint16Array.from(ids).buffer));
+    for (const [file, idsDtype] of [
+      ['big.i32', 'int32'],
+      ['big.u16', 'uint16'],
+    ] as const) {
+      const d = await prepareData(path.join(tmp, `o-${idsDtype}`), opts(path.join(tmp, file), { bos: false, idsDtype: idsDtype === 'uint16' ? 'int32' : 'uint16' }), tok, 0);
+      expect(d.train.documents).toBe(400);
+      const got = new Int32Array((await fsp.readFile(path.join(d.dir, TRAIN_TOKENS))).buffer.slice(0));
+      expect(got.length).toBe(n);
+      expect(Buffer.from(got.buffer).equals(Buffer.from(ids.buffer))).toBe(true);
+    }
+  });
+
   it('splits documents into train/validation deterministically by seed', async () => {
     const lines = Array.from({ length: 200 }, (_, i) => `doc ${i}`).join('\n');
     await fsp.writeFile(path.join(tmp, 'l.txt'), lines);

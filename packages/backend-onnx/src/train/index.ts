@@ -3,3 +3,4 @@ export * from './train-graph';
 export * from './model';
 export * from './adamw';
 export * from './trainer';
+export * from './calibrate';

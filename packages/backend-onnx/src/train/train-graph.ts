@@ -121,6 +121,7 @@ export async function buildTrainingGraph(source: WeightSource, opts: TrainGraphO
   const hd = c.headDim;
   const G = H / KV;
   const V = c.vocabSize;
+  const I = c.intermediateSize;
   const L = c.numHiddenLayers;
   const qd = H * hd;
   const kvd = KV * hd;
@@ -216,6 +217,30 @@ export async function buildTrainingGraph(source: WeightSource, opts: TrainGraphO
     return needX ? g.op1('MatMul', [dy, w]) : undefined;
   };
 
+  /**
+   * Several projections of the same input: separate Gemms forward (a fused Gemm would need a Split, which
+   * copies slowly in ORT); the backward pass fuses them (see fusedB). Returns the outputs and the weights.
+   */
+  const fusedF = (x: string, ws: readonly string[], bs: readonly (string | undefined)[]): { outs: string[]; ws: readonly string[] } => ({
+    outs: ws.map((w, k) => linF(x, w, bs[k])),
+    ws,
+  });
+  /**
+   * Backward of fusedF: parameter gradients of the trainable parts (one Gemm and a Split when all are
+   * trainable), and dX = concat(dY) · concat(W) as one MatMul when `needX` (ORT constant-folds the Concat of
+   * frozen weights).
+   */
+  const fusedB = (dys: readonly string[], x: string, ws: readonly string[], wNames: readonly string[], bNames: readonly (string | undefined)[], dims: readonly number[], needX: boolean): string | undefined => {
+    const train = wNames.map((n) => trainSet.has(n));
+    const dY = needX || train.every((t) => t) ? g.op1('Concat', [...dys], { axis: 1 }) : undefined;
+    if (dY && train.every((t) => t)) {
+      const parts = g.op('Split', [g.op1('Gemm', [dY, x], { transA: 1 }), i64([...dims])], { axis: 0 }, dims.length);
+      wNames.forEach((n, k) => addGrad(n, parts[k]!));
+    } else wNames.forEach((n, k) => train[k] && addGrad(n, g.op1('Gemm', [dys[k]!, x], { transA: 1 })));
+    bNames.forEach((n, k) => n && trainSet.has(n) && addGrad(n, g.op1('ReduceSum', [dys[k]!, i64([0])], { keepdims: 0 })));
+    return needX ? g.op1('MatMul', [dY!, g.op1('Concat', [...ws], { axis: 0 })]) : undefined;
+  };
+
   // ---- forward
   const idsFlat = g.op1('Reshape', [TRAIN_IDS, i64([-1])]);
   const embed = await param(EMBED);
@@ -238,7 +263,11 @@ export async function buildTrainingGraph(source: WeightSource, opts: TrainGraphO
     a: string;
     w: Record<string, string>;
     b: Record<string, string | undefined>;
+    Wqkv: readonly string[];
+    Wgu: readonly string[];
   }
+  const QKV = ['self_attn.q_proj', 'self_attn.k_proj', 'self_attn.v_proj'];
+  const GU = ['mlp.gate_proj', 'mlp.up_proj'];
   const states: LayerState[] = [];
   const pt = [0, 1, 3, 2];
   for (let i = 0; i < L; i++) {
@@ -253,9 +282,8 @@ export async function buildTrainingGraph(source: WeightSource, opts: TrainGraphO
     }
     const n1 = rmsF(x, w['input_layernorm']!);
     const h1 = n1.y;
-    const q2 = linF(h1, w['self_attn.q_proj']!, b['self_attn.q_proj']);
-    const k2 = linF(h1, w['self_attn.k_proj']!, b['self_attn.k_proj']);
-    const v2 = linF(h1, w['self_attn.v_proj']!, b['self_attn.v_proj']);
+    const qkv = fusedF(h1, QKV.map((p) => w[p]!), QKV.map((p) => b[p]));
+    const [q2, k2, v2] = qkv.outs as [string, string, string];
     const qr = rope(g.op1('Reshape', [q2, i64([-1, T, H, hd])]));
     const qg = g.op1('Reshape', [g.op1('Transpose', [g.op1('Reshape', [qr, i64([-1, T, KV, G, hd])])], { perm: [0, 2, 1, 3, 4] }), i64([-1, KV, T * G, hd])]);
     const kt = g.op1('Transpose', [rope(g.op1('Reshape', [k2, i64([-1, T, KV, hd])]))], { perm: [0, 2, 1, 3] }); // [B,KV,T,hd]
@@ -267,13 +295,13 @@ export async function buildTrainingGraph(source: WeightSource, opts: TrainGraphO
     const x1 = g.op1('Add', [x, linF(ctx2, w['self_attn.o_proj']!, b['self_attn.o_proj'])]);
     const n2 = rmsF(x1, w['post_attention_layernorm']!);
     const h2 = n2.y;
-    const gate = linF(h2, w['mlp.gate_proj']!, b['mlp.gate_proj']);
-    const up = linF(h2, w['mlp.up_proj']!, b['mlp.up_proj']);
+    const gu = fusedF(h2, GU.map((p) => w[p]!), GU.map((p) => b[p]));
+    const [gate, up] = gu.outs as [string, string];
     const sg = g.op1('Sigmoid', [gate]);
     const sl = g.op1('Mul', [gate, sg]);
     const a = g.op1('Mul', [sl, up]);
     x = g.op1('Add', [x1, linF(a, w['mlp.down_proj']!, b['mlp.down_proj'])]);
-    states.push({ n1, n2, h1, h2, qg, kt, vt, P, ctx2, gate, up, sg, sl, a, w, b });
+    states.push({ n1, n2, h1, h2, qg, kt, vt, P, ctx2, gate, up, sg, sl, a, w, b, Wqkv: qkv.ws, Wgu: gu.ws });
   }
   const normW = await param(FINAL_NORM);
   const nf = rmsF(x, normW);
@@ -298,11 +326,18 @@ export async function buildTrainingGraph(source: WeightSource, opts: TrainGraphO
   if (trainable.length > 0) {
     // d loss / d logits = wrow * (softmax - onehot(target)), wrow = valid / count. The per-row factor is
     // applied on the [N, D] side: dX = wrow * (G W) and dW = G^T (wrow * X), with G = softmax - onehot.
+    // A frozen head needs only G W = P W - W[target]: a row gather instead of a second [N, V] tensor.
     const wrow = g.op1('Div', [validF, denom]); // [N,1]
-    const G0 = g.op1('ScatterElements', [probs, safe, g.op1('Neg', [validF])], { axis: 1, reduction: 'add' });
     const headPos = stagePosition(c, LM_HEAD);
-    if (trainSet.has(headName)) addGrad(headName, g.op1('Gemm', [G0, g.op1('Mul', [nf.y, wrow])], { transA: 1 }));
-    let dx = below(headPos) ? g.op1('Mul', [g.op1('MatMul', [G0, head]), wrow]) : undefined;
+    let dx: string | undefined;
+    if (trainSet.has(headName)) {
+      const G0 = g.op1('ScatterElements', [probs, safe, g.op1('Neg', [validF])], { axis: 1, reduction: 'add' });
+      addGrad(headName, g.op1('Gemm', [G0, g.op1('Mul', [nf.y, wrow])], { transA: 1 }));
+      if (below(headPos)) dx = g.op1('Mul', [g.op1('MatMul', [G0, head]), wrow]);
+    } else if (below(headPos)) {
+      const picked = g.op1('Gather', [head, g.op1('Reshape', [safe, i64([-1])])], { axis: 0 }); // [N,D]
+      dx = g.op1('Mul', [g.op1('Sub', [g.op1('MatMul', [probs, head]), picked]), wrow]);
+    }
     if (dx) dx = rmsB(dx, nf, normW, FINAL_NORM, below(headPos - 1));
     for (let i = L - 1; i >= 0 && dx; i--) {
       const s = states[i]!;
@@ -320,10 +355,8 @@ export async function buildTrainingGraph(source: WeightSource, opts: TrainGraphO
         const dsilu = g.op1('Mul', [s.sg, g.op1('Add', [one, g.op1('Mul', [s.gate, g.op1('Sub', [one, s.sg])])])]);
         const dgate = g.op1('Mul', [dsl, dsilu]);
         const need = below(base + 4);
-        const dhg = linB(dgate, s.h2, s.w['mlp.gate_proj']!, n('mlp.gate_proj.weight'), bn('mlp.gate_proj'), need);
-        const dhu = linB(dup, s.h2, s.w['mlp.up_proj']!, n('mlp.up_proj.weight'), bn('mlp.up_proj'), need);
-        if (dhg && dhu) {
-          const dh2 = g.op1('Add', [dhg, dhu]);
+        const dh2 = fusedB([dgate, dup], s.h2, s.Wgu, GU.map((p) => n(`${p}.weight`)), GU.map(bn), [I, I], need);
+        if (dh2) {
           const dn = rmsB(dh2, s.n2, s.w['post_attention_layernorm']!, n('post_attention_layernorm.weight'), below(base + 3));
           if (dn) dx1 = g.op1('Add', [dx2, dn]);
         }
@@ -347,11 +380,8 @@ export async function buildTrainingGraph(source: WeightSource, opts: TrainGraphO
       const dk2 = g.op1('Reshape', [unrope(g.op1('Transpose', [dkt], { perm: [0, 2, 1, 3] })), i64([-1, kvd])]);
       const dv2 = g.op1('Reshape', [g.op1('Transpose', [dvt], { perm: [0, 2, 1, 3] }), i64([-1, kvd])]);
       const need = below(base + 1);
-      const dhq = linB(dq2, s.h1, s.w['self_attn.q_proj']!, n('self_attn.q_proj.weight'), bn('self_attn.q_proj'), need);
-      const dhk = linB(dk2, s.h1, s.w['self_attn.k_proj']!, n('self_attn.k_proj.weight'), bn('self_attn.k_proj'), need);
-      const dhv = linB(dv2, s.h1, s.w['self_attn.v_proj']!, n('self_attn.v_proj.weight'), bn('self_attn.v_proj'), need);
-      if (!dhq || !dhk || !dhv) break;
-      const dh1 = g.op1('Sum', [dhq, dhk, dhv]);
+      const dh1 = fusedB([dq2, dk2, dv2], s.h1, s.Wqkv, QKV.map((p) => n(`${p}.weight`)), QKV.map(bn), [qd, kvd, kvd], need);
+      if (!dh1) break;
       const dn = rmsB(dh1, s.n1, s.w['input_layernorm']!, n('input_layernorm.weight'), below(base));
       if (dn) dx = g.op1('Add', [dx1, dn]);
     }

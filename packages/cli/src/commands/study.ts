@@ -1,10 +1,10 @@
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { Command } from 'commander';
-import { UsageError } from '@llama-pro/core';
+import { HfCheckpoint, UsageError } from '@llama-pro/core';
 import { initializerRegistry, strategyRegistry } from '@llama-pro/expand';
 import { freezePolicies, lrSchedules } from '@llama-pro/train';
-import { STUDY_PRESETS, readStudyYaml, resolveStudyConfig, runStudy } from '@llama-pro/study';
+import { STUDY_PRESETS, defaultVariants, readStudyYaml, resolveStudyConfig, runStudy } from '@llama-pro/study';
 import { buildContainer } from '../container';
 import { BACKEND_OPTION_HELP, parseBackendSpec, resolveBackend } from '../backend-option';
 import { progressReporter } from '../output';
@@ -67,6 +67,14 @@ export function registerStudy(program: Command): void {
         flags['backend'] = spec.name;
         if (spec.variant) flags['backendVariant'] = spec.variant;
       }
+      // With a given base, the preset's variant list is rebuilt for that base's layer count (unless the YAML lists variants).
+      const basePath = o.base !== undefined ? path.resolve(o.base) : ((overrides[0]?.['base'] as Record<string, unknown> | undefined)?.['path'] as string | undefined);
+      if (basePath !== undefined && !overrides.some((x) => x['variants'] !== undefined)) {
+        const ckpt = await HfCheckpoint.open(basePath);
+        const layers = ckpt.config.numHiddenLayers;
+        await ckpt.close();
+        flags['variants'] = defaultVariants(layers);
+      }
       overrides.push(flags);
       const config = resolveStudyConfig(o.preset, overrides, o.config ?? `preset ${o.preset}`);
       const container = await buildContainer(o.plugin ?? []);
@@ -92,8 +100,8 @@ export function registerStudy(program: Command): void {
           },
           { out: o.out, cacheDir: o.cacheDir ?? config.cacheDir ?? defaultStudyCache(), signal: ac.signal, noPng: o.png === false },
         );
-        if (o.json) process.stdout.write(JSON.stringify({ out: summary.out, ran: summary.ran, reused: summary.reused, files: summary.files, elapsedS: summary.results.elapsedS }) + '\n');
-        else process.stdout.write(`study done in ${summary.results.elapsedS.toFixed(0)} s (${summary.ran} runs computed, ${summary.reused} reused): ${path.join(summary.out, 'report.md')}\n`);
+        if (o.json) process.stdout.write(JSON.stringify({ out: summary.out, ran: summary.ran, reused: summary.reused, files: summary.files, elapsedS: summary.results.elapsedS, cpuS: summary.results.cpuS }) + '\n');
+        else process.stdout.write(`study done in ${summary.results.elapsedS.toFixed(0)} s (${summary.results.cpuS.toFixed(0)} s CPU; ${summary.ran} runs computed, ${summary.reused} reused): ${path.join(summary.out, 'report.md')}\n`);
       } finally {
         process.removeListener('SIGINT', onSigint);
       }

@@ -7,6 +7,7 @@ import { type Experiment, freezePolicies, loadExperimentFile, lrSchedules, overr
 import { buildContainer } from '../container';
 import { BACKEND_OPTION_HELP, backendLoadOptions, parseBackendSpec, resolveBackend } from '../backend-option';
 import { progressReporter } from '../output';
+import { emitAccelerate, emitLlamaFactory, engineCorpusFromExperiment, engineSettingsFromExperiment } from '@llama-pro/engines';
 
 interface TrainFlags {
   model?: string;
@@ -33,6 +34,11 @@ interface TrainFlags {
   general?: string;
   checkpointInterval?: string;
   resume?: boolean;
+  engine?: string;
+  emit?: string;
+  precision?: string;
+  deepspeedStage?: string;
+  force?: boolean;
   backend?: string;
   plugin?: string[];
   json?: boolean;
@@ -85,6 +91,35 @@ function overrides(o: TrainFlags): Record<string, unknown> {
   };
 }
 
+/** `--engine llamafactory|accelerate --emit <dir>`: write a job for an external engine instead of training here. */
+async function emitEngineJob(o: TrainFlags, exp: Experiment): Promise<void> {
+  if (o.engine !== 'llamafactory' && o.engine !== 'accelerate') throw new UsageError(`unknown engine "${o.engine}"; known: llama-pro, llamafactory, accelerate`);
+  if (!o.emit) throw new UsageError(`--engine ${o.engine} needs --emit <dir> (where the job is written)`);
+  if (!exp.model) throw new UsageError('no model: pass --model <expanded-dir>');
+  if (!exp.data.path) throw new UsageError('no data: pass --data <path>');
+  const precision = o.precision ?? 'bf16';
+  if (precision !== 'bf16' && precision !== 'fp16' && precision !== 'fp32') throw new UsageError(`--precision must be bf16, fp16 or fp32, got "${precision}"`);
+  const stage = Number(o.deepspeedStage ?? '2');
+  if (stage !== 2 && stage !== 3) throw new UsageError(`--deepspeed-stage must be 2 or 3, got "${o.deepspeedStage}"`);
+  const baseDir = o.config ? path.dirname(path.resolve(o.config)) : process.cwd();
+  const modelDir = path.resolve(o.model === undefined ? baseDir : process.cwd(), exp.model);
+  const dataPath = path.resolve(o.data === undefined ? baseDir : process.cwd(), exp.data.path);
+  const manifest = await readExpansionManifest(modelDir);
+  const job = {
+    modelDir,
+    manifest,
+    corpus: engineCorpusFromExperiment(exp, dataPath),
+    settings: engineSettingsFromExperiment(exp, precision),
+    outputDir: exp.out ? path.resolve(exp.out) : 'out',
+  };
+  const files =
+    o.engine === 'llamafactory'
+      ? await emitLlamaFactory({ ...job, deepspeedStage: stage }, o.emit, { force: o.force })
+      : await emitAccelerate({ ...job, distributed: 'deepspeed' }, o.emit, { force: o.force });
+  if (o.json) process.stdout.write(JSON.stringify({ engine: o.engine, emit: o.emit, files, trainable: manifest.trainableTensors.length, newLayers: manifest.newLayers }) + '\n');
+  else process.stdout.write(`wrote ${o.engine} job to ${o.emit} (${files.join(', ')}); launch commands in ${path.join(o.emit, 'README.md')}\n`);
+}
+
 export function registerTrain(program: Command): void {
   program
     .command('train')
@@ -113,12 +148,18 @@ export function registerTrain(program: Command): void {
     .option('--general <path>', 'general-domain sample (text, JSONL or token ids) whose loss is tracked next to the validation loss')
     .option('--checkpoint-interval <n>', 'checkpoint every N steps')
     .option('--resume', 'continue the run in --out from its newest checkpoint')
+    .option('--engine <name>', 'llama-pro (train here, default), or emit a job for an external engine: llamafactory, accelerate', 'llama-pro')
+    .option('--emit <dir>', 'with --engine llamafactory|accelerate: write the ready-to-launch job here (see docs/scaling-out.md)')
+    .option('--precision <p>', 'external engines: bf16 (default), fp16 or fp32', 'bf16')
+    .option('--deepspeed-stage <n>', 'external engines: DeepSpeed ZeRO stage the job uses, 2 or 3', '2')
+    .option('--force', 'external engines: replace an existing --emit directory')
     .option('--backend <name[:variant]>', BACKEND_OPTION_HELP)
     .option('--plugin <module...>', 'extra plugin modules (policies, schedules, backends)')
     .option('--json', 'print the run summary as one JSON object')
     .action(async (o: TrainFlags) => {
       let exp: Experiment = o.config ? await loadExperimentFile(o.config) : parseExperiment({});
       exp = overrideExperiment(exp, overrides(o));
+      if (o.engine && o.engine !== 'llama-pro') return emitEngineJob(o, exp);
       const { model: m, out: r, data: { path: d } } = exp;
       if (!m) throw new UsageError('no model: pass --model <dir> (or set model: in the experiment file)');
       if (!d) throw new UsageError('no data: pass --data <path> (or set data.path in the experiment file)');

@@ -123,6 +123,10 @@ export async function* readDocuments(files: readonly string[], format: DataForma
     const f = formatOf(file, format);
     if (f === 'text') yield* textPieces(file, o.textSplit, tok, o.vocabSize);
     else if (f === 'jsonl') yield* jsonlPieces(file, o.field, tok, o.vocabSize);
-    else yield* idPieces(file, o.idsDtype, o.eosTokenId, o.vocabSize);
+    else {
+      // The extension wins over data.idsDtype: .u16 is uint16, .i32 is int32 (.bin/.ids use the option).
+      const dtype: IdsDType = /\.u16$/i.test(file) ? 'uint16' : /\.i32$/i.test(file) ? 'int32' : o.idsDtype;
+      yield* idPieces(file, dtype, o.eosTokenId, o.vocabSize);
+    }
   }
 }

@@ -1,0 +1,112 @@
+/**
+ * `llama-pro study` end to end on the real tfjs backend with the `micro` preset (seconds): pretrain a base,
+ * expand it (interleaved / top / bottom), train every variant and the full / LoRA / layers baselines on
+ * two seeds, evaluate, report; then resume (nothing recomputed) and run on stories260K via --base.
+ */
+jest.setTimeout(300_000);
+import { promises as fsp } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { convertLlama2c } from '@llama-pro/core';
+import { STORIES260K_BIN, describeWithFixtures, fixturePath } from '@llama-pro/core/testing';
+import type { StudyResults } from '@llama-pro/study';
+import { runCli } from './run-cli';
+
+let tmp: string;
+beforeAll(async () => {
+  tmp = await fsp.mkdtemp(path.join(os.tmpdir(), 'llama-pro-study-'));
+});
+afterAll(async () => {
+  await fsp.rm(tmp, { recursive: true, force: true });
+});
+
+async function readResults(out: string): Promise<StudyResults & { findings: { claim: string; reproduced: boolean | null }[] }> {
+  return JSON.parse(await fsp.readFile(path.join(out, 'results.json'), 'utf8')) as StudyResults & { findings: { claim: string; reproduced: boolean | null }[] };
+}
+
+describe('llama-pro study --preset micro', () => {
+  it('runs every variant on every seed, checks identity, reports, and resumes without recomputing', async () => {
+    const out = path.join(tmp, 'out');
+    const cache = path.join(tmp, 'cache');
+    const r = await runCli(['study', '--preset', 'micro', '--out', out, '--cache-dir', cache, '--json']);
+    expect(r.stderr).not.toMatch(/unexpected error/);
+    expect(r.code).toBe(0);
+    const summary = JSON.parse(r.stdout) as { ran: number; reused: number };
+    expect(summary).toMatchObject({ ran: 12, reused: 0 });
+    const res = await readResults(out);
+    const variants = [...new Set(res.runs.map((x) => x.variant))];
+    expect(variants).toEqual(['interleaved-2', 'top-1', 'bottom-1', 'full', 'lora', 'layers-1']);
+    expect(res.runs.map((x) => x.seed).sort()).toEqual([0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1]);
+    expect(res.base.origin).toBe('pretrained');
+    expect(res.base.pretrainCurve).toHaveLength(res.config.base.pretrain.steps);
+    for (const run of res.runs) {
+      // Every run trained the same domain-token budget.
+      expect(run.tokensSeen).toBe(res.config.train.steps * res.config.train.batchSize * res.config.train.seqLen);
+      expect(run.curve).toHaveLength(res.config.train.steps);
+      expect(run.after.total).toBe(res.config.eval.testProblems);
+      expect(run.after.domainLoss).not.toBe(run.before.domainLoss);
+      if (run.kind === 'expand') {
+        // Identity: the expanded model's step-0 general loss is the base's, exactly.
+        expect(run.identity).not.toBeNull();
+        expect(run.before.generalLoss).toBe(res.base.eval.generalLoss);
+        expect(run.identity!.identical).toBe(true);
+        expect(run.identity!.verifyMaxAbsDiff).toBe(0);
+        expect(run.numLayers).toBe(res.base.numLayers + run.newLayers.length);
+      } else expect(run.identity).toBeNull();
+    }
+    // Seeds change the data order, so the two seeds of a variant differ.
+    const full = res.runs.filter((x) => x.variant === 'full');
+    expect(full[0]!.after.domainLoss).not.toBe(full[1]!.after.domainLoss);
+    expect(res.findings.find((f) => f.claim.startsWith('Every expanded model'))!.reproduced).toBe(true);
+    const md = await fsp.readFile(path.join(out, 'report.md'), 'utf8');
+    expect(md).toContain("## Which of the paper's findings this run reproduces");
+    expect(md).toContain('| interleaved-2 | new-blocks | 2 |');
+    for (const f of ['loss-curves', 'general-vs-domain', 'accuracy']) {
+      expect((await fsp.stat(path.join(out, `${f}.svg`))).size).toBeGreaterThan(500);
+      expect((await fsp.readFile(path.join(out, `${f}.png`))).subarray(1, 4).toString()).toBe('PNG');
+    }
+
+    // Second invocation: everything is reused, numbers unchanged; the cached base is not retrained.
+    const again = await runCli(['study', '--preset', 'micro', '--out', out, '--cache-dir', cache, '--json']);
+    expect(again.code).toBe(0);
+    expect(JSON.parse(again.stdout)).toMatchObject({ ran: 0, reused: 12 });
+    expect(again.stderr).toContain('cached pretrained model');
+    const res2 = await readResults(out);
+    expect(res2.runs).toEqual(res.runs);
+  });
+
+  it('refuses an unknown preset and an invalid config with a message naming the fix', async () => {
+    const bad = await runCli(['study', '--preset', 'huge', '--out', path.join(tmp, 'x')]);
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toContain('known presets: mini, micro');
+    const yaml = path.join(tmp, 'bad.yaml');
+    await fsp.writeFile(yaml, 'seeds: 0\n');
+    const r = await runCli(['study', '--preset', 'micro', '--config', yaml, '--out', path.join(tmp, 'y')]);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/bad\.yaml: seeds: /);
+  });
+});
+
+describeWithFixtures('llama-pro study --base stories260K', [STORIES260K_BIN], () => {
+  it('runs on the converted real model with byte tokens', async () => {
+    const base = path.join(tmp, 'stories260K');
+    await convertLlama2c(fixturePath(...STORIES260K_BIN), base);
+    const yaml = path.join(tmp, 'stories.yaml');
+    await fsp.writeFile(yaml, 'seeds: 1\n');
+    const out = path.join(tmp, 'stories-out');
+    const r = await runCli(['study', '--preset', 'micro', '--config', yaml, '--base', base, '--out', out, '--no-png', '--json']);
+    expect(r.stderr).not.toMatch(/unexpected error/);
+    expect(r.code).toBe(0);
+    const res = await readResults(out);
+    expect(res.base.origin).toBe('given');
+    expect(res.base.numLayers).toBe(5);
+    // stories260K has 5 layers: the variant list is rebuilt for it (interleaved needs a group count dividing 5).
+    expect(res.runs.map((x) => x.variant)).toEqual(['top-2', 'bottom-2', 'interleaved-5', 'top-5', 'bottom-5', 'full', 'lora', 'layers-2']);
+    const inter = res.runs.find((x) => x.variant === 'interleaved-5')!;
+    expect(inter.newLayers).toEqual([1, 3, 5, 7, 9]);
+    expect(inter.identity!.identical).toBe(true);
+    expect(Number.isFinite(res.base.eval.generalLoss)).toBe(true);
+    expect(inter.before.generalLoss).toBe(res.base.eval.generalLoss);
+    await expect(fsp.stat(path.join(out, 'loss-curves.png'))).rejects.toThrow();
+  });
+});
