@@ -153,7 +153,8 @@ function variantsFor(layers: number, counts: readonly number[]): VariantSpec[] {
 
 const MINI: StudyConfig = {
   seeds: 3,
-  backend: 'tfjs',
+  // onnx trains through generated backward graphs: ~3x faster end to end than tfjs wasm here, same identity.
+  backend: 'onnx',
   corpus: { seed: 20240102, generalTrain: 3000, generalVal: 64, domainTrain: 2000, domainVal: 64, domainTest: 48, files: {} },
   base: {
     model: { hiddenSize: 64, intermediateSize: 172, layers: 4, heads: 4, kvHeads: 4, vocabSize: 259, maxPositions: 256, initStd: 0.05 },
