@@ -10,19 +10,14 @@
  * 1e-4 relative (the issue's parity bound) leaves a margin of ~100x over both error sources.
  */
 import { EMBED, IGNORE_INDEX, LM_HEAD, expectedTensorNames, layerTensorName, normalizeConfig, type LlamaConfig, type WeightSource } from '@llama-pro/core';
-import { randomWeights, tinyRawConfig, type TinyConfigOptions } from '@llama-pro/core/testing';
+import { randomWeights, tinyRawConfig, weightSourceOf, type TinyConfigOptions } from '@llama-pro/core/testing';
 import * as ort from 'onnxruntime-node';
 import { encodeModel } from '../src/graph';
 import { TRAIN_IDS, TRAIN_LOSS, TRAIN_TARGETS, buildTrainingGraph, gradName } from '../src/train';
 import { referenceForward, type Weights } from './reference';
 
 function sourceOf(config: LlamaConfig, weights: Weights): WeightSource {
-  return {
-    config,
-    tensorNames: () => [...weights.keys()],
-    info: (n) => ({ name: n, dtype: 'F32', shape: weights.get(n)!.shape, dataOffsets: [0, 0] }) as never,
-    readFloat32: async (n) => weights.get(n)!.values,
-  };
+  return weightSourceOf(config, weights);
 }
 
 /** Mean next-token cross-entropy over non-ignored targets, float64. */

@@ -4,17 +4,11 @@
  * against a float64 transcription of PyTorch's formula (independent of the implementation).
  */
 import { IGNORE_INDEX, UsageError, expectedTensorNames, layerTensorName, normalizeConfig, type LlamaConfig, type WeightSource } from '@llama-pro/core';
-import { randomWeights, tinyRawConfig } from '@llama-pro/core/testing';
+import { randomWeightSource, tinyRawConfig } from '@llama-pro/core/testing';
 import { OnnxTrainer, ResidentAdamW, clipGradients, loadOnnxTrainable } from '../src';
 
 function sourceOf(config: LlamaConfig, seed: number): WeightSource {
-  const w = randomWeights(config, seed, 0.15);
-  return {
-    config,
-    tensorNames: () => [...w.keys()],
-    info: (n) => ({ name: n, dtype: 'F32', shape: w.get(n)!.shape, begin: 0, byteLength: w.get(n)!.values.byteLength }),
-    readFloat32: async (n) => Float32Array.from(w.get(n)!.values),
-  };
+  return randomWeightSource(config, seed, 0.15);
 }
 
 const config = normalizeConfig(tinyRawConfig({ layers: 2, vocab: 31, heads: 4, kvHeads: 2 }));

@@ -30,16 +30,7 @@ export async function goldenLogits(): Promise<Float32Array> {
 }
 
 /** ||a - b|| / ||b|| in float64. */
-export function relL2(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  if (a.length !== b.length) throw new Error(`length mismatch ${a.length} vs ${b.length}`);
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < a.length; i++) {
-    num += (a[i]! - b[i]!) ** 2;
-    den += b[i]! ** 2;
-  }
-  return Math.sqrt(num / den);
-}
+export { relL2 } from '@llama-pro/core/testing';
 
 export function argmaxRows(x: ArrayLike<number>, rows: number, cols: number): number[] {
   const out: number[] = [];

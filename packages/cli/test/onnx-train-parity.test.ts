@@ -17,17 +17,9 @@ import { OnnxTrainer, ResidentAdamW, loadOnnxTrainable } from '@llama-pro/backen
 import { tfjsBackend } from '@llama-pro/backend-tfjs';
 import { AdamW, BatchStream, ParameterSet, SequenceFile, Trainer, constantSchedule, fullPolicy, layersPolicy, loraPolicy, newBlocksPolicy, type FreezePolicy, type PolicyOptions } from '@llama-pro/train';
 import type { TrainableLM } from '@llama-pro/core';
+import { relL2 } from '@llama-pro/core/testing';
 import { runCli } from './run-cli';
 
-function relL2(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < b.length; i++) {
-    num += (a[i]! - b[i]!) ** 2;
-    den += b[i]! ** 2;
-  }
-  return Math.sqrt(num / den);
-}
 
 function batchOf(c: LlamaConfig, B: number, T: number, seed: number): TrainingBatch {
   const rng = new Rng(seed);

@@ -14,19 +14,11 @@ import { STORIES260K_BIN, STORIES260K_GOLDEN, describeWithFixtures, fixturePath,
 import { onnxBackend } from '@llama-pro/backend-onnx';
 import { tfjsBackend } from '@llama-pro/backend-tfjs';
 import { verifyIdentity } from '@llama-pro/expand';
+import { relL2 } from '@llama-pro/core/testing';
 import { runCli } from './run-cli';
 
 const FIXTURES = [STORIES260K_BIN, [...STORIES260K_GOLDEN, 'tokens.txt'], [...STORIES260K_GOLDEN, 'logits.f32']];
 
-function relL2(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < b.length; i++) {
-    num += (a[i]! - b[i]!) ** 2;
-    den += b[i]! ** 2;
-  }
-  return Math.sqrt(num / den);
-}
 
 describeWithFixtures('onnx backend with the CLI, tfjs and expand (stories260K)', FIXTURES, () => {
   let dir: string;

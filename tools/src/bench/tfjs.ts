@@ -11,8 +11,8 @@
  *   frozen): `lossAndGradients` over those blocks' tensors plus an SGD update through `setParameter`;
  * - decode: KV-cache steps of one token per row on top of a 32-token prompt (steps only).
  */
-import { normalizeConfig, numel, parseLayerTensorName, IGNORE_INDEX, type TensorInfo, type TrainableLM, type WeightSource } from '@llama-pro/core';
-import { randomWeights, tinyRawConfig } from '@llama-pro/core/testing';
+import { normalizeConfig, parseLayerTensorName, IGNORE_INDEX, type TrainableLM, type WeightSource } from '@llama-pro/core';
+import { randomWeightSource, tinyRawConfig } from '@llama-pro/core/testing';
 import { availableVariants, tfjsBackend } from '@llama-pro/backend-tfjs';
 
 const B = Number(process.env['BENCH_BATCH'] ?? 1);
@@ -23,23 +23,7 @@ const DECODE_PROMPT = 32;
 const DECODE_STEPS = 16;
 
 function source(): WeightSource {
-  const config = normalizeConfig(
-    tinyRawConfig({ hiddenSize: 288, intermediateSize: 768, layers: 8, heads: 6, kvHeads: 6, vocab: 32000, maxPositions: 1024, tie: true }),
-  );
-  const weights = randomWeights(config, 0, 0.02);
-  let offset = 0;
-  const infos = new Map<string, TensorInfo>();
-  for (const [name, w] of weights) {
-    const byteLength = numel(w.shape) * 4;
-    infos.set(name, { name, dtype: 'F32', shape: w.shape, begin: offset, byteLength });
-    offset += byteLength;
-  }
-  return {
-    config,
-    tensorNames: () => [...weights.keys()],
-    info: (name) => infos.get(name)!,
-    readFloat32: async (name) => weights.get(name)!.values,
-  };
+  return randomWeightSource(normalizeConfig(tinyRawConfig({ hiddenSize: 288, intermediateSize: 768, layers: 8, heads: 6, kvHeads: 6, vocab: 32000, maxPositions: 1024, tie: true })), 0, 0.02);
 }
 
 function tokens(n: number, vocab: number, seed: number): Int32Array {

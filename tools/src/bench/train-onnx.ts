@@ -15,8 +15,8 @@
  * weight gradients of the trainable matrices only.
  */
 import * as os from 'node:os';
-import { Rng, normalizeConfig, numel, type LlamaConfig, type TensorInfo, type TrainingBatch, type WeightSource } from '@llama-pro/core';
-import { randomWeights, tinyRawConfig } from '@llama-pro/core/testing';
+import { Rng, normalizeConfig, type LlamaConfig, type TrainingBatch, type WeightSource } from '@llama-pro/core';
+import { randomWeightSource, tinyRawConfig } from '@llama-pro/core/testing';
 import { OnnxTrainer, loadOnnxTrainable, measureMatmulGflops } from '@llama-pro/backend-onnx';
 import { tfjsBackend } from '@llama-pro/backend-tfjs';
 
@@ -30,16 +30,7 @@ const SPIN = process.env['BENCH_SPIN'] === '1';
 const NEW_LAYERS = [3, 7];
 
 function source(): WeightSource {
-  const config = normalizeConfig(tinyRawConfig({ hiddenSize: 288, intermediateSize: 768, layers: 8, heads: 6, kvHeads: 6, vocab: 32000, maxPositions: 1024, tie: false }));
-  const weights = randomWeights(config, 0, 0.02);
-  let offset = 0;
-  const infos = new Map<string, TensorInfo>();
-  for (const [name, w] of weights) {
-    const byteLength = numel(w.shape) * 4;
-    infos.set(name, { name, dtype: 'F32', shape: w.shape, begin: offset, byteLength });
-    offset += byteLength;
-  }
-  return { config, tensorNames: () => [...weights.keys()], info: (n) => infos.get(n)!, readFloat32: async (n) => Float32Array.from(weights.get(n)!.values) };
+  return randomWeightSource(normalizeConfig(tinyRawConfig({ hiddenSize: 288, intermediateSize: 768, layers: 8, heads: 6, kvHeads: 6, vocab: 32000, maxPositions: 1024, tie: false })), 0, 0.02);
 }
 
 function batchOf(c: LlamaConfig, b: number, seed: number): TrainingBatch {

@@ -15,8 +15,8 @@
 import { promises as fsp } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { Rng, normalizeConfig, numel, parseLayerTensorName, type LlamaConfig, type TensorInfo, type TrainableLM, type WeightSource } from '@llama-pro/core';
-import { randomWeights, tinyRawConfig } from '@llama-pro/core/testing';
+import { Rng, normalizeConfig, parseLayerTensorName, type LlamaConfig, type TrainableLM, type WeightSource } from '@llama-pro/core';
+import { randomWeightSource, tinyRawConfig } from '@llama-pro/core/testing';
 import { tfjsBackend } from '@llama-pro/backend-tfjs';
 import { AdamW, BatchStream, ParameterSet, SequenceFile, Trainer, constantSchedule, fullPolicy, layersPolicy, loraPolicy, newBlocksPolicy, type FreezePlan, type FreezePolicy, type PolicyOptions } from '@llama-pro/train';
 
@@ -26,16 +26,7 @@ const T = 256;
 const NEW_LAYERS = [1, 3, 5, 7];
 
 function source(): WeightSource {
-  const config = normalizeConfig(tinyRawConfig({ hiddenSize: 288, intermediateSize: 768, layers: 8, heads: 6, kvHeads: 6, vocab: 32000, maxPositions: 1024, tie: false }));
-  const weights = randomWeights(config, 0, 0.02);
-  let offset = 0;
-  const infos = new Map<string, TensorInfo>();
-  for (const [name, w] of weights) {
-    const byteLength = numel(w.shape) * 4;
-    infos.set(name, { name, dtype: 'F32', shape: w.shape, begin: offset, byteLength });
-    offset += byteLength;
-  }
-  return { config, tensorNames: () => [...weights.keys()], info: (n) => infos.get(n)!, readFloat32: async (n) => Float32Array.from(weights.get(n)!.values) };
+  return randomWeightSource(normalizeConfig(tinyRawConfig({ hiddenSize: 288, intermediateSize: 768, layers: 8, heads: 6, kvHeads: 6, vocab: 32000, maxPositions: 1024, tie: false })), 0, 0.02);
 }
 
 /** Matmul FLOPs of one training step over `tokens` tokens (see the header). */

@@ -45,3 +45,15 @@ export function describeWithFixtures(name: string, relPaths: string[][], fn: () 
   const d = (globalThis as unknown as { describe: { (n: string, f: () => void): void; skip: (n: string, f: () => void) => void } }).describe;
   (haveFixtures(...relPaths) ? d : d.skip)(name, fn);
 }
+
+/** Relative L2 error ||a - b|| / ||b|| (the tolerance measure used against golden logits). */
+export function relL2(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  if (a.length !== b.length) throw new Error(`relL2: lengths differ (${a.length} vs ${b.length})`);
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < b.length; i++) {
+    num += (a[i]! - b[i]!) ** 2;
+    den += b[i]! ** 2;
+  }
+  return Math.sqrt(num / den);
+}

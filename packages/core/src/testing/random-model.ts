@@ -5,8 +5,8 @@
 import { normalizeConfig, type LlamaConfig } from '../config/llama-config';
 import { expectedShape, expectedTensorNames } from '../config/tensor-names';
 import { type FloatDType, dtypeToTorch, encodeFromFloat32 } from '../io/dtype';
-import { saveModelDir, writeModelFiles, type OutputTensor } from '../io/hf-dir';
-import { numel } from '../io/safetensors';
+import { saveModelDir, writeModelFiles, type OutputTensor, type WeightSource } from '../io/hf-dir';
+import { numel, type TensorInfo } from '../io/safetensors';
 import { Rng } from '../rng';
 
 export interface TinyConfigOptions {
@@ -70,6 +70,36 @@ export function randomWeights(config: LlamaConfig, seed = 0, std?: number): Map<
     out.set(name, { shape, values: randomTensorValues(name, shape, rng, std) });
   }
   return out;
+}
+
+/** An in-memory float32 WeightSource over `weights` (laid out contiguously); reads return fresh copies. */
+export function weightSourceOf(config: LlamaConfig, weights: ReadonlyMap<string, { readonly shape: readonly number[]; readonly values: Float32Array }>): WeightSource {
+  const infos = new Map<string, TensorInfo>();
+  let begin = 0;
+  for (const [name, w] of weights) {
+    const byteLength = numel(w.shape) * 4;
+    infos.set(name, { name, dtype: 'F32', shape: [...w.shape], begin, byteLength });
+    begin += byteLength;
+  }
+  return {
+    config,
+    tensorNames: () => [...weights.keys()],
+    info: (name) => {
+      const i = infos.get(name);
+      if (!i) throw new Error(`no tensor named "${name}"`);
+      return i;
+    },
+    readFloat32: async (name) => {
+      const w = weights.get(name);
+      if (!w) throw new Error(`no tensor named "${name}"`);
+      return w.values.slice();
+    },
+  };
+}
+
+/** Seeded random weights for `config` as an in-memory WeightSource (benchmarks, backend tests). */
+export function randomWeightSource(config: LlamaConfig, seed = 0, std?: number): WeightSource {
+  return weightSourceOf(config, randomWeights(config, seed, std));
 }
 
 export interface RandomCheckpointOptions {
