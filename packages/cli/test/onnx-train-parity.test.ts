@@ -167,6 +167,9 @@ describe('llama-pro train --backend onnx', () => {
     expect(r.code).toBe(0);
     const s = JSON.parse(r.stdout);
     expect(s).toMatchObject({ finishReason: 'completed', step: 4, policy: 'new-blocks', trainableTensors: 9 });
+    expect(s.peakRssMb).toBeGreaterThan(0);
+    const metrics = (await fsp.readFile(path.join(dir, 'run', 'metrics.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l));
+    expect(metrics.filter((m) => m.loss !== undefined).every((m) => m.rss_mb > 0)).toBe(true);
     const [a, b] = [await HfCheckpoint.open(grown), await HfCheckpoint.open(s.exportDir)];
     for (const n of a.tensorNames()) {
       const same = (await a.read(n)).equals(await b.read(n));

@@ -73,6 +73,8 @@ export interface RunSummary {
   finalGeneralLoss: number | null;
   exportDir: string | null;
   lastCheckpoint: string | null;
+  /** Peak resident memory of the process so far (MiB; memory use of the training backend included). */
+  peakRssMb: number;
 }
 
 /** Fields that must not change between a run and its resume. */
@@ -213,6 +215,7 @@ export async function runTraining(o: RunTrainingOptions): Promise<RunSummary> {
       finalValLoss: r.finalValLoss,
       initialGeneralLoss: r.initialGeneralLoss,
       finalGeneralLoss: r.finalGeneralLoss,
+      peakRssMb: Math.round(process.resourceUsage().maxRSS / 1024),
       exportDir,
       lastCheckpoint: r.lastCheckpoint,
     };

@@ -28,6 +28,8 @@ export interface MetricsRecord {
   /** Loss on the general-domain sample (forgetting check). */
   general_loss?: number;
   elapsed_s?: number;
+  /** Resident memory of the process (MB) when the step finished. */
+  rss_mb?: number;
 }
 
 export interface TrainerOptions {
@@ -255,7 +257,7 @@ export class Trainer {
         step++;
         tokensSeen += r.tokens;
         const dt = Math.max(1e-3, (Date.now() - t0) / 1000);
-        const rec: MetricsRecord = { step, loss: r.loss, lr, grad_norm: r.gradNorm, tokens: r.tokens, tokens_per_s: r.tokens / dt, elapsed_s: (Date.now() - started) / 1000 };
+        const rec: MetricsRecord = { step, loss: r.loss, lr, grad_norm: r.gradNorm, tokens: r.tokens, tokens_per_s: r.tokens / dt, elapsed_s: (Date.now() - started) / 1000, rss_mb: Math.round(process.memoryUsage().rss / 1e6) };
         const last = step === o.totalSteps;
         if (last || (o.evalInterval > 0 && step % o.evalInterval === 0)) {
           const v = await validationLoss(o.model, o.val, o.evalBatches, o.batchSize);

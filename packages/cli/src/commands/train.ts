@@ -220,6 +220,7 @@ export function registerTrain(program: Command): void {
               `${summary.finishReason} at step ${summary.step}/${summary.totalSteps} (${summary.policy}: ${summary.trainableParameters} trainable parameters); ` +
                 `val loss ${v(summary.initialValLoss)} -> ${v(summary.finalValLoss)}; ` +
                 (summary.initialGeneralLoss !== null ? `general loss ${v(summary.initialGeneralLoss)} -> ${v(summary.finalGeneralLoss)}; ` : '') +
+                `peak RSS ${summary.peakRssMb} MiB; ` +
                 (summary.exportDir ? `exported ${summary.exportDir}\n` : `checkpoint ${summary.lastCheckpoint}; continue with --resume\n`),
             );
           }
