@@ -44,7 +44,9 @@ async function main(): Promise<void> {
     const bytes = chooseSize(parent, size ? parseByteSize(size) : undefined);
     process.stderr.write(`writing a ${(bytes / 1e9).toFixed(2)} GB synthetic checkpoint to ${base} ...\n`);
     const syn = await makeSynthetic(base, { bytes });
-    const groups = syn.layers % 4 === 0 ? syn.layers / 4 : syn.layers;
+    // Grow by about a quarter, as the paper's 32 -> 40: the divisor of the layer count closest to L/4 groups.
+    const divisors = Array.from({ length: syn.layers }, (_, i) => i + 1).filter((d) => syn.layers % d === 0);
+    const groups = divisors.reduce((best, d) => (Math.abs(d - syn.layers / 4) < Math.abs(best - syn.layers / 4) ? d : best), divisors[0]!);
     const inBytes = await dirBytes(base);
     execFileSync('sync');
 
