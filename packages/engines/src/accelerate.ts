@@ -73,7 +73,7 @@ function accelerateConfig(kind: 'ddp' | 'deepspeed' | 'fsdp', precision: string)
   return { ...base, distributed_type: 'MULTI_GPU' };
 }
 
-function readme(job: AccelerateJob): string {
+function readme(job: AccelerateJob, outputDir: string): string {
   return `# Accelerate job emitted by llama-pro
 
 Trains exactly the ${job.manifest.trainableTensors.length} tensors listed in \`job.json\` (the expansion manifest's trainable
@@ -97,23 +97,24 @@ Check what will train (no GPU or torch needed):
 
 ## Bring the result back
 
-    llama-pro import-run ${path.resolve(job.outputDir)} --base ${path.resolve(job.modelDir)}
+    llama-pro import-run ${outputDir} --base ${path.resolve(job.modelDir)}
 `;
 }
 
 /** Writes the Accelerate job directory atomically. */
 export async function emitAccelerate(job: AccelerateJob, emitDir: string, options: { force?: boolean } = {}): Promise<string[]> {
   const script = await fsp.readFile(ACCELERATE_TEMPLATE, 'utf8');
+  const jobJson = accelerateJobJson(job, emitDir);
   return buildDirAtomic(
     emitDir,
     async (tmp) => {
       const files: Record<string, string> = {
         'train_accelerate.py': script,
-        'job.json': JSON.stringify(accelerateJobJson(job, emitDir), null, 2) + '\n',
+        'job.json': JSON.stringify(jobJson, null, 2) + '\n',
         'accelerate_config.yaml': stringify(accelerateConfig(job.distributed ?? 'deepspeed', job.settings.precision)),
         'ds_z2_config.json': JSON.stringify(deepspeedConfig(2, job.settings.precision), null, 2) + '\n',
         'ds_z3_config.json': JSON.stringify(deepspeedConfig(3, job.settings.precision), null, 2) + '\n',
-        'README.md': readme(job),
+        'README.md': readme(job, jobJson['output_dir'] as string),
       };
       for (const [name, text] of Object.entries(files)) await fsp.writeFile(path.join(tmp, name), text);
       await fsp.chmod(path.join(tmp, 'train_accelerate.py'), 0o755);

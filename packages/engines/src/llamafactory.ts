@@ -32,14 +32,12 @@ export function llamaFactoryFreezeArgs(manifest: ExpansionManifest): FreezeArgs 
   const layers = manifest.newLayers;
   const N = layers.length;
   if (N === 0) throw new UsageError('the manifest has no new layers to train', 'ENGINE_UNSUPPORTED');
-  // Trainable tensors must be whole layers: LLaMA-Factory's "all" modules train every parameter of a layer.
-  const perLayer = new Map<number, number>();
+  // Trainable tensors must lie in the new layers: LLaMA-Factory's "all" modules train whole layers and nothing else.
   for (const name of manifest.trainableTensors) {
     const p = parseLayerTensorName(name);
     if (!p || !layers.includes(p.layer)) {
       throw new UsageError(`trainable tensor ${name} is not inside a new layer; LLaMA-Factory cannot express that, use --engine accelerate`, 'ENGINE_UNSUPPORTED');
     }
-    perLayer.set(p.layer, (perLayer.get(p.layer) ?? 0) + 1);
   }
   if (L % N === 0) {
     const s = L / N;
@@ -112,12 +110,12 @@ export function datasetInfo(corpus: EngineCorpus): Record<string, unknown> {
   return { [DATASET_NAME]: { file_name: path.resolve(corpus.path), columns: { prompt: corpus.format === 'jsonl' ? (corpus.field ?? 'text') : 'text' } } };
 }
 
-function readme(job: LlamaFactoryJob, freeze: FreezeArgs): string {
+function readme(job: LlamaFactoryJob, cfg: Record<string, unknown>): string {
   const layers = job.manifest.newLayers.join(', ');
   return `# LLaMA-Factory job emitted by llama-pro
 
 Trains only the new blocks of \`${path.resolve(job.modelDir)}\` (layers ${layers} of ${job.manifest.plan.newLayerCount}),
-selected by \`use_llama_pro: ${freeze.use_llama_pro}\` and \`freeze_trainable_layers: ${freeze.freeze_trainable_layers}\`.
+selected by \`use_llama_pro: ${cfg['use_llama_pro']}\` and \`freeze_trainable_layers: ${cfg['freeze_trainable_layers']}\`.
 
 Files: \`llamafactory.yaml\` (training arguments), \`dataset_info.json\` (the corpus as dataset \`${DATASET_NAME}\`),
 \`ds_z2_config.json\` / \`ds_z3_config.json\` (DeepSpeed ZeRO-2 / ZeRO-3; the YAML points at ZeRO-${job.deepspeedStage ?? 2}).
@@ -136,7 +134,7 @@ that do not fit one GPU with optimizer state for the trainable blocks.
 
 ## Bring the result back
 
-    llama-pro import-run ${path.resolve(job.outputDir.startsWith('/') ? job.outputDir : path.join('.', job.outputDir))} --base ${path.resolve(job.modelDir)}
+    llama-pro import-run ${cfg['output_dir']} --base ${path.resolve(job.modelDir)}
 
 checks that every frozen tensor is byte-identical to the expanded base and records the run in the manifest.
 `;
@@ -144,7 +142,6 @@ checks that every frozen tensor is byte-identical to the expanded base and recor
 
 /** Writes the LLaMA-Factory job directory atomically. */
 export async function emitLlamaFactory(job: LlamaFactoryJob, emitDir: string, options: { force?: boolean } = {}): Promise<string[]> {
-  const freeze = llamaFactoryFreezeArgs(job.manifest);
   const cfg = llamaFactoryConfig(job, emitDir);
   return buildDirAtomic(
     emitDir,
@@ -154,7 +151,7 @@ export async function emitLlamaFactory(job: LlamaFactoryJob, emitDir: string, op
         'dataset_info.json': JSON.stringify(datasetInfo(job.corpus), null, 2) + '\n',
         'ds_z2_config.json': JSON.stringify(deepspeedConfig(2, job.settings.precision), null, 2) + '\n',
         'ds_z3_config.json': JSON.stringify(deepspeedConfig(3, job.settings.precision), null, 2) + '\n',
-        'README.md': readme(job, freeze),
+        'README.md': readme(job, cfg),
       };
       for (const [name, text] of Object.entries(files)) await fsp.writeFile(path.join(tmp, name), text);
       return Object.keys(files).sort();

@@ -128,7 +128,11 @@ describe('LLaMA-Factory emission', () => {
     for (const k of Object.keys(cfg)) expect(DOCUMENTED_KEYS.has(k) ? k : `undocumented key ${k}`).toBe(k);
     const info = JSON.parse(await fsp.readFile(path.join(emit, 'dataset_info.json'), 'utf8'));
     expect(info[cfg.dataset]).toEqual({ file_name: path.join(dir, 'corpus.jsonl'), columns: { prompt: 'text' } });
-    expect(await fsp.readFile(path.join(emit, 'README.md'), 'utf8')).toMatch(/llamafactory-cli train llamafactory\.yaml[\s\S]*NNODES=2 NODE_RANK=0/);
+    const readme = await fsp.readFile(path.join(emit, 'README.md'), 'utf8');
+    expect(readme).toMatch(/llamafactory-cli train llamafactory\.yaml[\s\S]*NNODES=2 NODE_RANK=0/);
+    // The take-back command points where LLaMA-Factory writes (output_dir, relative to the emit dir).
+    expect(cfg.output_dir).toBe(path.join(emit, 'out'));
+    expect(readme).toContain(`llama-pro import-run ${path.join(emit, 'out')} --base ${j.modelDir}`);
     expect(JSON.parse(await fsp.readFile(path.join(emit, 'ds_z3_config.json'), 'utf8')).zero_optimization.stage).toBe(3);
   });
 
@@ -159,6 +163,7 @@ describe('Accelerate emission', () => {
     expect(out.trim().split('\n').sort()).toEqual([...j.manifest.trainableTensors].sort());
     const cfg = parse(await fsp.readFile(path.join(emit, 'accelerate_config.yaml'), 'utf8'));
     expect(cfg.distributed_type).toBe('DEEPSPEED');
+    expect(await fsp.readFile(path.join(emit, 'README.md'), 'utf8')).toContain(`llama-pro import-run ${path.join(emit, 'out')} --base ${j.modelDir}`);
   });
 });
 

@@ -91,6 +91,20 @@ function overrides(o: TrainFlags): Record<string, unknown> {
   };
 }
 
+/** Resolves the experiment's paths: values from the experiment file relative to it, flag values relative to the cwd. */
+function resolvePaths(o: TrainFlags, exp: Experiment): Experiment {
+  const baseDir = o.config ? path.dirname(path.resolve(o.config)) : process.cwd();
+  const rel = (p: string | undefined, fromFlag: unknown) => (p === undefined ? undefined : fromFlag === undefined ? path.resolve(baseDir, p) : path.resolve(p));
+  return {
+    ...exp,
+    model: rel(exp.model, o.model),
+    out: rel(exp.out, o.out),
+    data: { ...exp.data, path: rel(exp.data.path, o.data) },
+    eval: { ...exp.eval, general: rel(exp.eval.general, o.general) },
+    plugins: exp.plugins.map((p) => (p.startsWith('.') ? path.resolve(baseDir, p) : p)),
+  };
+}
+
 /** `--engine llamafactory|accelerate --emit <dir>`: write a job for an external engine instead of training here. */
 async function emitEngineJob(o: TrainFlags, exp: Experiment): Promise<void> {
   if (o.engine !== 'llamafactory' && o.engine !== 'accelerate') throw new UsageError(`unknown engine "${o.engine}"; known: llama-pro, llamafactory, accelerate`);
@@ -101,16 +115,13 @@ async function emitEngineJob(o: TrainFlags, exp: Experiment): Promise<void> {
   if (precision !== 'bf16' && precision !== 'fp16' && precision !== 'fp32') throw new UsageError(`--precision must be bf16, fp16 or fp32, got "${precision}"`);
   const stage = Number(o.deepspeedStage ?? '2');
   if (stage !== 2 && stage !== 3) throw new UsageError(`--deepspeed-stage must be 2 or 3, got "${o.deepspeedStage}"`);
-  const baseDir = o.config ? path.dirname(path.resolve(o.config)) : process.cwd();
-  const modelDir = path.resolve(o.model === undefined ? baseDir : process.cwd(), exp.model);
-  const dataPath = path.resolve(o.data === undefined ? baseDir : process.cwd(), exp.data.path);
-  const manifest = await readExpansionManifest(modelDir);
+  const manifest = await readExpansionManifest(exp.model);
   const job = {
-    modelDir,
+    modelDir: exp.model,
     manifest,
-    corpus: engineCorpusFromExperiment(exp, dataPath),
+    corpus: engineCorpusFromExperiment(exp, exp.data.path),
     settings: engineSettingsFromExperiment(exp, precision),
-    outputDir: exp.out ? path.resolve(exp.out) : 'out',
+    outputDir: exp.out ?? 'out',
   };
   const files =
     o.engine === 'llamafactory'
@@ -158,24 +169,12 @@ export function registerTrain(program: Command): void {
     .option('--json', 'print the run summary as one JSON object')
     .action(async (o: TrainFlags) => {
       let exp: Experiment = o.config ? await loadExperimentFile(o.config) : parseExperiment({});
-      exp = overrideExperiment(exp, overrides(o));
+      exp = resolvePaths(o, overrideExperiment(exp, overrides(o)));
       if (o.engine && o.engine !== 'llama-pro') return emitEngineJob(o, exp);
-      const { model: m, out: r, data: { path: d } } = exp;
-      if (!m) throw new UsageError('no model: pass --model <dir> (or set model: in the experiment file)');
+      const { model: modelDir, out: r, data: { path: d } } = exp;
+      if (!modelDir) throw new UsageError('no model: pass --model <dir> (or set model: in the experiment file)');
       if (!d) throw new UsageError('no data: pass --data <path> (or set data.path in the experiment file)');
       if (!r) throw new UsageError('no run directory: pass --out <run-dir> (or set out: in the experiment file)');
-      // Paths in the experiment file are relative to it.
-      const baseDir = o.config ? path.dirname(path.resolve(o.config)) : process.cwd();
-      const rel = (p: string, fromFile: boolean) => (fromFile ? path.resolve(baseDir, p) : path.resolve(p));
-      const modelDir = rel(m, o.model === undefined);
-      exp = {
-        ...exp,
-        model: modelDir,
-        out: rel(r, o.out === undefined),
-        data: { ...exp.data, path: rel(d, o.data === undefined) },
-        eval: { ...exp.eval, general: exp.eval.general === undefined ? undefined : rel(exp.eval.general, o.general === undefined) },
-        plugins: exp.plugins.map((p) => (p.startsWith('.') ? path.resolve(baseDir, p) : p)),
-      };
       const container = await buildContainer([...exp.plugins, ...(o.plugin ?? [])]);
       const policies = freezePolicies(container);
       const schedules = lrSchedules(container);
