@@ -10,6 +10,7 @@ import { promises as fsp } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import * as path from 'node:path';
 import {
+  isParameterTensor,
   type BackendLoadOptions,
   CheckpointError,
   HfCheckpoint,
@@ -79,13 +80,6 @@ export function doubleBufferedSource(
 }
 
 /** A tensor of zeros streamed from one shared zero buffer (never allocated at full size). */
-export function zeroSource(byteLength: number, zeros: Buffer): () => AsyncGenerator<Uint8Array> {
-  return async function* () {
-    for (let left = byteLength; left > 0; left -= zeros.length) yield zeros.subarray(0, Math.min(left, zeros.length));
-  };
-}
-/** Non-parameter tensors some exporters store per layer; copied along, never trainable. */
-const NON_PARAMETER = /(^|\.)rotary_emb\.inv_freq$/;
 
 /** The identity check failed: the expanded model does not compute the base model's function. */
 export class IdentityError extends LlamaProError {
@@ -157,7 +151,7 @@ export function planTensors(ckpt: HfCheckpoint, plan: ExpansionPlan, initializer
     for (const s of perLayer[l.source]!) {
       const name = `model.layers.${l.index}.${s}`;
       if (zeroSets.get(l.index)!.has(s)) zeroed.push(name);
-      if (!NON_PARAMETER.test(s)) trainable.push(name);
+      if (isParameterTensor(s)) trainable.push(name);
     }
   }
   const copies = plan.layers.filter((l) => l.isNew).map((l) => ({ layer: l.index, source: l.source }));
@@ -386,13 +380,12 @@ export async function expandModel(opts: ExpandOptions): Promise<ExpandResult> {
     hasher = h;
     await h?.start();
     const buffers: [Buffer, Buffer] = [Buffer.allocUnsafe(COPY_CHUNK), Buffer.allocUnsafe(COPY_CHUNK)];
-    const zeros = Buffer.alloc(COPY_CHUNK);
     const tensors: OutputTensor[] = tp.tensors.map((t) => ({
       name: t.name,
       dtype: t.info.dtype,
       shape: t.info.shape,
       source: t.zero
-        ? zeroSource(t.info.byteLength, zeros)
+        ? ('zeros' as const)
         : doubleBufferedSource(ckpt, t.from, buffers, h && t.original ? (offset, chunk) => h.update(t.from, offset, chunk) : undefined),
     }));
     const config = withLayerCount(ckpt.rawConfig, opts.plan.newLayerCount, sourceOfEachLayer(opts.plan));

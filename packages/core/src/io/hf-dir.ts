@@ -8,10 +8,9 @@ import * as path from 'node:path';
 import { CheckpointError, ConfigError } from '../errors';
 import { type LlamaConfig, normalizeConfig } from '../config/llama-config';
 import { expectedShape, expectedTensorNames } from '../config/tensor-names';
-import { type DType, type FloatDType, decodeToFloat32, isFloatDType } from './dtype';
+import { type DType, type FloatDType, decodeToFloat32, dtypeSize, isFloatDType } from './dtype';
 import { SafetensorsFile, SafetensorsWriter, type TensorInfo, type TensorSpec, numel } from './safetensors';
 import { buildDirAtomic, writeJsonAtomic, type AtomicDirOptions } from './atomic';
-import { dtypeSize } from './dtype';
 
 export const SINGLE_FILE = 'model.safetensors';
 export const INDEX_FILE = 'model.safetensors.index.json';
@@ -32,7 +31,12 @@ export const AUX_FILES = [
 export const DEFAULT_MAX_SHARD_BYTES = 5_000_000_000;
 
 /** Tensors some exporters leave in checkpoints that carry no model parameters. */
-const IGNORABLE = /(^|\.)rotary_emb\.inv_freq$/;
+const NON_PARAMETER = /(^|\.)rotary_emb\.inv_freq$/;
+
+/** False for buffers some exporters store (e.g. `rotary_emb.inv_freq`), true for model parameters. */
+export function isParameterTensor(name: string): boolean {
+  return !NON_PARAMETER.test(name);
+}
 
 export interface WeightSource {
   readonly config: LlamaConfig;
@@ -168,7 +172,7 @@ export class HfCheckpoint implements WeightSource {
 
   /** Names that carry model parameters (drops e.g. `rotary_emb.inv_freq`). */
   parameterNames(): string[] {
-    return this.tensorNames().filter((n) => !IGNORABLE.test(n));
+    return this.tensorNames().filter(isParameterTensor);
   }
 
   has(name: string): boolean {

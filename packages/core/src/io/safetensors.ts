@@ -264,10 +264,6 @@ export function buildSafetensorsHeader(specs: readonly TensorSpec[], metadata: R
   return out;
 }
 
-export function safetensorsFileSize(specs: readonly TensorSpec[], metadata?: Record<string, string>): number {
-  return buildSafetensorsHeader(specs, metadata).length + specs.reduce((a, s) => a + numel(s.shape) * dtypeSize(s.dtype), 0);
-}
-
 const ZERO_CHUNK = Buffer.alloc(1 << 20);
 
 /**
