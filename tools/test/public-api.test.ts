@@ -3,6 +3,7 @@
  * snapshot of it). A change to a package's exports shows up here as a snapshot diff to review; update with
  * `npx jest tools/test/public-api.test.ts -u` when the change is intended (and add a changeset).
  */
+import * as nativeIo from '@llama-pro/native-io';
 import * as core from '@llama-pro/core';
 import * as coreTesting from '@llama-pro/core/testing';
 import * as backendTfjs from '@llama-pro/backend-tfjs';
@@ -16,6 +17,7 @@ import * as study from '@llama-pro/study';
 import * as cli from '@llama-pro/cli';
 
 const surfaces: Record<string, Record<string, unknown>> = {
+  '@llama-pro/native-io': nativeIo,
   '@llama-pro/core': core,
   '@llama-pro/core/testing': coreTesting,
   '@llama-pro/backend-tfjs': backendTfjs,

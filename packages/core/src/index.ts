@@ -11,6 +11,8 @@ export * from './config/llama-config';
 export * from './config/tensor-names';
 export * from './io/dtype';
 export * from './io/atomic';
+export * from './io/checksum';
+export { nativeIoStatus, type NativeIoStatus } from '@llama-pro/native-io';
 export * from './io/safetensors';
 export * from './io/hf-dir';
 export * from './llama2c/import';

@@ -77,6 +77,37 @@ print(json.dumps({'meta': meta, 'names': sorted(h), 'w': list(struct.unpack('<6f
     expect((await fsp.readdir(dir)).filter((f) => f.includes('.tmp-'))).toEqual([]);
   });
 
+  it('leaves zero tensors as holes (also at the end) and writes back in the background, byte-identical to dense zeros', async () => {
+    const big = 1 << 20; // 4 MiB of F32 zeros
+    const specs = [
+      { name: 'a', dtype: 'F32' as const, shape: [3] },
+      { name: 'z1', dtype: 'F32' as const, shape: [big] },
+      { name: 'b', dtype: 'F32' as const, shape: [2] },
+      { name: 'z2', dtype: 'F32' as const, shape: [big] },
+    ];
+    const sparse = path.join(dir, 'sparse.safetensors');
+    // A writeback after every few bytes: datasyncs run concurrently with the writes that follow.
+    const w = await SafetensorsWriter.create(sparse, specs, undefined, { writebackBytes: 8 });
+    await w.write('a', f32(1, 2, 3));
+    await w.writeZeros('z1');
+    await w.write('b', f32(4));
+    await w.write('b', f32(5));
+    await w.writeZeros('z2');
+    await w.finish();
+    const dense = path.join(dir, 'dense.safetensors');
+    const zeros = new Uint8Array(big * 4);
+    await writeSafetensors(dense, [
+      { ...specs[0]!, data: f32(1, 2, 3) },
+      { ...specs[1]!, data: zeros },
+      { ...specs[2]!, data: f32(4, 5) },
+      { ...specs[3]!, data: zeros },
+    ]);
+    expect((await fsp.readFile(sparse)).equals(await fsp.readFile(dense))).toBe(true);
+    const st = await fsp.stat(sparse);
+    expect(st.size).toBe((await fsp.stat(dense)).size);
+    expect(st.blocks * 512).toBeLessThan(big * 4); // 8 MiB of zeros, well under 4 MiB on disk
+  });
+
   it('refuses duplicate names', async () => {
     await expect(
       SafetensorsWriter.create(path.join(dir, 'd.safetensors'), [

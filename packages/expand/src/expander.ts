@@ -1,18 +1,20 @@
 /**
- * The streaming expander. Source tensors are read by byte range and written to output shards in
- * sequence, so memory stays bounded whatever the model size; zeroed tensors are written without
- * allocating them; dtypes are preserved. The output is built in a temporary sibling directory and renamed
+ * The streaming expander. Output shards are written in sequence; each tensor is copied by byte range
+ * from its base shard, in the kernel (copy_file_range via @llama-pro/native-io) where available, else
+ * through two reused buffers, so memory stays bounded whatever the model size and the bytes need not
+ * pass through JavaScript. Zeroed tensors are holes (nothing allocated or written); dtypes are
+ * preserved. The base shards are hashed for the manifest on a worker thread meanwhile. The output is built in a temporary sibling directory and renamed
  * into place at the very end (after the optional identity check), so an interrupted run never leaves
  * anything at the output path.
  */
-import { createHash } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
-import { Worker } from 'node:worker_threads';
 import * as path from 'node:path';
 import {
   isParameterTensor,
   type BackendLoadOptions,
   CheckpointError,
+  type CopyStats,
+  type SafetensorsWriterOptions,
   HfCheckpoint,
   LlamaProError,
   type ModelBackend,
@@ -32,54 +34,11 @@ import {
 import type { BlockInitializer } from './initializer';
 import { type ExpansionManifest, type IdentityReport, MANIFEST_FILE, MANIFEST_FORMAT, MANIFEST_VERSION, parseExpansionManifest } from './manifest';
 import { type ExpansionPlan, sourceOfEachLayer } from './plan';
+import { FileHasher } from './hash';
 import { verifyIdentity, type VerifyResult } from './verify';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const PKG = require('../package.json') as { name: string; version: string };
-
-/** Chunk size for streamed tensor copies (two buffers of this size are reused for every tensor). */
-const COPY_CHUNK = 8 << 20;
-
-/**
- * Streams a tensor's bytes through two reusable buffers: the read of the next chunk runs while the
- * consumer writes the current one. The consumer must finish with a chunk before asking for the next
- * (the SafetensorsWriter awaits each write), and tensors are consumed one at a time.
- */
-export function doubleBufferedSource(
-  ckpt: HfCheckpoint,
-  name: string,
-  buffers: readonly [Buffer, Buffer],
-  onChunk?: (offset: number, chunk: Buffer) => Promise<void>,
-): () => AsyncGenerator<Uint8Array> {
-  return async function* () {
-    const shard = ckpt.shardOf(name);
-    const length = shard.info(name).byteLength;
-    const chunk = buffers[0].length;
-    let which = 0;
-    let offset = 0;
-    const start = (): Promise<Buffer> | null => {
-      if (offset >= length) return null;
-      const n = Math.min(chunk, length - offset);
-      const p = shard.readRange(name, offset, n, buffers[which]);
-      // A read still in flight when the consumer gives up (e.g. after a write error) must not crash the process.
-      p.catch(() => undefined);
-      offset += n;
-      which ^= 1;
-      return p;
-    };
-    let pending = start();
-    let at = 0;
-    while (pending) {
-      const got = await pending;
-      pending = start();
-      if (onChunk) await onChunk(at, got);
-      at += got.length;
-      yield got;
-    }
-  };
-}
-
-/** A tensor of zeros streamed from one shared zero buffer (never allocated at full size). */
 
 /** The identity check failed: the expanded model does not compute the base model's function. */
 export class IdentityError extends LlamaProError {
@@ -111,9 +70,8 @@ export interface TensorPlan {
  * Maps a layer plan onto the checkpoint's tensors. Write order follows the base checkpoint's storage
  * order (shard by shard, data order within each): every original tensor, renamed to its new layer, is
  * followed by the same tensor of each new block copied from it. So the base is read sequentially, once
- * (plus the re-read of each copied tensor while it is still in the page cache), which lets the expander
- * hash the base shards on the fly. Tensor order inside safetensors files carries no meaning; the index
- * maps names to shards.
+ * (plus the re-read of each copied tensor while it is still in the page cache). Tensor order inside
+ * safetensors files carries no meaning; the index maps names to shards.
  */
 export function planTensors(ckpt: HfCheckpoint, plan: ExpansionPlan, initializer: BlockInitializer): TensorPlan {
   const L = ckpt.config.numHiddenLayers;
@@ -158,144 +116,6 @@ export function planTensors(ckpt: HfCheckpoint, plan: ExpansionPlan, initializer
   return { tensors, zeroedTensors: zeroed, trainableTensors: trainable, copies };
 }
 
-const HASH_WORKER = `
-const { parentPort, workerData } = require('node:worker_threads');
-const { createHash } = require('node:crypto');
-const { sab, slotSize, shards } = workerData;
-const hashes = Array.from({ length: shards }, () => createHash('sha256'));
-parentPort.on('message', (m) => {
-  if (m.op === 'update') {
-    hashes[m.shard].update(new Uint8Array(sab, m.slot * slotSize, m.length));
-    parentPort.postMessage({ free: m.slot });
-  } else if (m.op === 'digest') {
-    parentPort.postMessage({ digests: hashes.map((h) => h.digest('hex')) });
-  }
-});
-`;
-
-/**
- * sha256 of each base shard, fed with the bytes as the expander reads them, hashed on a worker thread
- * (so hashing overlaps the copy) through a few shared-memory slots (bounded memory, backpressure when
- * the worker lags). A shard whose tensors do not arrive in storage order is hashed by a separate
- * sequential read at the end (never happens with `planTensors`' order, but kept correct regardless).
- */
-export class ShardHasher {
-  private static readonly SLOTS = 4;
-  private readonly state: { next: number; ok: boolean }[];
-  private readonly shardIndex = new Map<string, number>();
-  private readonly sab: SharedArrayBuffer;
-  private readonly free: number[] = [];
-  private readonly waiters: (() => void)[] = [];
-  private readonly worker: Worker;
-  private failure: Error | undefined;
-  private digestWaiter: { resolve: (d: string[]) => void; reject: (e: Error) => void } | undefined;
-
-  constructor(
-    private readonly ckpt: HfCheckpoint,
-    private readonly slotSize = COPY_CHUNK,
-  ) {
-    this.state = ckpt.shards.map(() => ({ next: 0, ok: true }));
-    ckpt.shards.forEach((s, i) => this.shardIndex.set(s.path, i));
-    this.sab = new SharedArrayBuffer(ShardHasher.SLOTS * slotSize);
-    for (let i = 0; i < ShardHasher.SLOTS; i++) this.free.push(i);
-    this.worker = new Worker(HASH_WORKER, { eval: true, workerData: { sab: this.sab, slotSize, shards: ckpt.shards.length } });
-    this.worker.unref();
-    this.worker.on('message', (m: { free?: number; digests?: string[] }) => {
-      if (m.free !== undefined) {
-        this.free.push(m.free);
-        this.waiters.shift()?.();
-      } else if (m.digests) this.digestWaiter?.resolve(m.digests);
-    });
-    this.worker.on('error', (e) => this.fail(e));
-    this.worker.on('exit', () => this.fail(new Error('the hashing worker exited')));
-  }
-
-  private fail(e: Error): void {
-    this.failure ??= e;
-    for (const w of this.waiters.splice(0)) w();
-    this.digestWaiter?.reject(this.failure);
-  }
-
-  private async send(shard: number, bytes: Uint8Array): Promise<void> {
-    for (let off = 0; off < bytes.byteLength; off += this.slotSize) {
-      while (this.free.length === 0 && !this.failure) await new Promise<void>((r) => this.waiters.push(r));
-      if (this.failure) throw this.failure;
-      const slot = this.free.pop()!;
-      const part = bytes.subarray(off, Math.min(bytes.byteLength, off + this.slotSize));
-      new Uint8Array(this.sab, slot * this.slotSize, part.byteLength).set(part);
-      this.worker.postMessage({ op: 'update', shard, slot, length: part.byteLength });
-    }
-  }
-
-  /** Hashes the header bytes of every shard (call before streaming). */
-  async start(): Promise<void> {
-    for (const [i, s] of this.ckpt.shards.entries()) {
-      const fh = await fsp.open(s.path, 'r');
-      try {
-        const head = Buffer.alloc(s.dataStart);
-        const { bytesRead } = await fh.read(head, 0, head.length, 0);
-        if (bytesRead !== head.length) this.state[i]!.ok = false;
-        else await this.send(i, head);
-      } finally {
-        await fh.close();
-      }
-    }
-  }
-
-  /** Called with consecutive chunks of an original tensor, starting at `offset` bytes into it. */
-  async update(name: string, offset: number, chunk: Uint8Array): Promise<void> {
-    const shard = this.ckpt.shardOf(name);
-    const i = this.shardIndex.get(shard.path)!;
-    const st = this.state[i]!;
-    if (!st.ok) return;
-    if (shard.info(name).begin + offset !== st.next) {
-      st.ok = false;
-      return;
-    }
-    st.next += chunk.byteLength;
-    await this.send(i, chunk);
-  }
-
-  /** Digests, in shard order; re-reads shards that were not streamed in order. */
-  async digests(): Promise<string[]> {
-    if (this.failure) throw this.failure;
-    const streamed = await new Promise<string[]>((resolve, reject) => {
-      this.digestWaiter = { resolve, reject };
-      this.worker.postMessage({ op: 'digest' });
-    });
-    const out: string[] = [];
-    for (const [i, s] of this.ckpt.shards.entries()) {
-      const st = this.state[i]!;
-      out.push(st.ok && st.next === s.header.dataLength ? streamed[i]! : await sha256File(s.path));
-    }
-    return out;
-  }
-
-  async close(): Promise<void> {
-    this.worker.removeAllListeners('exit');
-    await this.worker.terminate();
-  }
-}
-
-/** sha256 of a file, read sequentially through one reused buffer. */
-export async function sha256File(file: string): Promise<string> {
-  const hash = createHash('sha256');
-  const buf = Buffer.allocUnsafe(COPY_CHUNK);
-  const fh = await fsp.open(file, 'r');
-  try {
-    let pos = 0;
-    for (;;) {
-      const { bytesRead } = await fh.read(buf, 0, buf.length, pos);
-      if (bytesRead === 0) break;
-      hash.update(buf.subarray(0, bytesRead));
-      pos += bytesRead;
-    }
-  } finally {
-    await fh.close();
-  }
-  return hash.digest('hex');
-}
-
 /** Progress events: bytes written, then (with verification) the check. */
 export interface ExpandProgress {
   readonly phase: 'write' | 'verify';
@@ -314,9 +134,14 @@ export interface ExpandOptions {
   force?: boolean;
   /**
    * sha256 the base shards into the manifest (default true). Hashing runs on a worker thread alongside
-   * the copy, but costs CPU (about as much as the copy itself); false records null hashes.
+   * the copy, but costs a core for about as long as the copy takes; false records null hashes.
    */
   hashBase?: boolean;
+  /**
+   * Output writer settings: `nativeCopy: false` copies tensor bytes through user space instead of the
+   * kernel (the output is byte-identical either way); `writebackBytes` tunes background writeback.
+   */
+  writer?: SafetensorsWriterOptions;
   /** Run the identity check before publishing the output; the report goes into the manifest. */
   verify?: { backend: ModelBackend; tokens?: TokenBatch; loadOptions?: BackendLoadOptions };
   onProgress?: (p: ExpandProgress) => void;
@@ -327,6 +152,8 @@ export interface ExpandResult {
   readonly manifest: ExpansionManifest;
   /** Present when verification ran (includes the base logits). */
   readonly verification?: VerifyResult;
+  /** How tensor bytes were copied: in the kernel or through user space. */
+  readonly copy: CopyStats;
 }
 
 /** Refuses outputs that would clobber the input or an existing directory; run before any write. */
@@ -373,20 +200,16 @@ export async function expandModel(opts: ExpandOptions): Promise<ExpandResult> {
   await checkOutputPath(input, output, opts.force);
   await removeStaleTemps(output);
   const ckpt = await HfCheckpoint.open(input);
-  let hasher: ShardHasher | undefined;
+  let hasher: FileHasher | undefined;
   try {
     const tp = planTensors(ckpt, opts.plan, opts.initializer);
-    const h = opts.hashBase === false ? undefined : new ShardHasher(ckpt);
-    hasher = h;
-    await h?.start();
-    const buffers: [Buffer, Buffer] = [Buffer.allocUnsafe(COPY_CHUNK), Buffer.allocUnsafe(COPY_CHUNK)];
+    // The base shards are hashed on a worker thread reading them itself, alongside the copy.
+    hasher = opts.hashBase === false ? undefined : new FileHasher(ckpt.shards.map((s) => s.path));
     const tensors: OutputTensor[] = tp.tensors.map((t) => ({
       name: t.name,
       dtype: t.info.dtype,
       shape: t.info.shape,
-      source: t.zero
-        ? ('zeros' as const)
-        : doubleBufferedSource(ckpt, t.from, buffers, h && t.original ? (offset, chunk) => h.update(t.from, offset, chunk) : undefined),
+      source: t.zero ? ('zeros' as const) : ckpt.fileSource(t.from),
     }));
     const config = withLayerCount(ckpt.rawConfig, opts.plan.newLayerCount, sourceOfEachLayer(opts.plan));
     return await buildDirAtomic(
@@ -397,9 +220,10 @@ export async function expandModel(opts: ExpandOptions): Promise<ExpandResult> {
           tensors,
           maxShardBytes: opts.maxShardBytes ?? DEFAULT_MAX_SHARD_BYTES,
           copyAuxFrom: input,
+          writer: opts.writer,
           onProgress: (done, total) => opts.onProgress?.({ phase: 'write', done, total }),
         });
-        const hashes = h ? await h.digests() : ckpt.shards.map(() => null);
+        const hashes = hasher ? await hasher.digests() : ckpt.shards.map(() => null);
         let verification: VerifyResult | undefined;
         let report: IdentityReport | null = null;
         if (opts.verify) {
@@ -444,7 +268,7 @@ export async function expandModel(opts: ExpandOptions): Promise<ExpandResult> {
           verification: report,
         });
         await writeJsonAtomic(path.join(tmp, MANIFEST_FILE), manifest);
-        return { output, manifest, ...(verification ? { verification } : {}) };
+        return { output, manifest, copy: written.copy, ...(verification ? { verification } : {}) };
       },
       { force: opts.force },
     );

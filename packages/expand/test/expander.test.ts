@@ -3,7 +3,7 @@ import { spawn } from 'node:child_process';
 import { promises as fsp } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { CheckpointError, ConfigError, HfCheckpoint, expectedShape, expectedTensorNames, saveModelDir, OutputError, normalizeConfig, parseLayerTensorName, readConfigJson } from '@llama-pro/core';
+import { CheckpointError, ConfigError, HfCheckpoint, nativeIoStatus, expectedShape, expectedTensorNames, saveModelDir, OutputError, normalizeConfig, parseLayerTensorName, readConfigJson } from '@llama-pro/core';
 import { tinyRawConfig, writeRandomCheckpoint } from '@llama-pro/core/testing';
 import {
   MANIFEST_FILE,
@@ -124,6 +124,15 @@ describe('expandModel', () => {
     expect(Object.keys(index.weight_map).length).toBe(32 * 9 + 3 + 8 * 9);
     for (const s of r.manifest.output.shards) expect(s.bytes).toBeLessThanOrEqual(30_000);
     await checkPaperLayout(input, output, 'BF16');
+    // Tensor bytes moved in the kernel when the addon is at hand (CI requires it), else through buffers.
+    const copied = r.manifest.output.totalBytes - (8 * 2 * 16 * 16 + 8 * 2 * 24 * 16); // minus the zeroed o_proj/down_proj holes
+    expect(r.copy).toEqual(nativeIoStatus().available ? { kernelBytes: copied, userBytes: 0 } : { kernelBytes: 0, userBytes: copied });
+    // Forced through user space: the same files byte for byte.
+    const viaBuffers = path.join(dir, 'bf16-x-user');
+    const u = await expandModel({ input, output: viaBuffers, plan, initializer: zeroOutputInitializer, maxShardBytes: 30_000, writer: { nativeCopy: false } });
+    expect(u.copy).toEqual({ kernelBytes: 0, userBytes: copied });
+    const weights = (s: Record<string, string>) => Object.fromEntries(Object.entries(s).filter(([f]) => f.endsWith('.safetensors') || f.endsWith('.index.json')));
+    expect(weights(await snapshot(viaBuffers))).toEqual(weights(await snapshot(output)));
   });
 
   it('copy initializer writes plain copies; top strategy appends', async () => {

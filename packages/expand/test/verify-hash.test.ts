@@ -2,9 +2,10 @@ import { createHash } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { HfCheckpoint, normalizeConfig, readConfigJson, type CausalLM, type ModelBackend, type WeightSource } from '@llama-pro/core';
+import { normalizeConfig, readConfigJson, sha256File, type CausalLM, type ModelBackend, type WeightSource } from '@llama-pro/core';
 import { tinyRawConfig, writeRandomCheckpoint } from '@llama-pro/core/testing';
-import { IdentityError, ShardHasher, defaultVerificationBatch, expandModel, interleavedStrategy, readExpansionManifest, sha256File, zeroOutputInitializer } from '../src';
+import { IdentityError, defaultVerificationBatch, expandModel, interleavedStrategy, readExpansionManifest, zeroOutputInitializer } from '../src';
+import { FileHasher } from '../src/hash';
 
 let dir: string;
 let input: string;
@@ -66,27 +67,26 @@ describe('verification inside expandModel', () => {
   });
 });
 
-describe('ShardHasher', () => {
-  it('hashes shards streamed in storage order, and re-reads shards streamed out of order', async () => {
-    const ck = await HfCheckpoint.open(input);
-    const h = new ShardHasher(ck, 4096);
+describe('FileHasher', () => {
+  it('hashes every file on a worker thread, in order, as sha256File and an independent hash do', async () => {
+    const files = (await fsp.readdir(input)).filter((f) => f.endsWith('.safetensors')).sort().map((f) => path.join(input, f));
+    expect(files.length).toBeGreaterThan(2);
+    const h = new FileHasher(files);
     try {
-      await h.start();
-      expect(ck.shards.length).toBeGreaterThan(2);
-      const [first, second] = ck.shards;
-      // shard 0 in order, in uneven chunks; shard 1 backwards (out of order); the rest not at all.
-      for (const t of first!.tensors) {
-        const bytes = await ck.read(t.name);
-        await h.update(t.name, 0, bytes.subarray(0, 100));
-        await h.update(t.name, 100, bytes.subarray(100));
-      }
-      for (const t of [...second!.tensors].reverse()) await h.update(t.name, 0, await ck.read(t.name));
-      const want = await Promise.all(ck.shards.map(async (s) => createHash('sha256').update(await fsp.readFile(s.path)).digest('hex')));
+      const want = await Promise.all(files.map(async (f) => createHash('sha256').update(await fsp.readFile(f)).digest('hex')));
       expect(await h.digests()).toEqual(want);
-      expect(await sha256File(first!.path)).toBe(want[0]);
+      expect(await Promise.all(files.map((f) => sha256File(f)))).toEqual(want);
     } finally {
       await h.close();
-      await ck.close();
+    }
+  });
+
+  it('a missing file rejects the digests with the worker error', async () => {
+    const h = new FileHasher([path.join(dir, 'no-such-shard.safetensors')]);
+    try {
+      await expect(h.digests()).rejects.toThrow(/ENOENT.*no-such-shard/);
+    } finally {
+      await h.close();
     }
   });
 });

@@ -1,6 +1,6 @@
 /**
  * Final export: a complete Hugging Face directory. Trained tensors (LoRA merged) are encoded in the
- * source dtype; every other tensor is streamed byte for byte from the input checkpoint, so frozen
+ * source dtype; every other tensor is copied byte for byte from the input checkpoint (in the kernel where possible), so frozen
  * tensors are identical by construction. A training manifest records the run.
  */
 import type { HfCheckpoint, OutputTensor } from '@llama-pro/core';
@@ -9,7 +9,7 @@ import { RunError } from './errors';
 
 export const TRAIN_MANIFEST_FILE = 'llama_pro_train.json';
 
-export type ExportSource = Pick<HfCheckpoint, 'dir' | 'rawConfig' | 'tensorNames' | 'info' | 'stream'>;
+export type ExportSource = Pick<HfCheckpoint, 'dir' | 'rawConfig' | 'tensorNames' | 'info' | 'fileSource'>;
 
 export interface ExportOptions {
   source: ExportSource;
@@ -28,7 +28,7 @@ export async function exportModel(o: ExportOptions): Promise<{ totalBytes: numbe
   const tensors: OutputTensor[] = o.source.tensorNames().map((name) => {
     const info = o.source.info(name);
     const v = o.updated.get(name);
-    if (!v) return { name, dtype: info.dtype, shape: info.shape, source: () => o.source.stream(name) };
+    if (!v) return { name, dtype: info.dtype, shape: info.shape, source: o.source.fileSource(name) };
     if (!isFloatDType(info.dtype)) throw new RunError(`trained tensor "${name}" has non-float dtype ${info.dtype}`, 'RUN_EXPORT');
     return { name, dtype: info.dtype, shape: info.shape, source: encodeFromFloat32(v, info.dtype) };
   });

@@ -1,16 +1,27 @@
 /**
- * Child process of `bench:expand`: expands <in> into <out> with `interleaved --groups <n>` (4th argument
- * `no-hash`: without hashing the base shards) and prints one
- * JSON line with its own peak RSS (process.resourceUsage().maxRSS, KiB; covers the hashing worker too).
+ * Child process of `bench:expand`: expands <in> into <out> with `interleaved --groups <n>`. Mode (4th
+ * argument): `hash` (the default run), `no-hash` (without hashing the base shards), or `user` (tensor
+ * bytes through user space instead of the kernel). Prints one JSON line with its own peak RSS
+ * (process.resourceUsage().maxRSS, KiB; covers the hashing worker too) and how bytes were copied.
  */
 import { normalizeConfig, readConfigJson } from '@llama-pro/core';
 import { expandModel, interleavedStrategy, zeroOutputInitializer } from '@llama-pro/expand';
 
 async function run(): Promise<void> {
-  const [input, output, groups, mode] = process.argv.slice(2);
+  const [input, output, groups, mode = 'hash'] = process.argv.slice(2);
   const config = normalizeConfig(await readConfigJson(input!));
-  const r = await expandModel({ input: input!, output: output!, plan: interleavedStrategy.plan(config, { groups }), initializer: zeroOutputInitializer, hashBase: mode !== 'no-hash' });
-  process.stdout.write(JSON.stringify({ maxRssKiB: process.resourceUsage().maxRSS, bytes: r.manifest.output.totalBytes, layers: r.manifest.plan.newLayerCount }) + '\n');
+  const r = await expandModel({
+    input: input!,
+    output: output!,
+    plan: interleavedStrategy.plan(config, { groups }),
+    initializer: zeroOutputInitializer,
+    hashBase: mode !== 'no-hash',
+    writer: {
+      nativeCopy: mode !== 'user',
+      ...(process.env.LLAMA_PRO_BENCH_WRITEBACK ? { writebackBytes: Number(process.env.LLAMA_PRO_BENCH_WRITEBACK) } : {}),
+    },
+  });
+  process.stdout.write(JSON.stringify({ maxRssKiB: process.resourceUsage().maxRSS, bytes: r.manifest.output.totalBytes, layers: r.manifest.plan.newLayerCount, copy: r.copy }) + '\n');
 }
 run().catch((e: Error) => {
   process.stderr.write(`expand-run: ${e.message}\n`);

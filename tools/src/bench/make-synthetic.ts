@@ -5,8 +5,8 @@
  *
  *   node tools/dist/bench/make-synthetic.js <out-dir> [--size 5.4GB] [--shard-size 2GB]
  *
- * Without --size it aims for ~5.4 GB (12 layers) when `df` shows room for the benchmark (about 3.5x
- * the checkpoint: input, expanded output and a `cp` copy), else the largest that fits, with a warning.
+ * Without --size it aims for ~5.4 GB (12 layers) when `df` shows room for the benchmark (about 5x
+ * the checkpoint: input, expanded output, a dense copy of it and a `cp` of that), else the largest that fits, with a warning.
  */
 import { execFileSync } from 'node:child_process';
 import * as path from 'node:path';
@@ -98,13 +98,13 @@ export async function makeSynthetic(outDir: string, options: { bytes?: number; l
   return { layers, bytes: totalBytes };
 }
 
-/** Default size: ~5.4 GB when the disk has room for ~3.5x that, else what fits (warning below 4 GB). */
+/** Default size: ~5.4 GB when the disk has room for ~5x that, else what fits (warning below 4 GB). */
 export function chooseSize(dir: string, requested?: number, warn: (m: string) => void = (m) => process.stderr.write(`warning: ${m}\n`)): number {
   if (requested !== undefined) return requested;
   const want = 5.4e9;
   const free = freeBytes(dir);
-  if (free === undefined || free >= 3.5 * want) return want;
-  const fit = Math.floor(free / 3.5);
+  if (free === undefined || free >= 5 * want) return want;
+  const fit = Math.floor(free / 5);
   warn(`only ${(free / 1e9).toFixed(1)} GB free next to ${dir}; writing a ${(fit / 1e9).toFixed(2)} GB checkpoint instead of ${(want / 1e9).toFixed(1)} GB${fit < 4e9 ? ' (below the 4 GB the benchmark target assumes)' : ''}`);
   return fit;
 }

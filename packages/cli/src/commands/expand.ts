@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { HfCheckpoint, UsageError, parseByteSize } from '@llama-pro/core';
+import { HfCheckpoint, UsageError, nativeIoStatus, parseByteSize } from '@llama-pro/core';
 import { checkOutputPath, expandModel, formatPlanTable, initializerRegistry, planTensors, strategyRegistry } from '@llama-pro/expand';
 import { BACKEND_OPTION_HELP, DEFAULT_BACKEND, backendLoadOptions, resolveBackend } from '../backend-option';
 import { buildContainer } from '../container';
@@ -110,6 +110,10 @@ export function registerExpand(program: Command): void {
       });
       if (phase) progress.stop();
       const m = r.manifest;
+      const native = nativeIoStatus();
+      if (r.copy.userBytes >= 1e9 && !native.available) {
+        process.stderr.write(`note: tensor bytes were copied through user space (${native.detail}); in-kernel copies are faster\n`);
+      }
       if (o.json) {
         process.stdout.write(
           JSON.stringify({
@@ -123,6 +127,7 @@ export function registerExpand(program: Command): void {
             shards: m.output.shards.map((s) => s.file),
             bytes: m.output.totalBytes,
             trainableTensors: m.trainableTensors.length,
+            copy: r.copy,
             verification: m.verification && { backend: m.verification.backend, device: m.verification.device, maxAbsDiff: m.verification.maxAbsDiff, identical: m.verification.identical },
           }) + '\n',
         );

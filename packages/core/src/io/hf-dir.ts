@@ -9,7 +9,7 @@ import { CheckpointError, ConfigError } from '../errors';
 import { type LlamaConfig, normalizeConfig } from '../config/llama-config';
 import { expectedShape, expectedTensorNames } from '../config/tensor-names';
 import { type DType, type FloatDType, decodeToFloat32, dtypeSize, isFloatDType } from './dtype';
-import { SafetensorsFile, SafetensorsWriter, type TensorInfo, type TensorSpec, numel } from './safetensors';
+import { type CopyStats, SafetensorsFile, SafetensorsWriter, type SafetensorsWriterOptions, type TensorInfo, type TensorSpec, numel } from './safetensors';
 import { buildDirAtomic, writeJsonAtomic, type AtomicDirOptions } from './atomic';
 
 export const SINGLE_FILE = 'model.safetensors';
@@ -193,6 +193,11 @@ export class HfCheckpoint implements WeightSource {
     return this.shardOf(name).read(name);
   }
 
+  /** Tensor `name` as an output source: copied byte for byte (in the kernel where possible). */
+  fileSource(name: string): TensorFileSource {
+    return { file: this.shardOf(name), name };
+  }
+
   stream(name: string, chunkSize?: number): AsyncGenerator<Buffer> {
     return this.shardOf(name).stream(name, chunkSize);
   }
@@ -252,9 +257,22 @@ async function readIndex(indexPath: string): Promise<Record<string, string>> {
 }
 
 /** A tensor to write: its spec plus where its bytes come from. */
+/** The bytes of tensor `name` of an open safetensors file, copied as they are (same dtype and size). */
+export interface TensorFileSource {
+  readonly file: SafetensorsFile;
+  readonly name: string;
+}
+
+export function isTensorFileSource(s: OutputTensor['source']): s is TensorFileSource {
+  return typeof s === 'object' && !(s instanceof Uint8Array) && 'file' in s;
+}
+
 export interface OutputTensor extends TensorSpec {
-  /** Bytes in memory, 'zeros' (written without allocating), or a chunk stream. */
-  readonly source: Uint8Array | 'zeros' | (() => AsyncIterable<Uint8Array>);
+  /**
+   * Bytes in memory, 'zeros' (a hole: nothing allocated or written), a chunk stream, or a tensor of an
+   * open safetensors file (copied in the kernel where possible, see `SafetensorsWriter.copyFrom`).
+   */
+  readonly source: Uint8Array | 'zeros' | (() => AsyncIterable<Uint8Array>) | TensorFileSource;
 }
 
 export interface ShardPlan {
@@ -291,18 +309,26 @@ export interface WriteModelOptions {
   extraFiles?: Record<string, string | Uint8Array>;
   /** Called after every chunk with bytes written so far (for progress). */
   onProgress?: (bytesWritten: number, totalBytes: number) => void;
+  /** Writer options for every shard (background writeback, in-kernel copies). */
+  writer?: SafetensorsWriterOptions;
 }
 
 /** Writes a model into an existing (usually temporary) directory. Use `saveModelDir` for the atomic version. */
-export async function writeModelFiles(dir: string, opts: WriteModelOptions): Promise<{ shards: ShardPlan[]; totalBytes: number }> {
+export async function writeModelFiles(dir: string, opts: WriteModelOptions): Promise<{ shards: ShardPlan[]; totalBytes: number; copy: CopyStats }> {
   const shards = planShards(opts.tensors, opts.maxShardBytes);
   const totalBytes = shards.reduce((a, s) => a + s.bytes, 0);
+  const copy: CopyStats = { kernelBytes: 0, userBytes: 0 };
   let done = 0;
   for (const shard of shards) {
-    const w = await SafetensorsWriter.create(path.join(dir, shard.file), shard.tensors);
+    const w = await SafetensorsWriter.create(path.join(dir, shard.file), shard.tensors, undefined, opts.writer);
     try {
       for (const t of shard.tensors) {
-        if (t.source === 'zeros') {
+        if (isTensorFileSource(t.source)) {
+          await w.copyFrom(t.name, t.source.file, t.source.name, (n) => {
+            done += n;
+            opts.onProgress?.(done, totalBytes);
+          });
+        } else if (t.source === 'zeros') {
           await w.writeZeros(t.name);
           done += numel(t.shape) * dtypeSize(t.dtype);
         } else if (t.source instanceof Uint8Array) {
@@ -322,6 +348,8 @@ export async function writeModelFiles(dir: string, opts: WriteModelOptions): Pro
       await w.abort();
       throw e;
     }
+    copy.kernelBytes += w.copyStats.kernelBytes;
+    copy.userBytes += w.copyStats.userBytes;
   }
   if (shards.length > 1) {
     const weightMap: Record<string, string> = {};
@@ -332,7 +360,7 @@ export async function writeModelFiles(dir: string, opts: WriteModelOptions): Pro
   await writeJsonAtomic(path.join(dir, 'config.json'), opts.config);
   if (opts.copyAuxFrom) await copyAuxFiles(opts.copyAuxFrom, dir);
   for (const [name, data] of Object.entries(opts.extraFiles ?? {})) await fsp.writeFile(path.join(dir, name), data);
-  return { shards, totalBytes };
+  return { shards, totalBytes, copy };
 }
 
 /** Copies tokenizer / generation files byte for byte; returns the names copied. */
@@ -353,10 +381,10 @@ export async function saveModelDir(outDir: string, opts: WriteModelOptions, atom
   return buildDirAtomic(outDir, (tmp) => writeModelFiles(tmp, opts), atomic);
 }
 
-/** Reads all tensors of a checkpoint into an OutputTensor list (streamed, original dtype and order). */
+/** All tensors of a checkpoint as an OutputTensor list (copied byte for byte, original dtype and order). */
 export function passthroughTensors(ckpt: HfCheckpoint): OutputTensor[] {
   return ckpt.tensorNames().map((name) => {
     const t = ckpt.info(name);
-    return { name, dtype: t.dtype, shape: t.shape, source: () => ckpt.stream(name) };
+    return { name, dtype: t.dtype, shape: t.shape, source: ckpt.fileSource(name) };
   });
 }

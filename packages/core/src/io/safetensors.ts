@@ -7,6 +7,7 @@
  * tensors lazily by byte range; the writer streams tensors in order with bounded memory.
  */
 import { createReadStream, promises as fsp } from 'node:fs';
+import { FALLBACK_CODES, nativeIo, type NativeIo } from '@llama-pro/native-io';
 import { SafetensorsError } from '../errors';
 import { type DType, dtypeSize, isDType } from './dtype';
 import { tempSibling } from './atomic';
@@ -202,6 +203,15 @@ export class SafetensorsFile {
     return buf;
   }
 
+  /**
+   * Where a tensor's bytes lie in the file (absolute offset) and the open descriptor, for in-kernel
+   * copies (`SafetensorsWriter.copyFrom`). The descriptor belongs to this file: do not close it.
+   */
+  byteRange(name: string): { readonly fd: number; readonly offset: number; readonly length: number } {
+    const t = this.info(name);
+    return { fd: this.fh.fd, offset: this.dataStart + t.begin, length: t.byteLength };
+  }
+
   /** Streams a tensor's bytes in chunks of at most `chunkSize` bytes. */
   async *stream(name: string, chunkSize = 1 << 20): AsyncGenerator<Buffer> {
     const t = this.info(name);
@@ -264,33 +274,72 @@ export function buildSafetensorsHeader(specs: readonly TensorSpec[], metadata: R
   return out;
 }
 
-const ZERO_CHUNK = Buffer.alloc(1 << 20);
+/** Bytes written between two background writebacks (see `SafetensorsWriterOptions.writebackBytes`). */
+export const DEFAULT_WRITEBACK_BYTES = 64 << 20;
+
+export interface SafetensorsWriterOptions {
+  /**
+   * Start writing dirty pages to disk (an fdatasync in the background, one at a time) every this many
+   * bytes, so the disk works while the copy goes on instead of all at the final fsync; 0 turns it off.
+   * Default 64 MiB. The final fsync in `finish()` happens regardless.
+   */
+  writebackBytes?: number;
+  /**
+   * `copyFrom` moves bytes in the kernel (copy_file_range, via @llama-pro/native-io) when the addon is
+   * available (default true); false always copies through user space. Either way the bytes are the same.
+   */
+  nativeCopy?: boolean;
+}
+
+/** Bytes per step of `copyFrom` (one in-kernel copy, or one read/write through a buffer). */
+const COPY_STEP = 64 << 20;
+const USER_COPY_CHUNK = 8 << 20;
+
+/** How `copyFrom` moved bytes so far (for reports and tests). */
+export interface CopyStats {
+  /** Bytes copied in the kernel (copy_file_range). */
+  kernelBytes: number;
+  /** Bytes copied through user-space buffers. */
+  userBytes: number;
+}
 
 /**
  * Streaming writer: the header is written from the specs up front, then each tensor's bytes must be
- * written in spec order (in as many chunks as convenient). The file appears at `path` only on
- * `finish()`; `abort()` (or any error) removes the temporary file.
+ * written in spec order (in as many chunks as convenient), or copied whole from another safetensors
+ * file (`copyFrom`: in the kernel where possible). Zero tensors (`writeZeros`) are left as holes:
+ * nothing is written, the file reads back zeros there (sparse where the filesystem supports it).
+ * The file appears at `path` only on `finish()`; `abort()` (or any error) removes the temporary file.
  */
 export class SafetensorsWriter {
   private index = 0;
   private written = 0;
   private position = 0;
   private readonly sizes: number[];
+  private readonly writebackBytes: number;
+  private lastWriteback = 0;
+  private writeback: Promise<void> | undefined;
+  private writebackError: unknown;
+  private native: NativeIo | undefined;
+  private buffers: [Buffer, Buffer] | undefined;
+  readonly copyStats: CopyStats = { kernelBytes: 0, userBytes: 0 };
 
   private constructor(
     readonly path: string,
     private readonly tmpPath: string,
     private readonly fh: fsp.FileHandle,
     readonly specs: readonly TensorSpec[],
+    options: SafetensorsWriterOptions,
   ) {
     this.sizes = specs.map((s) => numel(s.shape) * dtypeSize(s.dtype));
+    this.writebackBytes = options.writebackBytes ?? DEFAULT_WRITEBACK_BYTES;
+    this.native = options.nativeCopy === false ? undefined : nativeIo();
   }
 
-  static async create(path: string, specs: readonly TensorSpec[], metadata?: Record<string, string>): Promise<SafetensorsWriter> {
+  static async create(path: string, specs: readonly TensorSpec[], metadata?: Record<string, string>, options: SafetensorsWriterOptions = {}): Promise<SafetensorsWriter> {
     const header = buildSafetensorsHeader(specs, metadata);
     const tmp = tempSibling(path);
     const fh = await fsp.open(tmp, 'wx');
-    const w = new SafetensorsWriter(path, tmp, fh, specs);
+    const w = new SafetensorsWriter(path, tmp, fh, specs, options);
     try {
       await w.raw(header);
     } catch (e) {
@@ -320,6 +369,25 @@ export class SafetensorsWriter {
       off += bytesWritten;
       this.position += bytesWritten;
     }
+    this.maybeWriteback();
+  }
+
+  private maybeWriteback(): void {
+    if (this.writebackBytes <= 0 || this.writeback || this.position - this.lastWriteback < this.writebackBytes) return;
+    this.lastWriteback = this.position;
+    this.writeback = this.fh
+      .datasync()
+      .catch((e: unknown) => {
+        this.writebackError ??= e;
+      })
+      .finally(() => {
+        this.writeback = undefined;
+      });
+  }
+
+  private async settleWriteback(): Promise<void> {
+    await this.writeback;
+    if (this.writebackError !== undefined) throw this.writebackError;
   }
 
   /** Appends bytes of the tensor `name` (must be the current tensor). */
@@ -337,19 +405,88 @@ export class SafetensorsWriter {
     this.written += chunk.byteLength;
   }
 
-  /** Writes a whole tensor of zeros without allocating its size. */
+  /**
+   * Writes the whole tensor `name` (the current one) with the bytes of tensor `srcName` of `src`, which
+   * must have the same dtype and byte length. Bytes move in the kernel (copy_file_range) when the addon
+   * is available and the filesystems allow it, else through two reused buffers (the read of the next
+   * chunk overlaps the write of this one). `onBytes` is called after each step with the bytes it moved.
+   */
+  async copyFrom(name: string, src: SafetensorsFile, srcName: string = name, onBytes?: (bytes: number) => void): Promise<void> {
+    this.skipEmpty();
+    const spec = this.specs[this.index];
+    if (!spec || spec.name !== name || this.written !== 0) {
+      throw new SafetensorsError(this.path, `tensor "${name}" written out of order; expected ${spec ? `"${spec.name}"` : 'no more tensors'}`, 'SAFETENSORS_WRITE');
+    }
+    const from = src.info(srcName);
+    const size = this.sizes[this.index]!;
+    if (from.dtype !== spec.dtype || from.byteLength !== size) {
+      throw new SafetensorsError(
+        this.path,
+        `cannot copy "${srcName}" (${from.dtype} [${from.shape.join(', ')}]) from ${src.path} into "${name}" (${spec.dtype} [${spec.shape.join(', ')}]): dtype or size differ`,
+        'SAFETENSORS_WRITE',
+      );
+    }
+    const range = src.byteRange(srcName);
+    let done = 0;
+    while (done < size && this.native) {
+      const n = Math.min(COPY_STEP, size - done);
+      try {
+        await this.native.copyFileRange(range.fd, range.offset + done, this.fh.fd, this.position, n);
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code ?? '';
+        // This filesystem pair cannot copy in the kernel: the rest goes through user space. A partial
+        // in-kernel copy is simply overwritten.
+        if (FALLBACK_CODES.has(code)) {
+          this.native = undefined;
+          break;
+        }
+        throw new SafetensorsError(this.path, `copying tensor "${srcName}" from ${src.path} failed: ${(e as Error).message} (${code})`, 'SAFETENSORS_WRITE');
+      }
+      done += n;
+      this.position += n;
+      this.written += n;
+      this.copyStats.kernelBytes += n;
+      onBytes?.(n);
+      this.maybeWriteback();
+    }
+    if (done < size) await this.copyThroughBuffers(name, src, srcName, done, onBytes);
+  }
+
+  private async copyThroughBuffers(name: string, src: SafetensorsFile, srcName: string, start: number, onBytes?: (bytes: number) => void): Promise<void> {
+    const size = this.sizes[this.index]!;
+    const bufs = (this.buffers ??= [Buffer.allocUnsafe(USER_COPY_CHUNK), Buffer.allocUnsafe(USER_COPY_CHUNK)]);
+    let which = 0;
+    let next = start;
+    const read = (): Promise<Buffer> | undefined => {
+      if (next >= size) return undefined;
+      const n = Math.min(USER_COPY_CHUNK, size - next);
+      const p = src.readRange(srcName, next, n, bufs[which]);
+      // A read still in flight when a write fails must not crash the process.
+      p.catch(() => undefined);
+      next += n;
+      which ^= 1;
+      return p;
+    };
+    for (let pending = read(); pending; ) {
+      const chunk = await pending;
+      pending = read();
+      await this.write(name, chunk);
+      this.copyStats.userBytes += chunk.length;
+      onBytes?.(chunk.length);
+    }
+  }
+
+  /** Writes a whole tensor of zeros without allocating or writing its bytes (a hole in the file). */
   async writeZeros(name: string): Promise<void> {
     this.skipEmpty();
     const spec = this.specs[this.index];
     if (!spec || spec.name !== name || this.written !== 0) {
       throw new SafetensorsError(this.path, `tensor "${name}" written out of order`, 'SAFETENSORS_WRITE');
     }
-    let left = this.sizes[this.index]!;
-    while (left > 0) {
-      const n = Math.min(left, ZERO_CHUNK.length);
-      await this.write(name, ZERO_CHUNK.subarray(0, n));
-      left -= n;
-    }
+    // A hole: `finish()` extends the file to its full length when zeros come last.
+    this.position += this.sizes[this.index]!;
+    this.written = this.sizes[this.index]!;
+    this.skipEmpty();
   }
 
   /** Verifies every tensor is complete, fsyncs and renames into place. */
@@ -360,12 +497,20 @@ export class SafetensorsWriter {
       await this.abort();
       throw new SafetensorsError(this.path, `tensor "${spec.name}" is incomplete (${this.written} of ${this.sizes[this.index]} bytes) at finish`, 'SAFETENSORS_WRITE');
     }
-    await this.fh.sync();
+    try {
+      await this.settleWriteback();
+      if ((await this.fh.stat()).size !== this.position) await this.fh.truncate(this.position);
+      await this.fh.sync();
+    } catch (e) {
+      await this.abort();
+      throw e;
+    }
     await this.fh.close();
     await fsp.rename(this.tmpPath, this.path);
   }
 
   async abort(): Promise<void> {
+    await this.writeback;
     await this.fh.close().catch(() => undefined);
     await fsp.rm(this.tmpPath, { force: true });
   }

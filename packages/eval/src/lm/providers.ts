@@ -4,9 +4,9 @@
  * `openai` talks to an OpenAI-compatible endpoint. Plugins can add providers (e.g. another server protocol).
  */
 import { createHash } from 'node:crypto';
-import { createReadStream, promises as fsp } from 'node:fs';
+import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
-import { HfCheckpoint, loadTokenizer, loadTokenizerOrBytes, type LanguageModel, type ModelBackend, type Named, type NamedRegistry, type TextTokenizer } from '@llama-pro/core';
+import { HfCheckpoint, sha256File, loadTokenizer, loadTokenizerOrBytes, type LanguageModel, type ModelBackend, type Named, type NamedRegistry, type TextTokenizer } from '@llama-pro/core';
 import type { ModelRecord } from '../results';
 import { LocalLanguageModel } from './local';
 import { OpenAICompatibleLanguageModel } from './openai';
@@ -38,12 +38,6 @@ export interface LanguageModelProvider extends Named {
   /** Whether this provider understands the `--model` value. */
   matches(model: string): boolean;
   open(model: string, options: ProviderOpenOptions): Promise<OpenedModel>;
-}
-
-async function sha256File(file: string): Promise<string> {
-  const h = createHash('sha256');
-  for await (const chunk of createReadStream(file)) h.update(chunk as Buffer);
-  return h.digest('hex');
 }
 
 /** sha256 over the weight files of a model directory (sha256 of "sha  name\n" lines, sorted by name). */

@@ -1,0 +1,163 @@
+/*
+ * In-kernel ranged file copy for Node.js (N-API): copy_file_range(2) from one open file descriptor at
+ * one offset to another at another offset, on a libuv worker thread. Node exposes whole-file copies
+ * only (fs.copyFile); a ranged copy lets a safetensors writer move tensor bytes from an input shard
+ * into an output shard without passing them through user space.
+ *
+ * copyFileRange(fdIn, offsetIn, fdOut, offsetOut, length) -> Promise<void>
+ *   Rejects with an Error whose `code` is the errno name ("EXDEV", "ENOSYS", "EOPNOTSUPP", ...), or
+ *   "ESHORT" when the source ends before `length` bytes were copied. Callers fall back to read/write
+ *   on any of these.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdint.h>
+#include <string.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+#include <node_api.h>
+
+#define CHECK(env, call)                                        \
+  do {                                                          \
+    if ((call) != napi_ok) {                                    \
+      napi_throw_error((env), "EINTERNAL", "N-API call failed: " #call); \
+      return NULL;                                              \
+    }                                                           \
+  } while (0)
+
+typedef struct {
+  int fd_in;
+  int fd_out;
+  int64_t off_in;
+  int64_t off_out;
+  int64_t length;
+  int err;   /* errno of the failure, 0 when done, -1 for a short copy */
+  napi_deferred deferred;
+  napi_async_work work;
+} copy_job;
+
+static void execute(napi_env env, void *data) {
+  (void)env;
+  copy_job *job = (copy_job *)data;
+  job->err = 0;
+#ifdef __linux__
+  loff_t in = (loff_t)job->off_in;
+  loff_t out = (loff_t)job->off_out;
+  int64_t left = job->length;
+  while (left > 0) {
+    size_t want = left > (int64_t)(1 << 30) ? (size_t)(1 << 30) : (size_t)left;
+    ssize_t n = copy_file_range(job->fd_in, &in, job->fd_out, &out, want, 0);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      job->err = errno;
+      return;
+    }
+    if (n == 0) {
+      job->err = -1;
+      return;
+    }
+    left -= n;
+  }
+#else
+  job->err = ENOSYS;
+#endif
+}
+
+static const char *errno_name(int e) {
+  switch (e) {
+    case -1: return "ESHORT";
+    case EXDEV: return "EXDEV";
+    case ENOSYS: return "ENOSYS";
+    case EOPNOTSUPP: return "EOPNOTSUPP";
+    case EINVAL: return "EINVAL";
+    case EBADF: return "EBADF";
+    case EIO: return "EIO";
+    case ENOSPC: return "ENOSPC";
+    case EFBIG: return "EFBIG";
+    case EISDIR: return "EISDIR";
+    case EPERM: return "EPERM";
+    case ETXTBSY: return "ETXTBSY";
+    case EOVERFLOW: return "EOVERFLOW";
+    case ENOMEM: return "ENOMEM";
+    case EDQUOT: return "EDQUOT";
+    default: return "EUNKNOWN";
+  }
+}
+
+static void complete(napi_env env, napi_status status, void *data) {
+  copy_job *job = (copy_job *)data;
+  if (status == napi_ok && job->err == 0) {
+    napi_value undef;
+    napi_get_undefined(env, &undef);
+    napi_resolve_deferred(env, job->deferred, undef);
+  } else {
+    const char *code = status == napi_ok ? errno_name(job->err) : "ECANCELED";
+    const char *text = status != napi_ok ? "the copy was cancelled"
+                     : job->err == -1     ? "the source ended before the requested length was copied"
+                                          : strerror(job->err);
+    char message[256];
+    snprintf(message, sizeof message, "copy_file_range: %s", text);
+    napi_value code_v, msg_v, err_v;
+    napi_create_string_utf8(env, code, NAPI_AUTO_LENGTH, &code_v);
+    napi_create_string_utf8(env, message, NAPI_AUTO_LENGTH, &msg_v);
+    napi_create_error(env, code_v, msg_v, &err_v);
+    napi_set_named_property(env, err_v, "code", code_v);
+    napi_reject_deferred(env, job->deferred, err_v);
+  }
+  napi_delete_async_work(env, job->work);
+  free(job);
+}
+
+static int get_int64(napi_env env, napi_value v, int64_t *out, int64_t min) {
+  double d;
+  if (napi_get_value_double(env, v, &d) != napi_ok) return 0;
+  if (!(d >= (double)min) || d > 9007199254740991.0 || d != (double)(int64_t)d) return 0;
+  *out = (int64_t)d;
+  return 1;
+}
+
+static napi_value copy_file_range_js(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value argv[5];
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int64_t fd_in, off_in, fd_out, off_out, length;
+  if (argc != 5 || !get_int64(env, argv[0], &fd_in, 0) || !get_int64(env, argv[1], &off_in, 0) ||
+      !get_int64(env, argv[2], &fd_out, 0) || !get_int64(env, argv[3], &off_out, 0) ||
+      !get_int64(env, argv[4], &length, 0) || fd_in > 0x7fffffff || fd_out > 0x7fffffff) {
+    napi_throw_type_error(env, "EINVAL",
+                          "copyFileRange(fdIn, offsetIn, fdOut, offsetOut, length) takes five non-negative integers");
+    return NULL;
+  }
+  copy_job *job = (copy_job *)calloc(1, sizeof(copy_job));
+  if (!job) {
+    napi_throw_error(env, "ENOMEM", "out of memory");
+    return NULL;
+  }
+  job->fd_in = (int)fd_in;
+  job->fd_out = (int)fd_out;
+  job->off_in = off_in;
+  job->off_out = off_out;
+  job->length = length;
+  napi_value promise, name;
+  CHECK(env, napi_create_promise(env, &job->deferred, &promise));
+  CHECK(env, napi_create_string_utf8(env, "llama-pro:copyFileRange", NAPI_AUTO_LENGTH, &name));
+  CHECK(env, napi_create_async_work(env, NULL, name, execute, complete, job, &job->work));
+  CHECK(env, napi_queue_async_work(env, job->work));
+  return promise;
+}
+
+static napi_value init(napi_env env, napi_value exports) {
+  napi_value fn, supported;
+  CHECK(env, napi_create_function(env, "copyFileRange", NAPI_AUTO_LENGTH, copy_file_range_js, NULL, &fn));
+  CHECK(env, napi_set_named_property(env, exports, "copyFileRange", fn));
+#ifdef __linux__
+  CHECK(env, napi_get_boolean(env, 1, &supported));
+#else
+  CHECK(env, napi_get_boolean(env, 0, &supported));
+#endif
+  CHECK(env, napi_set_named_property(env, exports, "supported", supported));
+  return exports;
+}
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, init)

@@ -1,0 +1,61 @@
+/**
+ * @llama-pro/native-io: the one thing Node's fs cannot do that llama-pro needs, an in-kernel copy of a
+ * byte range from one open file to another (Linux copy_file_range(2)). Tensor bytes then move from an
+ * input shard to an output shard without a round trip through user space, which is what makes the
+ * expander as fast as `cp`.
+ *
+ * The addon is compiled at install time (node-gyp) and is optional: `nativeIo()` returns undefined when
+ * it is missing (another OS, no compiler) or disabled with `LLAMA_PRO_NATIVE_IO=0`, and callers copy
+ * through user space instead.
+ */
+import * as path from 'node:path';
+
+export interface NativeIo {
+  /**
+   * Copies `length` bytes from `fdIn` at `offsetIn` to `fdOut` at `offsetOut` (neither file position
+   * moves). Rejects with an Error whose `code` is the errno name (EXDEV, ENOSYS, EOPNOTSUPP, EINVAL,
+   * ENOSPC, ...) or ESHORT when the input ends first; on EXDEV/ENOSYS/EOPNOTSUPP/EINVAL/ESHORT a caller
+   * should retry with read/write (some filesystems cannot do it).
+   */
+  copyFileRange(fdIn: number, offsetIn: number, fdOut: number, offsetOut: number, length: number): Promise<void>;
+}
+
+export interface NativeIoStatus {
+  readonly available: boolean;
+  /** Why it is unavailable, or where it was loaded from. */
+  readonly detail: string;
+}
+
+/** Error codes after which a read/write copy will still work. */
+export const FALLBACK_CODES: ReadonlySet<string> = new Set(['EXDEV', 'ENOSYS', 'EOPNOTSUPP', 'EINVAL', 'ESHORT', 'EPERM', 'ETXTBSY']);
+
+export const ADDON_PATH = path.join(__dirname, '..', 'build', 'Release', 'llama_pro_native_io.node');
+
+let loaded: { io: NativeIo | undefined; status: NativeIoStatus } | undefined;
+
+function load(): { io: NativeIo | undefined; status: NativeIoStatus } {
+  if (process.env.LLAMA_PRO_NATIVE_IO === '0') return { io: undefined, status: { available: false, detail: 'disabled by LLAMA_PRO_NATIVE_IO=0' } };
+  if (process.platform !== 'linux') return { io: undefined, status: { available: false, detail: `copy_file_range is Linux-only (this is ${process.platform})` } };
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const addon = require(ADDON_PATH) as NativeIo & { supported: boolean };
+    if (!addon.supported) return { io: undefined, status: { available: false, detail: 'the addon was built without copy_file_range' } };
+    return { io: addon, status: { available: true, detail: ADDON_PATH } };
+  } catch (e) {
+    return {
+      io: undefined,
+      status: { available: false, detail: `the addon is not built (${(e as Error).message.split('\n')[0]}); run \`npm rebuild @llama-pro/native-io\` with python3, make and a C compiler installed` },
+    };
+  }
+}
+
+/** The native functions, or undefined when unavailable (see `nativeIoStatus`). */
+export function nativeIo(): NativeIo | undefined {
+  loaded ??= load();
+  return loaded.io;
+}
+
+export function nativeIoStatus(): NativeIoStatus {
+  loaded ??= load();
+  return loaded.status;
+}

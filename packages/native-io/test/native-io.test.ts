@@ -1,0 +1,80 @@
+import { randomBytes } from 'node:crypto';
+import { promises as fsp } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { FALLBACK_CODES, nativeIo, nativeIoStatus } from '../src';
+
+// CI builds the addon and sets LLAMA_PRO_REQUIRE_NATIVE_IO=1, so a broken build fails there instead of
+// silently falling back; elsewhere (macOS, no compiler) these tests are skipped with the reason.
+const status = nativeIoStatus();
+if (process.env.LLAMA_PRO_REQUIRE_NATIVE_IO === '1' && !status.available) throw new Error(`native-io is required but unavailable: ${status.detail}`);
+const maybe = status.available ? describe : describe.skip;
+
+maybe('copyFileRange (addon at hand)', () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'lp-native-io-'));
+  });
+  afterAll(async () => {
+    await fsp.rm(dir, { recursive: true, force: true });
+  });
+
+  it('copies byte ranges between arbitrary (unaligned) offsets, leaving other bytes alone', async () => {
+    const src = randomBytes(3 << 20);
+    await fsp.writeFile(path.join(dir, 'src'), src);
+    const out = Buffer.alloc(4 << 20, 0xab);
+    await fsp.writeFile(path.join(dir, 'dst'), out);
+    const fi = await fsp.open(path.join(dir, 'src'), 'r');
+    const fo = await fsp.open(path.join(dir, 'dst'), 'r+');
+    try {
+      const io = nativeIo()!;
+      await io.copyFileRange(fi.fd, 12_345, fo.fd, 7, 2_000_001);
+      await io.copyFileRange(fi.fd, 0, fo.fd, 3_000_000, 1_000_000); // grows the file
+      await io.copyFileRange(fi.fd, 5, fo.fd, 1, 0); // nothing
+      src.copy(out, 7, 12_345, 12_345 + 2_000_001);
+      const want = Buffer.concat([out.subarray(0, 3_000_000), src.subarray(0, 1_000_000), out.subarray(4_000_000)]);
+      const got = await fsp.readFile(path.join(dir, 'dst'));
+      expect(got.length).toBe(want.length);
+      expect(got.equals(want)).toBe(true);
+    } finally {
+      await fi.close();
+      await fo.close();
+    }
+  });
+
+  it('reports a source that ends early as ESHORT, a bad descriptor as EBADF, and bad arguments as a TypeError', async () => {
+    await fsp.writeFile(path.join(dir, 'small'), randomBytes(100));
+    const fi = await fsp.open(path.join(dir, 'small'), 'r');
+    const fo = await fsp.open(path.join(dir, 'out'), 'w');
+    try {
+      const io = nativeIo()!;
+      const short = await io.copyFileRange(fi.fd, 50, fo.fd, 0, 51).catch((e: NodeJS.ErrnoException) => e);
+      expect(short).toMatchObject({ code: 'ESHORT', message: 'copy_file_range: the source ended before the requested length was copied' });
+      expect(FALLBACK_CODES.has('ESHORT')).toBe(true);
+      await expect(io.copyFileRange(fi.fd, 0, 987_654, 0, 10)).rejects.toMatchObject({ code: 'EBADF' });
+      // Thrown synchronously, from the addon's realm (so checked by name, not instanceof).
+      const thrown = (f: () => unknown): Error | undefined => {
+        try {
+          f();
+        } catch (e) {
+          return e as Error;
+        }
+        return undefined;
+      };
+      for (const bad of [() => io.copyFileRange(fi.fd, -1, fo.fd, 0, 1), () => io.copyFileRange(fi.fd, 0.5, fo.fd, 0, 1), () => (io.copyFileRange as unknown as (...a: unknown[]) => unknown)(fi.fd, 0, fo.fd)]) {
+        expect(thrown(bad)).toMatchObject({ name: 'TypeError', message: 'copyFileRange(fdIn, offsetIn, fdOut, offsetOut, length) takes five non-negative integers' });
+      }
+    } finally {
+      await fi.close();
+      await fo.close();
+    }
+  });
+});
+
+describe('nativeIoStatus', () => {
+  it('says why the addon is unavailable, or where it came from', () => {
+    expect(status.detail.length).toBeGreaterThan(0);
+    if (status.available) expect(status.detail).toMatch(/llama_pro_native_io\.node$/);
+    else expect(nativeIo()).toBeUndefined();
+  });
+});
