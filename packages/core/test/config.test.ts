@@ -70,4 +70,26 @@ describe('config normalization', () => {
     expect(out['layer_types']).toEqual(['a', 'b', 'c', 'd', 'd']);
     expect(out['architectures']).toEqual(['LlamaForCausalLM']);
   });
+
+  it("withLayerCount keeps Qwen2's max_window_layers meaning: full-attention layers stay full, sliding stay sliding", () => {
+    const qwen = { ...llama7b, architectures: ['Qwen2ForCausalLM'], model_type: 'qwen2', num_hidden_layers: 24, max_window_layers: 21, use_sliding_window: false };
+    // Interleaved groups of 6: copies of 5, 11, 17 (full) and 23 (sliding) -> 24 full then 4 sliding.
+    const src = Array.from({ length: 24 }, (_, i) => i).flatMap((i) => (i % 6 === 5 ? [i, i] : [i]));
+    const out = withLayerCount(qwen, 28, src);
+    expect(out['max_window_layers']).toBe(24);
+    expect(out['layer_types']).toBeUndefined();
+    // All layers full (max_window_layers >= layers): still all full.
+    expect(withLayerCount({ ...qwen, max_window_layers: 24 }, 28, src)['max_window_layers']).toBe(28);
+    // Bottom stacking puts copies of layer 0 (full) first: the prefix grows by the copies.
+    expect(withLayerCount(qwen, 26, [0, 0, ...Array.from({ length: 24 }, (_, i) => i)])['max_window_layers']).toBe(23);
+    // A full layer's copy after sliding ones cannot be a scalar: with sliding windows on, layer_types says it.
+    const mixed = [0, 1, 2, 1];
+    const small = { ...qwen, num_hidden_layers: 3, max_window_layers: 2 };
+    expect(withLayerCount(small, 4, mixed)).toMatchObject({ max_window_layers: 2 });
+    expect(withLayerCount(small, 4, mixed)['layer_types']).toBeUndefined();
+    expect(withLayerCount({ ...small, use_sliding_window: true }, 4, mixed)).toMatchObject({
+      max_window_layers: 2,
+      layer_types: ['full_attention', 'full_attention', 'sliding_attention', 'full_attention'],
+    });
+  });
 });

@@ -4,12 +4,16 @@ import {
   CheckpointError,
   HfCheckpoint,
   INDEX_FILE,
+  SafetensorsFile,
+  SafetensorsWriter,
   buildDirAtomic,
+  nativeIoStatus,
   expectedTensorNames,
   normalizeConfig,
   parseByteSize,
   passthroughTensors,
   saveModelDir,
+  writeSafetensors,
 } from '@llama-pro/core';
 import { tinyRawConfig, writeRandomCheckpoint } from '@llama-pro/core/testing';
 import { tmpDir } from './helpers';
@@ -48,6 +52,74 @@ describe('HF model directories', () => {
     const a = (await fsp.readdir(src)).sort();
     expect((await fsp.readdir(copy)).sort()).toEqual(a);
     for (const f of a) expect(await fsp.readFile(path.join(copy, f))).toEqual(await fsp.readFile(path.join(src, f)));
+  });
+
+  it.each([true, false])('writes every source kind, empty tensors included (in-kernel copies allowed: %s)', async (nativeCopy) => {
+    const srcFile = path.join(dir, `kinds-src-${nativeCopy}.safetensors`);
+    const a = Buffer.from(Array.from({ length: 24 }, (_, i) => i + 1));
+    await writeSafetensors(srcFile, [
+      { name: 'a', dtype: 'U8', shape: [24], data: a },
+      { name: 'e', dtype: 'F32', shape: [0, 3], data: new Uint8Array(0) },
+    ]);
+    const src = await SafetensorsFile.open(srcFile);
+    const out = path.join(dir, `kinds-${nativeCopy}`);
+    try {
+      const r = await saveModelDir(out, {
+        config: { note: 'kinds' },
+        tensors: [
+          { name: 'empty-copy', dtype: 'F32', shape: [0, 3], source: { file: src, name: 'e' } },
+          { name: 'copy', dtype: 'U8', shape: [24], source: { file: src, name: 'a' } },
+          { name: 'empty-zeros', dtype: 'F32', shape: [0], source: 'zeros' },
+          { name: 'zeros', dtype: 'U8', shape: [5], source: 'zeros' },
+          { name: 'empty-bytes', dtype: 'U8', shape: [0], source: new Uint8Array(0) },
+          {
+            name: 'stream',
+            dtype: 'U8',
+            shape: [4],
+            source: async function* () {
+              yield Buffer.from([9, 8]);
+              yield Buffer.from([7, 6]);
+            },
+          },
+          { name: 'zeros-last', dtype: 'U8', shape: [3], source: 'zeros' },
+        ],
+        writer: { nativeCopy },
+      });
+      expect(r.copy).toEqual(nativeCopy && nativeIoStatus().available ? { kernelBytes: 24, userBytes: 0 } : { kernelBytes: 0, userBytes: 24 });
+      const got = await SafetensorsFile.open(path.join(out, 'model.safetensors'));
+      try {
+        expect([...(await got.read('copy'))]).toEqual([...a]);
+        expect([...(await got.read('zeros'))]).toEqual([0, 0, 0, 0, 0]);
+        expect([...(await got.read('stream'))]).toEqual([9, 8, 7, 6]);
+        expect([...(await got.read('zeros-last'))]).toEqual([0, 0, 0]);
+        expect(got.info('empty-copy').shape).toEqual([0, 3]);
+      } finally {
+        await got.close();
+      }
+    } finally {
+      await src.close();
+    }
+  });
+
+  it('copyFrom refuses a source of another dtype or size, and a source truncated after opening', async () => {
+    const srcFile = path.join(dir, 'cf-src.safetensors');
+    await writeSafetensors(srcFile, [{ name: 'a', dtype: 'F32', shape: [1000], data: new Uint8Array(4000).fill(7) }]);
+    const src = await SafetensorsFile.open(srcFile);
+    try {
+      const w = await SafetensorsWriter.create(path.join(dir, 'cf.safetensors'), [{ name: 'x', dtype: 'F16', shape: [2000] }]);
+      await expect(w.copyFrom('x', src, 'a')).rejects.toThrow('cannot copy "a" (F32 [1000]) from ' + srcFile + ' into "x" (F16 [2000]): dtype or size differ');
+      await w.abort();
+      await fsp.truncate(srcFile, 2000);
+      for (const nativeCopy of [true, false]) {
+        const out = path.join(dir, `cf-trunc-${nativeCopy}.safetensors`);
+        const t = await SafetensorsWriter.create(out, [{ name: 'x', dtype: 'F32', shape: [1000] }], undefined, { nativeCopy });
+        await expect(t.copyFrom('x', src, 'a')).rejects.toThrow(/unexpected end of file .* the file is truncated/);
+        await t.abort();
+        await expect(fsp.access(out)).rejects.toThrow();
+      }
+    } finally {
+      await src.close();
+    }
   });
 
   it('copies tokenizer and generation files byte for byte', async () => {

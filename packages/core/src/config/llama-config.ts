@@ -157,13 +157,32 @@ export function normalizeConfig(rawInput: unknown): LlamaConfig {
   };
 }
 
-/** Returns a raw config with `num_hidden_layers` changed and per-layer arrays remapped (for expansion). */
+/**
+ * Returns a raw config with `num_hidden_layers` changed and per-layer settings remapped (for expansion):
+ * every array with one entry per layer (e.g. `layer_types`) takes its source layer's entry, and Qwen2's
+ * scalar `max_window_layers` (layer i uses sliding-window attention iff `use_sliding_window` and
+ * i >= max_window_layers) becomes the number of leading layers whose source used full attention. When
+ * the new layers' kinds are no longer "full, then sliding" (a full layer's copy placed after a sliding
+ * one) and sliding windows are on, a scalar cannot say it: `layer_types` is written as well, which
+ * transformers (>= 4.53) reads in preference to `max_window_layers`.
+ */
 export function withLayerCount(raw: Readonly<Record<string, unknown>>, newCount: number, sourceOfNewIndex: readonly number[]): Record<string, unknown> {
   const out: Record<string, unknown> = { ...raw, num_hidden_layers: newCount };
   const oldCount = raw['num_hidden_layers'];
   for (const [k, v] of Object.entries(raw)) {
     if (Array.isArray(v) && v.length === oldCount && k !== 'architectures') {
       out[k] = sourceOfNewIndex.map((src) => v[src]);
+    }
+  }
+  const mwl = raw['max_window_layers'];
+  if (typeof mwl === 'number' && Number.isInteger(mwl) && mwl >= 0) {
+    const full = sourceOfNewIndex.map((src) => src < mwl);
+    const lead = full.indexOf(false);
+    const leading = lead < 0 ? full.length : lead;
+    out['max_window_layers'] = leading;
+    const expressible = full.slice(leading).every((f) => !f);
+    if (!expressible && raw['use_sliding_window'] === true && !Array.isArray(raw['layer_types'])) {
+      out['layer_types'] = full.map((f) => (f ? 'full_attention' : 'sliding_attention'));
     }
   }
   return out;

@@ -314,7 +314,14 @@ export interface WriteModelOptions {
 }
 
 /** Writes a model into an existing (usually temporary) directory. Use `saveModelDir` for the atomic version. */
-export async function writeModelFiles(dir: string, opts: WriteModelOptions): Promise<{ shards: ShardPlan[]; totalBytes: number; copy: CopyStats }> {
+export interface WriteModelResult {
+  readonly shards: ShardPlan[];
+  readonly totalBytes: number;
+  /** How `{ file, name }` sources were copied (in the kernel or through user space). */
+  readonly copy: CopyStats;
+}
+
+export async function writeModelFiles(dir: string, opts: WriteModelOptions): Promise<WriteModelResult> {
   const shards = planShards(opts.tensors, opts.maxShardBytes);
   const totalBytes = shards.reduce((a, s) => a + s.bytes, 0);
   const copy: CopyStats = { kernelBytes: 0, userBytes: 0 };
@@ -323,6 +330,8 @@ export async function writeModelFiles(dir: string, opts: WriteModelOptions): Pro
     const w = await SafetensorsWriter.create(path.join(dir, shard.file), shard.tensors, undefined, opts.writer);
     try {
       for (const t of shard.tensors) {
+        // An empty tensor has nothing to write (the writer skips past it on its own).
+        if (numel(t.shape) === 0) continue;
         if (isTensorFileSource(t.source)) {
           await w.copyFrom(t.name, t.source.file, t.source.name, (n) => {
             done += n;
@@ -377,7 +386,7 @@ export async function copyAuxFiles(from: string, to: string): Promise<string[]> 
 }
 
 /** Writes a complete model directory atomically (temp sibling + rename). */
-export async function saveModelDir(outDir: string, opts: WriteModelOptions, atomic: AtomicDirOptions = {}): Promise<{ shards: ShardPlan[]; totalBytes: number }> {
+export async function saveModelDir(outDir: string, opts: WriteModelOptions, atomic: AtomicDirOptions = {}): Promise<WriteModelResult> {
   return buildDirAtomic(outDir, (tmp) => writeModelFiles(tmp, opts), atomic);
 }
 
