@@ -14,10 +14,17 @@ export interface NativeIo {
   /**
    * Copies `length` bytes from `fdIn` at `offsetIn` to `fdOut` at `offsetOut` (neither file position
    * moves). Rejects with an Error whose `code` is the errno name (EXDEV, ENOSYS, EOPNOTSUPP, EINVAL,
-   * ENOSPC, ...) or ESHORT when the input ends first; on EXDEV/ENOSYS/EOPNOTSUPP/EINVAL/ESHORT a caller
-   * should retry with read/write (some filesystems cannot do it).
+   * ENOSPC, ...) or ESHORT when the input ends first, and whose `fallback` is true when a read/write
+   * copy will still work (the filesystems cannot copy in the kernel), false for real failures (ENOSPC,
+   * EIO, EBADF, ...).
    */
   copyFileRange(fdIn: number, offsetIn: number, fdOut: number, offsetOut: number, length: number): Promise<void>;
+}
+
+/** An error from `copyFileRange`. */
+export interface CopyRangeError extends Error {
+  readonly code: string;
+  readonly fallback: boolean;
 }
 
 export interface NativeIoStatus {
@@ -40,7 +47,14 @@ function load(): { io: NativeIo | undefined; status: NativeIoStatus } {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     const addon = require(ADDON_PATH) as NativeIo & { supported: boolean };
     if (!addon.supported) return { io: undefined, status: { available: false, detail: 'the addon was built without copy_file_range' } };
-    return { io: addon, status: { available: true, detail: ADDON_PATH } };
+    const io: NativeIo = {
+      copyFileRange: (fdIn, offsetIn, fdOut, offsetOut, length) =>
+        addon.copyFileRange(fdIn, offsetIn, fdOut, offsetOut, length).catch((e: Error & { code?: string; fallback?: boolean }) => {
+          e.fallback = FALLBACK_CODES.has(e.code ?? '');
+          throw e;
+        }),
+    };
+    return { io, status: { available: true, detail: ADDON_PATH } };
   } catch (e) {
     return {
       io: undefined,

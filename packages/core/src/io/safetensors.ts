@@ -7,10 +7,10 @@
  * tensors lazily by byte range; the writer streams tensors in order with bounded memory.
  */
 import { createReadStream, promises as fsp } from 'node:fs';
-import { FALLBACK_CODES, nativeIo, type NativeIo } from '@llama-pro/native-io';
 import { SafetensorsError } from '../errors';
 import { type DType, dtypeSize, isDType } from './dtype';
 import { tempSibling } from './atomic';
+import { type RangeCopier, rangeCopier } from './native';
 
 /** Upper bound on the JSON header (the reference implementation's limit is 100 MB). */
 export const MAX_HEADER_BYTES = 100_000_000;
@@ -285,8 +285,8 @@ export interface SafetensorsWriterOptions {
    */
   writebackBytes?: number;
   /**
-   * `copyFrom` moves bytes in the kernel (copy_file_range, via @llama-pro/native-io) when the addon is
-   * available (default true); false always copies through user space. Either way the bytes are the same.
+   * `copyFrom` moves bytes in the kernel (copy_file_range, via the optional @llama-pro/native-io) when it
+   * is available (default true); false always copies through user space. Either way the bytes are the same.
    */
   nativeCopy?: boolean;
 }
@@ -319,7 +319,7 @@ export class SafetensorsWriter {
   private lastWriteback = 0;
   private writeback: Promise<void> | undefined;
   private writebackError: unknown;
-  private native: NativeIo | undefined;
+  private native: RangeCopier | undefined;
   private buffers: [Buffer, Buffer] | undefined;
   readonly copyStats: CopyStats = { kernelBytes: 0, userBytes: 0 };
 
@@ -332,7 +332,7 @@ export class SafetensorsWriter {
   ) {
     this.sizes = specs.map((s) => numel(s.shape) * dtypeSize(s.dtype));
     this.writebackBytes = options.writebackBytes ?? DEFAULT_WRITEBACK_BYTES;
-    this.native = options.nativeCopy === false ? undefined : nativeIo();
+    this.native = options.nativeCopy === false ? undefined : rangeCopier();
   }
 
   static async create(path: string, specs: readonly TensorSpec[], metadata?: Record<string, string>, options: SafetensorsWriterOptions = {}): Promise<SafetensorsWriter> {
@@ -436,7 +436,7 @@ export class SafetensorsWriter {
         const code = (e as NodeJS.ErrnoException).code ?? '';
         // This filesystem pair cannot copy in the kernel: the rest goes through user space. A partial
         // in-kernel copy is simply overwritten.
-        if (FALLBACK_CODES.has(code)) {
+        if ((e as { fallback?: boolean }).fallback) {
           this.native = undefined;
           break;
         }
