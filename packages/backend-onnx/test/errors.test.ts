@@ -84,6 +84,12 @@ describe('onnx backend input validation (typed errors, never native failures)', 
     await expect(backend.load(ckpt, { onnxFile: path.join(tmp, 'missing.onnx') })).rejects.toMatchObject({ code: 'ONNX_LOAD' });
   });
 
+  it('session options: no memory arena for inference unless asked (decode meets a new shape every step)', () => {
+    const b = new OnnxBackend();
+    expect(b.sessionOptions()).toMatchObject({ enableCpuMemArena: false, executionMode: 'sequential' });
+    expect(b.sessionOptions({ memArena: true })).toMatchObject({ enableCpuMemArena: true });
+  });
+
   it('a disposed model refuses further use', async () => {
     const m = await new OnnxBackend().load(ckpt, { threads: 1 });
     await m.dispose();

@@ -156,7 +156,7 @@ export class OnnxTrainableLM implements TrainableLM {
     const graph = await buildTrainingGraph(this.current, { seqLen, trainable: names });
     // Training steps are long (hundreds of ms): idle threads yield instead of spinning unless asked to,
     // which is much faster on a shared machine (measured 2.4x on 2 busy cores) and costs nothing alone.
-    const so = new OnnxBackend().sessionOptions({ ...this.options, spinning: this.options.spinning ?? false });
+    const so = new OnnxBackend().sessionOptions({ ...this.options, spinning: this.options.spinning ?? false, memArena: this.options.memArena ?? true });
     let session: ort.InferenceSession;
     try {
       session = await ort.InferenceSession.create(encodeModel(graph.model), so);
