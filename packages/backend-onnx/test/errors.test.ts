@@ -84,10 +84,10 @@ describe('onnx backend input validation (typed errors, never native failures)', 
     await expect(backend.load(ckpt, { onnxFile: path.join(tmp, 'missing.onnx') })).rejects.toMatchObject({ code: 'ONNX_LOAD' });
   });
 
-  it('session options: no memory arena for inference unless asked (decode meets a new shape every step)', () => {
+  it('session options: the memory arena is on unless turned off', () => {
     const b = new OnnxBackend();
-    expect(b.sessionOptions()).toMatchObject({ enableCpuMemArena: false, executionMode: 'sequential' });
-    expect(b.sessionOptions({ memArena: true })).toMatchObject({ enableCpuMemArena: true });
+    expect(b.sessionOptions()).toMatchObject({ enableCpuMemArena: true, executionMode: 'sequential' });
+    expect(b.sessionOptions({ memArena: false })).toMatchObject({ enableCpuMemArena: false });
   });
 
   it('a disposed model refuses further use', async () => {

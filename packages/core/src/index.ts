@@ -12,7 +12,7 @@ export * from './config/tensor-names';
 export * from './io/dtype';
 export * from './io/atomic';
 export * from './io/checksum';
-export { nativeIoStatus, type NativeIoStatus, type RangeCopier } from './io/native';
+export { nativeIoStatus, tuneAllocatorForInference, type NativeIoStatus, type RangeCopier } from './io/native';
 export * from './io/safetensors';
 export * from './io/hf-dir';
 export * from './llama2c/import';

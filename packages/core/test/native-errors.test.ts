@@ -9,6 +9,7 @@ import { tmpDir } from './helpers';
 
 const failure: { code: string; fallback: boolean } = { code: 'EXDEV', fallback: true };
 let calls = 0;
+const tuneCalls: [number, number][] = [];
 
 jest.mock('@llama-pro/native-io', () => {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -16,6 +17,10 @@ jest.mock('@llama-pro/native-io', () => {
   return {
     nativeIoStatus: () => ({ available: true, detail: 'fake' }),
     nativeIo: () => ({
+      tuneMalloc: (mmapThreshold: number, trimThreshold: number) => {
+        tuneCalls.push([mmapThreshold, trimThreshold]);
+        return true;
+      },
       async copyFileRange(fdIn: number, offIn: number, fdOut: number, offOut: number, length: number): Promise<void> {
         if (calls++ === 0) {
           const buf = Buffer.alloc(length);
@@ -31,6 +36,12 @@ jest.mock('@llama-pro/native-io', () => {
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const core = require('../src') as typeof import('../src');
+
+it('tuneAllocatorForInference asks the addon once per process for a 32 MiB mmap / 1 GiB trim threshold', () => {
+  expect(core.tuneAllocatorForInference()).toBe(true);
+  expect(core.tuneAllocatorForInference()).toBe(true);
+  expect(tuneCalls).toEqual([[32 << 20, 1 << 30]]);
+});
 
 describe('in-kernel copy failures', () => {
   let dir: string;

@@ -14,6 +14,10 @@ jest.mock('@llama-pro/native-io', () => {
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const core = require('../src') as typeof import('../src');
 
+it('without the addon package the allocator is left alone', () => {
+  expect(core.tuneAllocatorForInference()).toBe(false);
+});
+
 it('without the addon package, copyFrom copies through user space and nativeIoStatus says why', async () => {
   expect(core.nativeIoStatus()).toEqual({ available: false, detail: '@llama-pro/native-io is not installed (an optional dependency of @llama-pro/core)' });
   const dir = await tmpDir('lp-nonative-');

@@ -17,6 +17,9 @@
 #include <stdlib.h>
 #include <unistd.h>
 #include <node_api.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 #define CHECK(env, call)                                        \
   do {                                                          \
@@ -147,8 +150,36 @@ static napi_value copy_file_range_js(napi_env env, napi_callback_info info) {
   return promise;
 }
 
+/*
+ * tuneMalloc(mmapThreshold, trimThreshold) -> boolean
+ * glibc serves allocations above a (dynamic) threshold with fresh mmap()s and gives them back on free, so
+ * a workload that allocates and frees the same large tensors again and again (an inference step) pays
+ * page faults on fresh memory every time. Raising both thresholds keeps that memory in the heap for
+ * reuse. Returns false where it does not apply (not glibc) or glibc refused a value.
+ */
+static napi_value tune_malloc_js(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int64_t mmap_threshold, trim_threshold;
+  if (argc != 2 || !get_int64(env, argv[0], &mmap_threshold, 0) || !get_int64(env, argv[1], &trim_threshold, 0) ||
+      mmap_threshold > 0x7fffffff || trim_threshold > 0x7fffffff) {
+    napi_throw_type_error(env, "EINVAL", "tuneMalloc(mmapThreshold, trimThreshold) takes two integers in [0, 2^31)");
+    return NULL;
+  }
+  int ok = 0;
+#if defined(__GLIBC__)
+  ok = mallopt(M_MMAP_THRESHOLD, (int)mmap_threshold) == 1 && mallopt(M_TRIM_THRESHOLD, (int)trim_threshold) == 1;
+#endif
+  napi_value result;
+  CHECK(env, napi_get_boolean(env, ok, &result));
+  return result;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
-  napi_value fn, supported;
+  napi_value fn, tune, supported;
+  CHECK(env, napi_create_function(env, "tuneMalloc", NAPI_AUTO_LENGTH, tune_malloc_js, NULL, &tune));
+  CHECK(env, napi_set_named_property(env, exports, "tuneMalloc", tune));
   CHECK(env, napi_create_function(env, "copyFileRange", NAPI_AUTO_LENGTH, copy_file_range_js, NULL, &fn));
   CHECK(env, napi_set_named_property(env, exports, "copyFileRange", fn));
 #ifdef __linux__

@@ -72,6 +72,22 @@ maybe('copyFileRange (addon at hand)', () => {
   });
 });
 
+maybe('tuneMalloc (addon at hand)', () => {
+  it('raises the glibc thresholds where glibc runs, and checks its arguments', () => {
+    const io = nativeIo()!;
+    const glibc = Boolean((process.report.getReport() as { header?: { glibcVersionRuntime?: string } }).header?.glibcVersionRuntime);
+    // The values core uses.
+    expect(io.tuneMalloc(32 << 20, 1 << 30)).toBe(glibc);
+    let err: Error | undefined;
+    try {
+      io.tuneMalloc(-1, 0);
+    } catch (e) {
+      err = e as Error;
+    }
+    expect(err).toMatchObject({ name: 'TypeError', message: 'tuneMalloc(mmapThreshold, trimThreshold) takes two integers in [0, 2^31)' });
+  });
+});
+
 describe('nativeIoStatus', () => {
   it('says why the addon is unavailable, or where it came from', () => {
     expect(status.detail.length).toBeGreaterThan(0);

@@ -13,7 +13,7 @@ export async function measureMatmulGflops(m: number, k: number, n: number, optio
   const wn = await g.weight('w', [k, n], w);
   g.op1('MatMul', ['a', wn], {}, 'y');
   g.outputs.push(valueInfo('y', DT.FLOAT, [m, n]));
-  const session = await ort.InferenceSession.create(encodeModel(g.model({ opset: 17, producerVersion: '1' })), new OnnxBackend().sessionOptions({ memArena: true, ...options }));
+  const session = await ort.InferenceSession.create(encodeModel(g.model({ opset: 17, producerVersion: '1' })), new OnnxBackend().sessionOptions(options));
   try {
     const a = new ort.Tensor('float32', new Float32Array(m * k).fill(0.01), [m, k]);
     await session.run({ a });

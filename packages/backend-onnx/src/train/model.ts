@@ -12,6 +12,7 @@ import {
   UsageError,
   expectedShape,
   expectedTensorNames,
+  tuneAllocatorForInference,
   type CausalLM,
   type DecodeSession,
   type GradientResult,
@@ -156,7 +157,7 @@ export class OnnxTrainableLM implements TrainableLM {
     const graph = await buildTrainingGraph(this.current, { seqLen, trainable: names });
     // Training steps are long (hundreds of ms): idle threads yield instead of spinning unless asked to,
     // which is much faster on a shared machine (measured 2.4x on 2 busy cores) and costs nothing alone.
-    const so = new OnnxBackend().sessionOptions({ ...this.options, spinning: this.options.spinning ?? false, memArena: this.options.memArena ?? true });
+    const so = new OnnxBackend().sessionOptions({ ...this.options, spinning: this.options.spinning ?? false });
     let session: ort.InferenceSession;
     try {
       session = await ort.InferenceSession.create(encodeModel(graph.model), so);
@@ -245,5 +246,6 @@ export async function loadOnnxTrainable(source: WeightSource, options: OnnxLoadO
   if (variant !== 'cpu') throw new UsageError(`unknown onnx backend variant "${variant}"; known: cpu`, 'USAGE');
   new OnnxBackend().sessionOptions(options); // validates the options
   checkExportable(source.config);
+  tuneAllocatorForInference();
   return new OnnxTrainableLM(source, options);
 }

@@ -18,7 +18,7 @@ export interface NativeIoStatus {
 }
 
 interface NativeIoModule {
-  nativeIo(): RangeCopier | undefined;
+  nativeIo(): (RangeCopier & { tuneMalloc?(mmapThreshold: number, trimThreshold: number): boolean }) | undefined;
   nativeIoStatus(): NativeIoStatus;
 }
 
@@ -44,4 +44,22 @@ export function rangeCopier(): RangeCopier | undefined {
 /** Whether tensor copies can happen in the kernel, and if not, why. */
 export function nativeIoStatus(): NativeIoStatus {
   return nativeModule()?.nativeIoStatus() ?? { available: false, detail: '@llama-pro/native-io is not installed (an optional dependency of @llama-pro/core)' };
+}
+
+let tuned: boolean | undefined;
+
+/**
+ * Makes glibc keep freed large blocks for reuse (mmap threshold 32 MiB, trim threshold
+ * 1 GiB) instead of returning them to the system, so that each inference step reuses the previous step's
+ * memory rather than faulting in fresh pages: decode ran about 2x faster on the benchmark machine. Backends
+ * call it when they load a model; it applies once per process, needs @llama-pro/native-io on glibc, and
+ * `LLAMA_PRO_MALLOC_TUNE=0` turns it off. The cost is that up to ~1 GiB freed memory stays with the process.
+ * Returns whether it is in effect.
+ */
+export function tuneAllocatorForInference(): boolean {
+  if (tuned === undefined) {
+    const io = process.env['LLAMA_PRO_MALLOC_TUNE'] === '0' ? undefined : nativeModule()?.nativeIo();
+    tuned = io?.tuneMalloc ? io.tuneMalloc(32 << 20, 1 << 30) : false;
+  }
+  return tuned;
 }
