@@ -113,6 +113,14 @@ describeWithFixtures('llama2.c formats', [STORIES260K_BIN], () => {
     await ck.close();
   });
 
+  it('a directory instead of the .bin file: names the checkpoint files inside it', async () => {
+    const d = path.join(dir, 'a-model-dir');
+    await fsp.mkdir(d);
+    await expect(readLlama2cLayout(d)).rejects.toThrow(`${d}: is a directory; pass the llama2.c checkpoint file itself (a .bin file written by llama2.c export.py)`);
+    await fsp.writeFile(path.join(d, 'model.bin'), legacy);
+    await expect(convertLlama2c(d, path.join(dir, 'from-dir'))).rejects.toThrow(`${d}: is a directory; pass the llama2.c checkpoint file itself (here: ${path.join(d, 'model.bin')})`);
+  });
+
   it.each([
     ['truncated in the weights', (b: Buffer) => b.subarray(0, b.length - 100), /needs 1056540; it is truncated/],
     ['truncated in the header', (b: Buffer) => b.subarray(0, 20), /shorter than a llama2\.c header/],

@@ -14,6 +14,7 @@
  * permuted per head: hf[h*D + j*D/2 + i] = meta[h*D + 2*i + j].
  */
 import { promises as fsp } from 'node:fs';
+import * as path from 'node:path';
 import { Llama2cError } from '../errors';
 import { EMBED, FINAL_NORM, LM_HEAD, layerTensorName } from '../config/tensor-names';
 import { type FloatDType, dtypeToTorch, encodeFromFloat32 } from '../io/dtype';
@@ -79,7 +80,15 @@ export async function readLlama2cLayout(file: string): Promise<Llama2cLayout> {
     throw new Llama2cError(file, (e as NodeJS.ErrnoException).code === 'ENOENT' ? 'file not found' : `cannot open: ${(e as Error).message}`);
   }
   try {
-    const { size } = await fh.stat();
+    const st = await fh.stat();
+    if (st.isDirectory()) {
+      const bins = (await fsp.readdir(file).catch(() => [] as string[])).filter((f) => f.endsWith('.bin')).sort();
+      throw new Llama2cError(
+        file,
+        `is a directory; pass the llama2.c checkpoint file itself${bins.length ? ` (here: ${bins.map((b) => path.join(file, b)).join(', ')})` : ' (a .bin file written by llama2.c export.py)'}`,
+      );
+    }
+    const size = st.size;
     const head = Buffer.alloc(Math.min(size, 256));
     await fh.read(head, 0, head.length, 0);
     if (size < 28) throw new Llama2cError(file, `file is ${size} bytes, shorter than a llama2.c header (28 bytes); it is truncated`);
