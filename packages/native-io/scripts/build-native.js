@@ -20,9 +20,14 @@ const candidates = [
   process.env.npm_config_node_gyp,
   path.join(path.dirname(process.execPath), '..', 'lib', 'node_modules', 'npm', 'node_modules', 'node-gyp', 'bin', 'node-gyp.js'),
 ].filter((p) => p && existsSync(p));
-const r = candidates.length
-  ? spawnSync(process.execPath, [candidates[0], 'rebuild'], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8' })
-  : spawnSync('node-gyp', ['rebuild'], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8' });
+// Build against the running Node's own headers when npm does not name a nodedir and they are installed
+// next to it (official tarballs, distro packages): no download, so it works behind a closed network.
+const args = ['rebuild'];
+const prefix = path.dirname(path.dirname(process.execPath));
+if (!process.env.npm_config_nodedir && existsSync(path.join(prefix, 'include', 'node', 'node_api.h'))) args.push(`--nodedir=${prefix}`);
+// Bounded: without local headers node-gyp downloads them, which may hang behind a closed network.
+const options = { cwd: root, stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8', timeout: 300_000 };
+const r = candidates.length ? spawnSync(process.execPath, [candidates[0], ...args], options) : spawnSync('node-gyp', args, options);
 if (r.status !== 0) {
   process.stderr.write((r.stdout || '') + (r.stderr || '') + (r.error ? String(r.error) + '\n' : ''));
   skip('node-gyp could not build the addon (needs python3, make and a C compiler; see the output above)');
