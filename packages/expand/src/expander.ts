@@ -3,9 +3,9 @@
  * from its base shard, in the kernel (copy_file_range via @llama-pro/native-io) where available, else
  * through two reused buffers, so memory stays bounded whatever the model size and the bytes need not
  * pass through JavaScript. Zeroed tensors are holes (nothing allocated or written); dtypes are
- * preserved. The base shards are hashed for the manifest on a worker thread meanwhile. The output is built in a temporary sibling directory and renamed
- * into place at the very end (after the optional identity check), so an interrupted run never leaves
- * anything at the output path.
+ * preserved. The base shards are hashed for the manifest on a worker thread meanwhile. The output is
+ * built in a temporary sibling directory and renamed into place at the very end (after the optional
+ * identity check), so an interrupted run never leaves anything at the output path.
  */
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
@@ -53,8 +53,6 @@ export interface PlannedTensor {
   /** Tensor of the base model whose bytes (or, when zeroed, shape and dtype) it takes. */
   readonly from: string;
   readonly zero: boolean;
-  /** True for an original tensor (read exactly once, in storage order); false for a tensor of a new block. */
-  readonly original: boolean;
   readonly info: TensorInfo;
 }
 
@@ -93,12 +91,12 @@ export function planTensors(ckpt: HfCheckpoint, plan: ExpansionPlan, initializer
     const info = ckpt.info(name);
     const p = parseLayerTensorName(name);
     if (!p) {
-      tensors.push({ name, from: name, zero: false, original: true, info });
+      tensors.push({ name, from: name, zero: false, info });
       continue;
     }
-    tensors.push({ name: `model.layers.${plan.originalToNew[p.layer]!}.${p.suffix}`, from: name, zero: false, original: true, info });
+    tensors.push({ name: `model.layers.${plan.originalToNew[p.layer]!}.${p.suffix}`, from: name, zero: false, info });
     for (const idx of copiesOf[p.layer]!) {
-      tensors.push({ name: `model.layers.${idx}.${p.suffix}`, from: name, zero: zeroSets.get(idx)!.has(p.suffix), original: false, info });
+      tensors.push({ name: `model.layers.${idx}.${p.suffix}`, from: name, zero: zeroSets.get(idx)!.has(p.suffix), info });
     }
   }
   // Manifest lists in layer order (new layer index, then the source layer's storage order).

@@ -256,7 +256,6 @@ async function readIndex(indexPath: string): Promise<Record<string, string>> {
   return wm as Record<string, string>;
 }
 
-/** A tensor to write: its spec plus where its bytes come from. */
 /** The bytes of tensor `name` of an open safetensors file, copied as they are (same dtype and size). */
 export interface TensorFileSource {
   readonly file: SafetensorsFile;
@@ -267,6 +266,7 @@ export function isTensorFileSource(s: OutputTensor['source']): s is TensorFileSo
   return typeof s === 'object' && !(s instanceof Uint8Array) && 'file' in s;
 }
 
+/** A tensor to write: its spec plus where its bytes come from. */
 export interface OutputTensor extends TensorSpec {
   /**
    * Bytes in memory, 'zeros' (a hole: nothing allocated or written), a chunk stream, or a tensor of an
@@ -313,7 +313,6 @@ export interface WriteModelOptions {
   writer?: SafetensorsWriterOptions;
 }
 
-/** Writes a model into an existing (usually temporary) directory. Use `saveModelDir` for the atomic version. */
 export interface WriteModelResult {
   readonly shards: ShardPlan[];
   readonly totalBytes: number;
@@ -321,6 +320,7 @@ export interface WriteModelResult {
   readonly copy: CopyStats;
 }
 
+/** Writes a model into an existing (usually temporary) directory. Use `saveModelDir` for the atomic version. */
 export async function writeModelFiles(dir: string, opts: WriteModelOptions): Promise<WriteModelResult> {
   const shards = planShards(opts.tensors, opts.maxShardBytes);
   const totalBytes = shards.reduce((a, s) => a + s.bytes, 0);

@@ -391,12 +391,21 @@ export class SafetensorsWriter {
   }
 
   /** Appends bytes of the tensor `name` (must be the current tensor). */
-  async write(name: string, chunk: Uint8Array): Promise<void> {
+  /**
+   * The spec of `name`, which must be the tensor due next (`whole`: and not yet started, for the
+   * methods that write a tensor in one go).
+   */
+  private due(name: string, whole: boolean): TensorSpec {
     this.skipEmpty();
     const spec = this.specs[this.index];
-    if (!spec || spec.name !== name) {
+    if (!spec || spec.name !== name || (whole && this.written !== 0)) {
       throw new SafetensorsError(this.path, `tensor "${name}" written out of order; expected ${spec ? `"${spec.name}"` : 'no more tensors'}`, 'SAFETENSORS_WRITE');
     }
+    return spec;
+  }
+
+  async write(name: string, chunk: Uint8Array): Promise<void> {
+    this.due(name, false);
     const size = this.sizes[this.index]!;
     if (this.written + chunk.byteLength > size) {
       throw new SafetensorsError(this.path, `tensor "${name}" got ${this.written + chunk.byteLength} bytes, more than its ${size}`, 'SAFETENSORS_WRITE');
@@ -412,11 +421,7 @@ export class SafetensorsWriter {
    * chunk overlaps the write of this one). `onBytes` is called after each step with the bytes it moved.
    */
   async copyFrom(name: string, src: SafetensorsFile, srcName: string = name, onBytes?: (bytes: number) => void): Promise<void> {
-    this.skipEmpty();
-    const spec = this.specs[this.index];
-    if (!spec || spec.name !== name || this.written !== 0) {
-      throw new SafetensorsError(this.path, `tensor "${name}" written out of order; expected ${spec ? `"${spec.name}"` : 'no more tensors'}`, 'SAFETENSORS_WRITE');
-    }
+    const spec = this.due(name, true);
     const from = src.info(srcName);
     const size = this.sizes[this.index]!;
     if (from.dtype !== spec.dtype || from.byteLength !== size) {
@@ -433,13 +438,13 @@ export class SafetensorsWriter {
       try {
         await this.native.copyFileRange(range.fd, range.offset + done, this.fh.fd, this.position, n);
       } catch (e) {
-        const code = (e as NodeJS.ErrnoException).code ?? '';
         // This filesystem pair cannot copy in the kernel: the rest goes through user space. A partial
         // in-kernel copy is simply overwritten.
         if ((e as { fallback?: boolean }).fallback) {
           this.native = undefined;
           break;
         }
+        const code = (e as NodeJS.ErrnoException).code ?? '';
         throw new SafetensorsError(this.path, `copying tensor "${srcName}" from ${src.path} failed: ${(e as Error).message} (${code})`, 'SAFETENSORS_WRITE');
       }
       done += n;
@@ -478,11 +483,7 @@ export class SafetensorsWriter {
 
   /** Writes a whole tensor of zeros without allocating or writing its bytes (a hole in the file). */
   async writeZeros(name: string): Promise<void> {
-    this.skipEmpty();
-    const spec = this.specs[this.index];
-    if (!spec || spec.name !== name || this.written !== 0) {
-      throw new SafetensorsError(this.path, `tensor "${name}" written out of order`, 'SAFETENSORS_WRITE');
-    }
+    this.due(name, true);
     // A hole: `finish()` extends the file to its full length when zeros come last.
     this.position += this.sizes[this.index]!;
     this.written = this.sizes[this.index]!;
