@@ -1,11 +1,12 @@
 /**
- * OnnxTrainableLM and the resident AdamW: batch validation with typed errors, parameter changes reaching
- * both the training graph (frozen initializers rebuilt) and the inference model, and the AdamW update
- * against a float64 transcription of PyTorch's formula (independent of the implementation).
+ * OnnxTrainableLM: batch validation with typed errors, parameter changes reaching both the training
+ * graph (frozen initializers rebuilt) and the inference model, and the resident-array path the train
+ * package's Trainer uses (in-place changes + parametersChanged). The optimizer is train's AdamW, tested
+ * there against a float64 transcription of PyTorch's formula.
  */
 import { IGNORE_INDEX, UsageError, expectedTensorNames, layerTensorName, normalizeConfig, type LlamaConfig, type WeightSource } from '@llama-pro/core';
 import { randomWeightSource, tinyRawConfig } from '@llama-pro/core/testing';
-import { OnnxTrainer, ResidentAdamW, clipGradients, loadOnnxTrainable } from '../src';
+import { loadOnnxTrainable } from '../src';
 
 function sourceOf(config: LlamaConfig, seed: number): WeightSource {
   return randomWeightSource(config, seed, 0.15);
@@ -57,73 +58,36 @@ describe('OnnxTrainableLM', () => {
     }
   }, 60_000);
 
-  it('OnnxTrainer updates only the trainable tensors and lowers the loss on a repeated batch', async () => {
-    const m = await loadOnnxTrainable(sourceOf(config, 3), { threads: 1 });
+  it('resident arrays changed in place (then parametersChanged) reach the training graph and the inference model; frozen tensors stay put', async () => {
+    const trainable = expectedTensorNames(config).filter((n) => n.startsWith('model.layers.1.'));
+    const a = await loadOnnxTrainable(sourceOf(config, 3), { threads: 1 });
+    const b = await loadOnnxTrainable(sourceOf(config, 3), { threads: 1 });
     try {
-      const trainable = expectedTensorNames(config).filter((n) => n.startsWith('model.layers.1.'));
-      const frozen = await m.getParameter('model.layers.0.mlp.gate_proj.weight');
-      const tr = new OnnxTrainer(m, trainable, { clip: 1.0 });
-      const first = await tr.trainStep(batch, 1e-2);
-      let last = first;
-      for (let i = 0; i < 9; i++) last = await tr.trainStep(batch, 1e-2);
-      expect(tr.step).toBe(10);
-      expect(last.loss).toBeLessThan(first.loss - 0.1);
-      expect(await m.getParameter('model.layers.0.mlp.gate_proj.weight')).toEqual(frozen);
+      const frozenName = 'model.layers.0.mlp.gate_proj.weight';
+      const frozen = await a.getParameter(frozenName);
+      const before = await a.lossAndGradients(batch, trainable);
+      const changed: Float32Array[] = [];
+      for (const n of trainable) {
+        const r = await a.residentParameter(n);
+        expect(r).toBe(await a.residentParameter(n)); // the same array every time, not a copy
+        for (let i = 0; i < r.length; i++) r[i] = r[i]! * 1.5 + 0.01;
+        changed.push(Float32Array.from(r));
+      }
+      a.parametersChanged(trainable);
+      // The same values set the copying way on a second model: identical loss, bit for bit.
+      for (let k = 0; k < trainable.length; k++) await b.setParameter(trainable[k]!, changed[k]!);
+      const after = await a.lossAndGradients(batch, trainable);
+      const ref = await b.lossAndGradients(batch, trainable);
+      expect(Math.abs(after.loss - before.loss)).toBeGreaterThan(1e-3);
+      expect(after.loss).toBe(ref.loss);
+      const lp = await a.tokenLogprobs(batch);
+      let s = 0;
+      for (const x of lp) s -= x;
+      expect(s / 11).toBeCloseTo(after.loss, 4);
+      expect(await a.getParameter(frozenName)).toEqual(frozen);
     } finally {
-      await m.dispose();
+      await a.dispose();
+      await b.dispose();
     }
   }, 60_000);
-});
-
-describe('ResidentAdamW', () => {
-  it('matches a float64 transcription of torch.optim.AdamW with clipping, decaying matrices only', () => {
-    const w = Float32Array.from([0.5, -0.25, 1, 2]);
-    const b = Float32Array.from([0.1, -0.2]);
-    const opt = new ResidentAdamW(
-      [
-        { name: 'w', shape: [2, 2], values: w },
-        { name: 'b', shape: [2], values: b },
-      ],
-      { beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1, clip: 1.0 },
-    );
-    const ref = { w: [0.5, -0.25, 1, 2], b: [0.1, -0.2], mw: [0, 0, 0, 0], vw: [0, 0, 0, 0], mb: [0, 0], vb: [0, 0] };
-    const lr = 0.01;
-    for (let t = 1; t <= 3; t++) {
-      const gw = [0.3 * t, -0.1, 0.5, 2.0 / t];
-      const gb = [-0.4, 0.2 * t];
-      const norm = Math.hypot(...gw, ...gb);
-      const s = norm > 1 ? 1 / (norm + 1e-6) : 1;
-      const step = (p: number[], m: number[], v: number[], g: number[], decay: boolean) => {
-        for (let i = 0; i < p.length; i++) {
-          const gi = g[i]! * s;
-          if (decay) p[i] = p[i]! * (1 - lr * 0.1);
-          m[i] = 0.9 * m[i]! + 0.1 * gi;
-          v[i] = 0.95 * v[i]! + 0.05 * gi * gi;
-          p[i] = p[i]! - (lr / (1 - 0.9 ** t)) * (m[i]! / (Math.sqrt(v[i]!) / Math.sqrt(1 - 0.95 ** t) + 1e-8));
-        }
-      };
-      step(ref.w, ref.mw, ref.vw, gw, true);
-      step(ref.b, ref.mb, ref.vb, gb, false);
-      const got = opt.update(
-        new Map([
-          ['w', Float32Array.from(gw)],
-          ['b', Float32Array.from(gb)],
-        ]),
-        lr,
-      );
-      expect(got).toBeCloseTo(norm, 5);
-      ref.w.forEach((x, i) => expect(w[i]).toBeCloseTo(x, 6));
-      ref.b.forEach((x, i) => expect(b[i]).toBeCloseTo(x, 6));
-    }
-    expect(() => opt.update(new Map([['w', new Float32Array(4)]]), lr)).toThrow(/missing/);
-  });
-
-  it('clipGradients leaves small gradients alone and scales large ones to the threshold', () => {
-    const small = Float32Array.from([0.3, 0.4]);
-    expect(clipGradients([small], 1)).toBeCloseTo(0.5, 6);
-    expect([...small]).toEqual([Math.fround(0.3), Math.fround(0.4)]);
-    const big = [Float32Array.from([3]), Float32Array.from([4])];
-    expect(clipGradients(big, 1)).toBeCloseTo(5, 6);
-    expect(Math.hypot(big[0]![0]!, big[1]![0]!)).toBeCloseTo(1, 5);
-  });
 });

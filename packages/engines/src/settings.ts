@@ -2,6 +2,8 @@
  * What an external engine needs to know about a training run: the subset of llama-pro's experiment
  * settings that maps onto LLaMA-Factory / Transformers arguments.
  */
+import { PAPER_RECIPE } from '@llama-pro/train';
+
 export interface EngineTrainingSettings {
   learningRate: number;
   schedule: 'cosine' | 'linear' | 'constant';
@@ -22,15 +24,15 @@ export interface EngineTrainingSettings {
   loggingSteps: number;
 }
 
-/** The paper's pretraining recipe (AdamW, lr 2e-4, cosine, 6% warmup, wd 0.1, clip 1.0). */
+/** The paper's pretraining recipe (AdamW, lr 2e-4, cosine, 6% warmup, wd 0.1, clip 1.0): train's PAPER_RECIPE, plus engine sizes. */
 export const PAPER_SETTINGS: EngineTrainingSettings = {
-  learningRate: 2e-4,
-  schedule: 'cosine',
-  warmupRatio: 0.06,
-  weightDecay: 0.1,
-  beta1: 0.9,
-  beta2: 0.95,
-  maxGradNorm: 1.0,
+  learningRate: PAPER_RECIPE.optimizer.lr,
+  schedule: PAPER_RECIPE.schedule.name,
+  warmupRatio: PAPER_RECIPE.schedule.warmupRatio,
+  weightDecay: PAPER_RECIPE.optimizer.weightDecay,
+  beta1: PAPER_RECIPE.optimizer.beta1,
+  beta2: PAPER_RECIPE.optimizer.beta2,
+  maxGradNorm: PAPER_RECIPE.optimizer.clip,
   batchSize: 4,
   gradientAccumulation: 8,
   maxSteps: 1000,

@@ -6,7 +6,11 @@
 import { promises as fsp } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
+import { DEFAULT_TRAIN_BACKEND, PAPER_RECIPE } from './defaults';
 import { ExperimentError } from './errors';
+
+const OPT = PAPER_RECIPE.optimizer;
+const SCHED = PAPER_RECIPE.schedule;
 
 const layerSelection = z
   .object({
@@ -22,7 +26,7 @@ export const experimentSchema = z
   .object({
     model: z.string().optional().describe('expanded (or any HF) model directory; --model overrides'),
     out: z.string().optional().describe('run directory; --out overrides'),
-    backend: z.string().default('tfjs').describe('model backend name'),
+    backend: z.string().default(DEFAULT_TRAIN_BACKEND).describe(`model backend name (default ${DEFAULT_TRAIN_BACKEND}; tfjs is the reference engine)`),
     backendVariant: z.string().optional().describe('backend-specific variant, e.g. wasm or cpu for tfjs'),
     plugins: z.array(z.string()).default([]).describe('plugin modules (paths relative to this file, or package names)'),
     seed: z.number().int().nonnegative().default(0),
@@ -49,24 +53,24 @@ export const experimentSchema = z
       .default({ name: 'new-blocks' }),
     optimizer: z
       .object({
-        lr: z.number().positive().default(2e-4),
-        beta1: z.number().min(0).max(0.999999).default(0.9),
-        beta2: z.number().min(0).max(0.999999).default(0.95),
-        eps: z.number().positive().default(1e-8),
-        weightDecay: z.number().nonnegative().default(0.1).describe('applied to matrices only'),
-        clip: z.number().nonnegative().default(1.0).describe('global gradient-norm clip; 0 disables'),
+        lr: z.number().positive().default(OPT.lr),
+        beta1: z.number().min(0).max(0.999999).default(OPT.beta1),
+        beta2: z.number().min(0).max(0.999999).default(OPT.beta2),
+        eps: z.number().positive().default(OPT.eps),
+        weightDecay: z.number().nonnegative().default(OPT.weightDecay).describe('applied to matrices only'),
+        clip: z.number().nonnegative().default(OPT.clip).describe('global gradient-norm clip; 0 disables'),
       })
       .strict()
-      .default({ lr: 2e-4, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1, clip: 1.0 }),
+      .default({ ...OPT }),
     schedule: z
       .object({
-        name: z.string().default('cosine').describe('cosine, linear, constant (or a plugin)'),
-        warmupRatio: z.number().min(0).max(1).default(0.06),
+        name: z.string().default(SCHED.name).describe('cosine, linear, constant (or a plugin)'),
+        warmupRatio: z.number().min(0).max(1).default(SCHED.warmupRatio),
         warmupSteps: z.number().int().nonnegative().optional(),
-        minLr: z.number().nonnegative().default(0),
+        minLr: z.number().nonnegative().default(SCHED.minLr),
       })
       .strict()
-      .default({ name: 'cosine', warmupRatio: 0.06, minLr: 0 }),
+      .default({ ...SCHED }),
     data: z
       .object({
         path: z.string().optional().describe('file or directory; --data overrides'),

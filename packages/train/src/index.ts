@@ -1,5 +1,6 @@
 /** @llama-pro/train public API. */
 export * from './errors';
+export { PAPER_RECIPE, DEFAULT_TRAIN_BACKEND } from './defaults';
 export * from './optim/adamw';
 export * from './optim/clip';
 export * from './optim/schedule';

@@ -3,9 +3,14 @@
  * maps onto the model. Direct tensors are set on the model as they are. LoRA adapters use the exact
  * chain rule, so any backend works: W_eff = W0 + s·B·A (s = alpha/rank) is set on the model, the
  * backend returns G = ∂L/∂W_eff, and ∂L/∂B = s·G·Aᵀ, ∂L/∂A = s·Bᵀ·G.
+ *
+ * Resident fast path: when the model offers `residentParameter` (onnx), a direct tensor's master copy
+ * IS the model's own array: the optimizer updates it in place and `push` only tells the model which
+ * arrays changed (no per-step copies). The arithmetic is the same as the copying path, bit for bit.
  */
 import { type Rng, type TrainableLM, UsageError, numel } from '@llama-pro/core';
-import { decaysByShape, type OptimizerSlot } from './optim/adamw';
+import { decaysByShape } from './defaults';
+import type { OptimizerSlot } from './optim/adamw';
 import type { FreezePlan, LoraTarget } from './policy/types';
 
 export interface TrainSlot extends OptimizerSlot {
@@ -41,6 +46,8 @@ export class ParameterSet {
   readonly values = new Map<string, Float32Array>();
   private readonly direct: string[] = [];
   private readonly lora: LoraState[] = [];
+  /** Direct tensors whose master values are the model's resident arrays. */
+  private resident = false;
 
   private constructor(readonly plan: FreezePlan) {}
 
@@ -55,10 +62,12 @@ export class ParameterSet {
       seen.add(name);
     }
     if (seen.size === 0) throw new UsageError('the freeze policy selects no trainable tensor; nothing would train');
+    ps.resident = typeof model.residentParameter === 'function' && typeof model.parametersChanged === 'function';
     for (const name of plan.trainable) {
       const shape = [...model.parameterShape(name)];
-      const v = await model.getParameter(name);
-      ps.add({ name, shape, size: numel(shape), decay: decaysByShape(shape) }, Float32Array.from(v));
+      const values = ps.resident ? await model.residentParameter!(name) : Float32Array.from(await model.getParameter(name));
+      if (values.length !== numel(shape)) throw new UsageError(`the backend holds ${values.length} values for "${name}", expected ${numel(shape)} (shape [${shape.join(', ')}])`);
+      ps.add({ name, shape, size: numel(shape), decay: decaysByShape(shape) }, values);
       ps.direct.push(name);
     }
     for (const t of plan.lora) {
@@ -68,8 +77,8 @@ export class ParameterSet {
       const a = new Float32Array(t.rank * inDim);
       const std = 1 / Math.sqrt(inDim);
       for (let i = 0; i < a.length; i++) a[i] = std * rng.normal();
-      ps.add({ name: t.name + LORA_A, shape: [t.rank, inDim], size: a.length, decay: true }, a);
-      ps.add({ name: t.name + LORA_B, shape: [out, t.rank], size: out * t.rank, decay: true }, new Float32Array(out * t.rank));
+      ps.add({ name: t.name + LORA_A, shape: [t.rank, inDim], size: a.length, decay: decaysByShape([t.rank, inDim]) }, a);
+      ps.add({ name: t.name + LORA_B, shape: [out, t.rank], size: out * t.rank, decay: decaysByShape([out, t.rank]) }, new Float32Array(out * t.rank));
       ps.lora.push({ ...t, out, in: inDim, scale: t.alpha / t.rank, w0: Float32Array.from(await model.getParameter(t.name)) });
     }
     return ps;
@@ -90,18 +99,30 @@ export class ParameterSet {
     return this.modelGradientNames;
   }
 
+  /** Whether direct tensors are trained in the model's resident arrays (no copies). */
+  get residentValues(): boolean {
+    return this.resident;
+  }
+
   /** Writes the current values (direct tensors, merged LoRA weights) into the model. */
   async push(model: TrainableLM): Promise<void> {
-    for (const [name, values] of this.modelTensors()) await model.setParameter(name, values);
+    if (this.resident) {
+      if (this.direct.length > 0) model.parametersChanged!(this.direct);
+    } else {
+      for (const name of this.direct) await model.setParameter(name, this.values.get(name)!);
+    }
+    for (const l of this.lora) await model.setParameter(l.name, this.merged(l));
+  }
+
+  private merged(l: LoraState): Float32Array {
+    return loraMerge(l.w0, this.values.get(l.name + LORA_A)!, this.values.get(l.name + LORA_B)!, l.out, l.in, l.rank, l.scale);
   }
 
   /** Current model-side values of every updated tensor (LoRA merged). */
   modelTensors(): Map<string, Float32Array> {
     const out = new Map<string, Float32Array>();
     for (const name of this.direct) out.set(name, this.values.get(name)!);
-    for (const l of this.lora) {
-      out.set(l.name, loraMerge(l.w0, this.values.get(l.name + LORA_A)!, this.values.get(l.name + LORA_B)!, l.out, l.in, l.rank, l.scale));
-    }
+    for (const l of this.lora) out.set(l.name, this.merged(l));
     return out;
   }
 
@@ -114,7 +135,8 @@ export class ParameterSet {
       return g;
     };
     const out = new Map<string, Float32Array>();
-    for (const name of this.direct) out.set(name, Float32Array.from(get(name, this.values.get(name)!.length)));
+    // Direct tensors: the backend's arrays as they are (the trainer and AdamW only read gradients).
+    for (const name of this.direct) out.set(name, get(name, this.values.get(name)!.length));
     for (const l of this.lora) {
       const g = get(l.name, l.out * l.in);
       const a = this.values.get(l.name + LORA_A)!;

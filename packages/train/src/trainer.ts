@@ -11,7 +11,7 @@ import { RunError } from './errors';
 import type { BatchStream, DocumentFile, SequenceFile } from './data/loader';
 import { toBatch } from './data/loader';
 import { AdamW } from './optim/adamw';
-import { clipGlobalNorm } from './optim/clip';
+import { clipScale, globalNorm } from './optim/clip';
 import type { LrSchedule, ScheduleParams } from './optim/schedule';
 import type { ParameterSet } from './params';
 
@@ -172,42 +172,56 @@ export class Trainer {
     return saveCheckpoint(o.runDir, state, o.params.values, shapes, o.optimizer.getState(), o.keep);
   }
 
-  /** One optimizer update: returns loss, tokens and the pre-clip gradient norm. */
+  /**
+   * One optimizer update: returns loss, tokens and the pre-clip gradient norm. One micro-batch uses the
+   * backend's gradients as they are (the token-weighted mean of one batch is that batch's gradient, bit
+   * for bit: (g·n)/n is exact in float64); more are accumulated token-weighted in float64. Clipping is
+   * fused into AdamW as a scale factor, and on backends with resident parameters (onnx) AdamW writes the
+   * model's own arrays: no gradient or parameter copies per step.
+   */
   async step(lr: number): Promise<{ loss: number; tokens: number; gradNorm: number }> {
     const o = this.o;
     const names = o.params.modelGradientNames;
-    let sum: Map<string, Float64Array> | null = null;
+    let grads: Map<string, Float32Array>;
     let lossSum = 0;
     let tokens = 0;
-    for (let k = 0; k < o.gradAccum; k++) {
-      const batch = await o.train.next(o.batchSize);
-      const r = await o.model.lossAndGradients(batch, names);
-      const g = o.params.slotGradients(r.gradients);
-      if (!sum) {
-        sum = new Map();
-        for (const [n, v] of g) sum.set(n, new Float64Array(v.length));
+    if (o.gradAccum === 1) {
+      const r = await o.model.lossAndGradients(await o.train.next(o.batchSize), names);
+      grads = o.params.slotGradients(r.gradients);
+      lossSum = r.loss * r.tokens;
+      tokens = r.tokens;
+    } else {
+      let sum: Map<string, Float64Array> | null = null;
+      for (let k = 0; k < o.gradAccum; k++) {
+        const batch = await o.train.next(o.batchSize);
+        const r = await o.model.lossAndGradients(batch, names);
+        const g = o.params.slotGradients(r.gradients);
+        if (!sum) {
+          sum = new Map();
+          for (const [n, v] of g) sum.set(n, new Float64Array(v.length));
+        }
+        for (const [n, v] of g) {
+          const acc = sum.get(n)!;
+          for (let i = 0; i < v.length; i++) acc[i]! += v[i]! * r.tokens;
+        }
+        lossSum += r.loss * r.tokens;
+        tokens += r.tokens;
       }
-      for (const [n, v] of g) {
-        const acc = sum.get(n)!;
-        for (let i = 0; i < v.length; i++) acc[i]! += v[i]! * r.tokens;
+      grads = new Map();
+      for (const [n, acc] of sum!) {
+        const out = new Float32Array(acc.length);
+        for (let i = 0; i < acc.length; i++) out[i] = acc[i]! / tokens;
+        grads.set(n, out);
       }
-      lossSum += r.loss * r.tokens;
-      tokens += r.tokens;
     }
-    const grads = new Map<string, Float32Array>();
-    for (const [n, acc] of sum!) {
-      const out = new Float32Array(acc.length);
-      for (let i = 0; i < acc.length; i++) out[i] = acc[i]! / tokens;
-      grads.set(n, out);
-    }
-    const gradNorm = clipGlobalNorm(grads.values(), o.clip);
+    const gradNorm = globalNorm(grads.values());
     if (!Number.isFinite(gradNorm) || !Number.isFinite(lossSum)) {
       throw new RunError(
         `non-finite ${Number.isFinite(lossSum) ? 'gradient norm' : 'loss'} at update ${o.optimizer.step + 1}; parameters were not updated. Lower the learning rate or check the data, then continue from the last checkpoint with --resume`,
         'RUN_DIVERGED',
       );
     }
-    o.optimizer.update(o.params.values, grads, lr);
+    o.optimizer.update(o.params.values, grads, lr, clipScale(gradNorm, o.clip));
     await o.params.push(o.model);
     return { loss: lossSum / tokens, tokens, gradNorm };
   }

@@ -15,6 +15,9 @@ describe('experiment config', () => {
   it('defaults follow the paper recipe', () => {
     const e = parseExperiment({});
     expect(e.policy.name).toBe('new-blocks');
+    // Training defaults to onnx like every other command (issue 15 item 4); tfjs stays selectable.
+    expect(e.backend).toBe('onnx');
+    expect(parseExperiment({ backend: 'tfjs' }).backend).toBe('tfjs');
     expect(e.optimizer).toEqual({ lr: 2e-4, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1, clip: 1.0 });
     expect(e.schedule).toEqual({ name: 'cosine', warmupRatio: 0.06, minLr: 0 });
   });

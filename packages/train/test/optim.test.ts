@@ -1,4 +1,4 @@
-import { AdamW, clipGlobalNorm, constantSchedule, cosineSchedule, decaysByShape, globalNorm, linearSchedule, warmupSteps } from '../src';
+import { AdamW, clipGlobalNorm, clipScale, constantSchedule, cosineSchedule, decaysByShape, globalNorm, linearSchedule, warmupSteps } from '../src';
 
 describe('AdamW', () => {
   it('first step matches the hand-derived update (decoupled decay, bias correction)', () => {
@@ -28,6 +28,62 @@ describe('AdamW', () => {
     });
     expect(params.get('w')![0]).toBeCloseTo(p, 6);
     expect(opt.step).toBe(3);
+  });
+
+  it('with the clip fused in (gradScale), matches a float64 transcription of torch.optim.AdamW after clip_grad_norm_, decaying matrices only', () => {
+    // Reference: torch.nn.utils.clip_grad_norm_(max_norm=1.0) (scale max_norm / (norm + 1e-6) when the
+    // norm exceeds it), then torch.optim.AdamW(lr, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1) with
+    // the bias vector in a no-decay group; written out in float64 here.
+    const w = Float32Array.from([0.5, -0.25, 1, 2]);
+    const b = Float32Array.from([0.1, -0.2]);
+    const params = new Map([['w', w], ['b', b]]);
+    const opt = new AdamW([{ name: 'w', size: 4, decay: decaysByShape([2, 2]) }, { name: 'b', size: 2, decay: decaysByShape([2]) }], { beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1 });
+    const ref = { w: [0.5, -0.25, 1, 2], b: [0.1, -0.2], mw: [0, 0, 0, 0], vw: [0, 0, 0, 0], mb: [0, 0], vb: [0, 0] };
+    const lr = 0.01;
+    for (let t = 1; t <= 3; t++) {
+      const gw = [0.3 * t, -0.1, 0.5, 2.0 / t];
+      const gb = [-0.4, 0.2 * t];
+      const norm = Math.hypot(...gw, ...gb);
+      const s = norm > 1 ? 1 / (norm + 1e-6) : 1;
+      const step = (p: number[], m: number[], v: number[], g: number[], decay: boolean) => {
+        for (let i = 0; i < p.length; i++) {
+          const gi = g[i]! * s;
+          if (decay) p[i] = p[i]! * (1 - lr * 0.1);
+          m[i] = 0.9 * m[i]! + 0.1 * gi;
+          v[i] = 0.95 * v[i]! + 0.05 * gi * gi;
+          p[i] = p[i]! - (lr / (1 - 0.9 ** t)) * (m[i]! / (Math.sqrt(v[i]!) / Math.sqrt(1 - 0.95 ** t) + 1e-8));
+        }
+      };
+      step(ref.w, ref.mw, ref.vw, gw, true);
+      step(ref.b, ref.mb, ref.vb, gb, false);
+      const grads = new Map([['w', Float32Array.from(gw)], ['b', Float32Array.from(gb)]]);
+      const got = globalNorm(grads.values());
+      expect(got).toBeCloseTo(norm, 5);
+      opt.update(params, grads, lr, clipScale(got, 1));
+      expect([...grads.get('w')!]).toEqual([...Float32Array.from(gw)]); // gradients are read, not written
+      ref.w.forEach((x, i) => expect(w[i]).toBeCloseTo(x, 6));
+      ref.b.forEach((x, i) => expect(b[i]).toBeCloseTo(x, 6));
+    }
+    expect(() => opt.update(params, new Map([['w', new Float32Array(4)]]), lr)).toThrow(/missing gradient/);
+  });
+
+  it('the fused clip factor gives bit-identical parameters to clipping the gradients in place first', () => {
+    const mk = () => new AdamW([{ name: 'w', size: 5, decay: true }]);
+    const g0 = Float32Array.from([3.1, -4.7, 0.25, 9.5, -0.003]);
+    const [a, b] = [mk(), mk()];
+    const pa = new Map([['w', Float32Array.from([0.1, 0.2, -0.3, 0.4, 0.5])]]);
+    const pb = new Map([['w', Float32Array.from(pa.get('w')!)]]);
+    for (let t = 0; t < 3; t++) {
+      const inPlace = Float32Array.from(g0, (x) => x * (t + 1));
+      const fused = Float32Array.from(inPlace);
+      const norm = clipGlobalNorm([inPlace], 1);
+      a.update(pa, new Map([['w', inPlace]]), 0.01);
+      b.update(pb, new Map([['w', fused]]), 0.01, clipScale(norm, 1));
+      expect(Buffer.from(pb.get('w')!.buffer).equals(Buffer.from(pa.get('w')!.buffer))).toBe(true);
+    }
+    expect(clipScale(0.5, 1)).toBe(1);
+    expect(clipScale(5, 0)).toBe(1);
+    expect(() => b.update(pb, new Map([['w', g0]]), Number.NaN)).toThrow(/learning rate/);
   });
 
   it('applies weight decay to matrices only', () => {

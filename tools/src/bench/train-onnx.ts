@@ -1,49 +1,45 @@
 /**
- * New-block training throughput on ONNX Runtime (generated training graph + resident AdamW) vs the tfjs
- * backend's autodiff in the same run: dim 288, 8 layers, 6 heads, hidden 768, vocab 32000 (untied head),
- * sequence 256, batch 8; two new blocks trainable (layers 3 and 7, the interleaved layout of a 6 → 8
- * expansion), everything else frozen.
+ * New-block training throughput of `llama-pro train` itself: the CLI's train command, run in process
+ * through `@llama-pro/cli`'s `main` (the function `bin.js` calls), so what is timed is exactly what a user
+ * runs: experiment parsing, data preparation, the train package's Trainer (one micro-batch → the onnx
+ * training graph → fused clip + AdamW over the model's resident parameter arrays), metrics, progress and
+ * checkpoints. Same run, same entry point, `--backend tfjs:<variant>` gives the ratio.
  *
- *   npm run bench:train-onnx   (env: BENCH_STEPS (timed onnx steps, default 3), BENCH_THREADS (default 2),
- *                               BENCH_TFJS (tfjs variant, default "wasm"; "none" skips it),
- *                               BENCH_TFJS_BATCH (default 1: tfjs wasm needs ~30 s per 2048 tokens),
- *                               BENCH_SPIN ("1": ORT threads spin while idle; the default yields, which is
- *                               much faster on a busy machine))
+ * Shape: dim 288, 8 layers, 6 heads, hidden 768, vocab 32000 (untied head), sequence 256, batch 8; the
+ * tensors of layers 3 and 7 train (the new blocks of an interleaved 6 → 8 expansion; selected with
+ * `--policy layers --layers 3,7`, which picks the same tensors as new-blocks on such a model), the rest
+ * is frozen. Random weights (std 0.02) and random token ids.
  *
- * GFLOP/s counts the matmul work the step needs: the forward pass (attention scores over full T×T
- * blocks, as computed), activation gradients from the head down to the lowest trainable layer, and
+ *   npm run bench:train-onnx   (env: BENCH_STEPS (timed onnx steps after 2 untimed warm-up steps,
+ *                               default 3), BENCH_TFJS (tfjs variant, default "wasm"; "none" skips it),
+ *                               BENCH_TFJS_BATCH (default 1: tfjs wasm needs ~15 s per 2048 tokens),
+ *                               BENCH_TFJS_STEPS (timed tfjs steps after 1 warm-up, default 2))
+ *
+ * Tokens/s come from the run's own metrics.jsonl: tokens of the timed steps over the `elapsed_s` between
+ * the last warm-up step's record and the last step's record (whole loop iterations: data, graph, AdamW,
+ * logging). GFLOP/s counts the matmul work the step needs: the forward pass (attention scores over full
+ * T×T blocks, as computed), activation gradients from the head down to the lowest trainable layer, and
  * weight gradients of the trainable matrices only.
  */
+import { promises as fsp } from 'node:fs';
 import * as os from 'node:os';
-import { Rng, normalizeConfig, type LlamaConfig, type TrainingBatch, type WeightSource } from '@llama-pro/core';
-import { randomWeightSource, tinyRawConfig } from '@llama-pro/core/testing';
-import { OnnxTrainer, loadOnnxTrainable, measureMatmulGflops } from '@llama-pro/backend-onnx';
-import { tfjsBackend } from '@llama-pro/backend-tfjs';
+import * as path from 'node:path';
+import { Rng, type LlamaConfig } from '@llama-pro/core';
+import { tinyRawConfig, writeRandomCheckpoint } from '@llama-pro/core/testing';
+import { measureMatmulGflops } from '@llama-pro/backend-onnx';
+import { main } from '@llama-pro/cli';
+import { readMetrics } from '@llama-pro/train';
 
 const B = 8;
 const T = 256;
+const WARMUP = 2;
 const STEPS = Number(process.env['BENCH_STEPS'] ?? 3);
-const THREADS = Number(process.env['BENCH_THREADS'] ?? 2);
 const TFJS = process.env['BENCH_TFJS'] ?? 'wasm';
 const TFJS_B = Number(process.env['BENCH_TFJS_BATCH'] ?? 1);
-const SPIN = process.env['BENCH_SPIN'] === '1';
+const TFJS_STEPS = Number(process.env['BENCH_TFJS_STEPS'] ?? 2);
 const NEW_LAYERS = [3, 7];
-
-function source(): WeightSource {
-  return randomWeightSource(normalizeConfig(tinyRawConfig({ hiddenSize: 288, intermediateSize: 768, layers: 8, heads: 6, kvHeads: 6, vocab: 32000, maxPositions: 1024, tie: false })), 0, 0.02);
-}
-
-function batchOf(c: LlamaConfig, b: number, seed: number): TrainingBatch {
-  const rng = new Rng(seed);
-  const ids = Int32Array.from({ length: b * (T + 1) }, () => Math.floor(rng.next() * c.vocabSize));
-  const x = new Int32Array(b * T);
-  const y = new Int32Array(b * T);
-  for (let r = 0; r < b; r++) {
-    x.set(ids.subarray(r * (T + 1), r * (T + 1) + T), r * T);
-    y.set(ids.subarray(r * (T + 1) + 1, (r + 1) * (T + 1)), r * T);
-  }
-  return { ids: x, targets: y, batchSize: b, seqLen: T };
-}
+/** The tokens/s the separate OnnxTrainer measured on this machine class before the trainers were merged (issue 15). */
+const TARGET = 3155;
 
 /** Matmul FLOPs of one training step per token (see the header). */
 function flopsPerToken(c: LlamaConfig, trainableLayers: readonly number[]): number {
@@ -66,63 +62,68 @@ function flopsPerToken(c: LlamaConfig, trainableLayers: readonly number[]): numb
   return f;
 }
 
-async function main(): Promise<void> {
-  const src = source();
-  const c = src.config;
-  const trainable = src.tensorNames().filter((n) => NEW_LAYERS.some((l) => n.startsWith(`model.layers.${l}.`)));
-  const fpt = flopsPerToken(c, NEW_LAYERS);
-  console.log(`model: dim ${c.hiddenSize}, ${c.numHiddenLayers} layers, ${c.numAttentionHeads} heads, hidden ${c.intermediateSize}, vocab ${c.vocabSize}; seq ${T}; trainable: layers ${NEW_LAYERS.join(', ')} (${trainable.length} tensors); ${THREADS} threads${SPIN ? ', spinning' : ''}; load average ${os.loadavg()[0]!.toFixed(1)}`);
-  console.log(`matmul work: ${(fpt / 1e6).toFixed(1)} MFLOP per token`);
-
-  // ---- onnx
-  const model = await loadOnnxTrainable(src, { threads: THREADS, graphOptimizationLevel: 'all', spinning: SPIN });
-  const trainer = new OnnxTrainer(model, trainable, { weightDecay: 0.1, clip: 1.0 });
-  let t0 = performance.now();
-  const first = await trainer.trainStep(batchOf(c, B, 0), 2e-4);
-  console.log(`onnx: first step (graph build + session + step) ${((performance.now() - t0) / 1000).toFixed(1)} s, loss ${first.loss.toFixed(4)}`);
-  // ONNX Runtime plans its memory over the first runs (the second one still allocates): not timed.
-  t0 = performance.now();
-  await trainer.trainStep(batchOf(c, B, 99), 2e-4);
-  console.log(`onnx: second (warm-up) step ${((performance.now() - t0) / 1000).toFixed(1)} s`);
-  let graphMs = 0;
-  let optMs = 0;
-  let tokens = 0;
-  t0 = performance.now();
-  for (let s = 1; s <= STEPS; s++) {
-    const r = await trainer.trainStep(batchOf(c, B, s), 2e-4);
-    graphMs += r.graphMs;
-    optMs += r.optimizerMs;
-    tokens += r.tokens;
-    console.log(`onnx: step ${s} loss ${r.loss.toFixed(4)} grad-norm ${r.gradNorm.toFixed(3)} graph ${r.graphMs.toFixed(0)} ms, AdamW ${r.optimizerMs.toFixed(0)} ms`);
-  }
-  const onnxS = (performance.now() - t0) / 1000;
-  const onnxTps = tokens / onnxS;
-  const achieved = (fpt * tokens) / onnxS / 1e9;
-  const rss = process.memoryUsage().rss / 2 ** 20;
-  console.log(
-    `onnx: ${onnxTps.toFixed(0)} tokens/s, ${achieved.toFixed(1)} GFLOP/s achieved (batch ${B}, ${STEPS} steps; AdamW ${((100 * optMs) / (graphMs + optMs)).toFixed(1)}% of step time); RSS ${rss.toFixed(0)} MiB`,
-  );
-  await model.dispose();
-  const peak = await measureMatmulGflops(B * T, c.hiddenSize, c.intermediateSize, { threads: THREADS, spinning: SPIN }, 20);
-  const eff = achieved / peak;
-  console.log(`ORT fp32 matmul now ([B*T, D] x [D, hidden], same threads): ${peak.toFixed(1)} GFLOP/s; the training step achieves ${eff.toFixed(2)}x that (the head's large matmuls run faster than this mid-size one)`);
-
-  // ---- tfjs (same model, same trainable tensors; gradients only, its optimizer time is not counted)
-  if (TFJS !== 'none') {
-    const tm = await tfjsBackend.loadTrainable!(source(), { variant: TFJS, threads: THREADS });
-    await tm.lossAndGradients(batchOf(c, TFJS_B, 0), trainable); // warm-up
-    t0 = performance.now();
-    const r = await tm.lossAndGradients(batchOf(c, TFJS_B, 1), trainable);
-    const s = (performance.now() - t0) / 1000;
-    const tps = r.tokens / s;
-    console.log(`tfjs (${tm.device}): ${tps.toFixed(1)} tokens/s, ${((fpt * r.tokens) / s / 1e9).toFixed(1)} GFLOP/s (batch ${TFJS_B}, loss and gradients only)`);
-    console.log(`ratio onnx / tfjs: ${(onnxTps / tps).toFixed(1)}x`);
-    await tm.dispose();
-  }
-  console.log(`target: >= 1700 tokens/s on 2 cores (PyTorch ~1370 measured on this machine class): onnx ${onnxTps >= 1700 ? 'meets' : 'misses'} it (${(onnxTps / 1370).toFixed(2)}x PyTorch)`);
+interface Timed {
+  readonly tokensPerS: number;
+  readonly steps: number;
+  readonly tokens: number;
+  readonly seconds: number;
+  readonly firstStepS: number;
+  readonly device: string;
 }
 
-main().catch((e: Error) => {
+/** `llama-pro train ...` in this process; throughput of the steps after `warmup` from the run's metrics. */
+async function trainThroughCli(work: string, name: string, modelDir: string, data: string, config: string, backend: string, batch: number, warmup: number, steps: number): Promise<Timed> {
+  const out = path.join(work, `run-${name}`);
+  const args = ['train', '--model', modelDir, '--data', data, '--out', out, '--config', config, '--policy', 'layers', '--layers', NEW_LAYERS.join(','),
+    '--steps', String(warmup + steps), '--batch-size', String(batch), '--seq-len', String(T), '--backend', backend, '--json'];
+  console.log(`${name}: llama-pro ${args.join(' ')}`);
+  const code = await main(['node', 'llama-pro', ...args]); // prints its JSON summary on stdout
+  if (code !== 0) throw new Error(`llama-pro train --backend ${backend} exited ${code}`);
+  const run = JSON.parse(await fsp.readFile(path.join(out, 'run.json'), 'utf8')) as { device?: string };
+  const recs = (await readMetrics(out)).filter((r) => r.loss !== undefined);
+  for (const r of recs) console.log(`${name}: step ${r.step} loss ${r.loss!.toFixed(4)} grad-norm ${r.grad_norm!.toFixed(3)} ${r.tokens_per_s!.toFixed(0)} tok/s (this step), RSS ${r.rss_mb} MB`);
+  const base = recs.find((r) => r.step === warmup)!;
+  const last = recs.at(-1)!;
+  const timed = recs.filter((r) => r.step > warmup);
+  const tokens = timed.reduce((a, r) => a + r.tokens!, 0);
+  const seconds = last.elapsed_s! - base.elapsed_s!;
+  return { tokensPerS: tokens / seconds, steps: timed.length, tokens, seconds, firstStepS: recs[0]!.elapsed_s!, device: run.device ?? backend };
+}
+
+async function main_(): Promise<void> {
+  const work = await fsp.mkdtemp(path.join(os.tmpdir(), 'bench-train-onnx-'));
+  try {
+    const modelDir = path.join(work, 'model');
+    const c = await writeRandomCheckpoint(modelDir, tinyRawConfig({ hiddenSize: 288, intermediateSize: 768, layers: 8, heads: 6, kvHeads: 6, vocab: 32000, maxPositions: 1024, tie: false }), { seed: 0, std: 0.02 });
+    // Token ids in [3, vocab): no EOS (2) inside, so the file is one document, packed into sequences.
+    const rng = new Rng(1);
+    const data = path.join(work, 'corpus.i32');
+    await fsp.writeFile(data, Buffer.from(Int32Array.from({ length: 64 * (T + 1) }, () => 3 + rng.int(c.vocabSize - 3)).buffer));
+    // Training only: no validation set, no export; one checkpoint at the end (after the timed steps).
+    const config = path.join(work, 'bench.yaml');
+    await fsp.writeFile(config, 'data:\n  valFraction: 0\neval:\n  interval: 0\ncheckpoint:\n  interval: 0\n  keep: 1\nexport:\n  enabled: false\n');
+    const fpt = flopsPerToken(c, NEW_LAYERS);
+    console.log(`model: dim ${c.hiddenSize}, ${c.numHiddenLayers} layers, ${c.numAttentionHeads} heads, hidden ${c.intermediateSize}, vocab ${c.vocabSize}; seq ${T}; trainable: layers ${NEW_LAYERS.join(', ')}; ${os.cpus().length} CPUs; load average ${os.loadavg()[0]!.toFixed(1)}`);
+    console.log(`matmul work: ${(fpt / 1e6).toFixed(1)} MFLOP per token`);
+
+    const onnx = await trainThroughCli(work, 'onnx', modelDir, data, config, 'onnx', B, WARMUP, STEPS);
+    const achieved = (fpt * onnx.tokensPerS) / 1e9;
+    console.log(`onnx (${onnx.device}): ${onnx.tokensPerS.toFixed(0)} tokens/s, ${achieved.toFixed(1)} GFLOP/s achieved (batch ${B}, ${onnx.steps} timed steps, ${onnx.tokens} tokens in ${onnx.seconds.toFixed(2)} s; first step incl. graph build ${onnx.firstStepS.toFixed(1)} s); peak RSS ${Math.round(process.resourceUsage().maxRSS / 1024)} MiB`);
+    const peak = await measureMatmulGflops(B * T, c.hiddenSize, c.intermediateSize, { spinning: false }, 20);
+    console.log(`ORT fp32 matmul now ([B*T, D] x [D, hidden], default threads): ${peak.toFixed(1)} GFLOP/s; the training step achieves ${(achieved / peak).toFixed(2)}x that (the head's large matmuls run faster than this mid-size one)`);
+
+    if (TFJS !== 'none') {
+      const tfjs = await trainThroughCli(work, 'tfjs', modelDir, data, config, `tfjs:${TFJS}`, TFJS_B, 1, TFJS_STEPS);
+      console.log(`tfjs (${tfjs.device}): ${tfjs.tokensPerS.toFixed(1)} tokens/s, ${((fpt * tfjs.tokensPerS) / 1e9).toFixed(1)} GFLOP/s (batch ${TFJS_B}, ${tfjs.steps} timed steps, same command)`);
+      console.log(`ratio onnx / tfjs: ${(onnx.tokensPerS / tfjs.tokensPerS).toFixed(1)}x`);
+    }
+    console.log(`target: >= ${TARGET} tokens/s for the llama-pro train path (what the separate OnnxTrainer measured before the merge): ${onnx.tokensPerS >= TARGET ? 'meets' : 'misses'} it (${(onnx.tokensPerS / TARGET).toFixed(2)}x)`);
+  } finally {
+    await fsp.rm(work, { recursive: true, force: true });
+  }
+}
+
+main_().catch((e: Error) => {
   console.error(`bench:train-onnx: ${e.stack ?? e.message}`);
   process.exit(1);
 });

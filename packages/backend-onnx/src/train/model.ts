@@ -119,6 +119,12 @@ export class OnnxTrainableLM implements TrainableLM {
     return v;
   }
 
+  /** `TrainableLM.residentParameter`: the array the training graphs read (updated in place by the trainer's AdamW). */
+  async residentParameter(name: string): Promise<Float32Array> {
+    this.live();
+    return this.resident(name);
+  }
+
   async getParameter(name: string): Promise<Float32Array> {
     this.live();
     return new Float32Array(await this.resident(name));

@@ -77,7 +77,21 @@ export interface TrainableLM extends CausalLM {
   loss(batch: TrainingBatch): Promise<LossResult>;
   /** Loss and gradients for `trainable` only; every other parameter is a constant. */
   lossAndGradients(batch: TrainingBatch, trainable: readonly string[]): Promise<GradientResult>;
+  /**
+   * Optional zero-copy path for trainers: the model's own array of a parameter. A trainer that changes
+   * it in place must then call `parametersChanged` with its name (instead of `setParameter`).
+   */
+  residentParameter?(name: string): Promise<Float32Array>;
+  /** Tells the model that resident arrays of `names` were changed in place. */
+  parametersChanged?(names: readonly string[]): void;
 }
+
+/**
+ * The default backend of every command (inference and training alike, study included): onnx passes the
+ * golden, KV-cache, generation and training-gradient parity checks and is the faster engine. Pass
+ * `--backend tfjs` (or set `backend:` in an experiment or study file) for the tfjs reference engine.
+ */
+export const DEFAULT_BACKEND = 'onnx';
 
 export interface BackendLoadOptions {
   /** Backend-specific variant, e.g. "wasm" / "cpu" / "tensorflow" for tfjs. */

@@ -3,8 +3,16 @@
  * `torch.optim.AdamW`: p ← p·(1 − lr·wd); m ← β1·m + (1−β1)·g; v ← β2·v + (1−β2)·g²;
  * p ← p − (lr / (1−β1ᵗ)) · m / (√v / √(1−β2ᵗ) + ε). State is float32 (Float32Array) and the update is
  * a fixed sequence of operations, so runs are deterministic and resumable bit for bit.
+ *
+ * Fused: the update reads the gradients once, applying the global-norm clip factor on the fly
+ * (`gradScale`, rounded to float32 exactly as an in-place clip would store it), and writes the
+ * parameters in place, so a backend's resident parameter arrays can be the optimizer's master copy.
+ * This is the one AdamW of the toolkit; every backend trains through it.
  */
 import { UsageError } from '@llama-pro/core';
+import { PAPER_RECIPE, decaysByShape } from '../defaults';
+
+export { decaysByShape };
 
 export interface AdamWOptions {
   beta1: number;
@@ -13,7 +21,8 @@ export interface AdamWOptions {
   weightDecay: number;
 }
 
-export const DEFAULT_ADAMW: AdamWOptions = { beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1 };
+const { beta1, beta2, eps, weightDecay } = PAPER_RECIPE.optimizer;
+export const DEFAULT_ADAMW: AdamWOptions = { beta1, beta2, eps, weightDecay };
 
 export interface OptimizerSlot {
   readonly name: string;
@@ -27,11 +36,6 @@ export interface AdamWState {
   step: number;
   expAvg: Map<string, Float32Array>;
   expAvgSq: Map<string, Float32Array>;
-}
-
-/** Weight decay applies to tensors of rank ≥ 2 only (matrices and embeddings, not norms or biases). */
-export function decaysByShape(shape: readonly number[]): boolean {
-  return shape.length >= 2;
 }
 
 export class AdamW {
@@ -59,8 +63,13 @@ export class AdamW {
     return this.t;
   }
 
-  /** Updates `params` in place from `grads` (both keyed by slot name) at learning rate `lr`. */
-  update(params: ReadonlyMap<string, Float32Array>, grads: ReadonlyMap<string, Float32Array>, lr: number): void {
+  /**
+   * Updates `params` in place from `grads` (both keyed by slot name) at learning rate `lr`. Gradients
+   * are read, never written; each is multiplied by `gradScale` first (the clip factor; 1 = as given).
+   */
+  update(params: ReadonlyMap<string, Float32Array>, grads: ReadonlyMap<string, Float32Array>, lr: number, gradScale = 1): void {
+    if (!(lr >= 0) || !Number.isFinite(lr)) throw new UsageError(`learning rate must be a finite number ≥ 0, got ${lr}`);
+    if (!(gradScale >= 0) || !Number.isFinite(gradScale)) throw new UsageError(`gradient scale must be a finite number ≥ 0, got ${gradScale}`);
     this.t++;
     const { beta1, beta2, eps, weightDecay } = this.options;
     const bc1 = 1 - Math.pow(beta1, this.t);
@@ -74,8 +83,9 @@ export class AdamW {
       const m = this.m.get(name)!;
       const v = this.v.get(name)!;
       const decay = slot.decay ? 1 - lr * weightDecay : 1;
+      const scaled = gradScale !== 1;
       for (let i = 0; i < p.length; i++) {
-        const gi = g[i]!;
+        const gi = scaled ? Math.fround(g[i]! * gradScale) : g[i]!;
         const mi = (m[i] = beta1 * m[i]! + (1 - beta1) * gi);
         const vi = (v[i] = beta2 * v[i]! + (1 - beta2) * gi * gi);
         p[i] = p[i]! * decay - (stepSize * mi) / (Math.sqrt(vi) / bc2Sqrt + eps);
