@@ -3,14 +3,18 @@
  * picks a ModelBackend from the DI registry (built-ins and plugins alike); the variant is passed to
  * the backend's load options untouched, so each backend validates its own variants.
  */
-import { TOKENS, UsageError, resolveRegistry, type BackendLoadOptions, type ModelBackend } from '@llama-pro/core';
+import { DEFAULT_BACKEND, TOKENS, UsageError, resolveRegistry, type BackendLoadOptions, type ModelBackend } from '@llama-pro/core';
 import type { DependencyContainer } from 'tsyringe';
 
-/** Inference default: onnx (passes the golden, KV-cache and generation parity checks, and is the faster engine). Training picks its own default (tfjs) in the experiment schema. */
-export const DEFAULT_BACKEND = 'onnx';
+/**
+ * The one default backend (core's DEFAULT_BACKEND, onnx) for every command: generate, eval, serve, chat,
+ * agent, expand --verify, and, through the experiment / study schemas that read the same constant, train
+ * and study.
+ */
+export { DEFAULT_BACKEND };
 
 /** The help text for `--backend`, so every command describes it the same way. */
-export const BACKEND_OPTION_HELP = 'model backend as name[:variant], e.g. onnx (default for inference), onnx:cpu, tfjs, tfjs:wasm, tfjs:cpu';
+export const BACKEND_OPTION_HELP = `model backend as name[:variant]: ${DEFAULT_BACKEND} (the default for every command), onnx:cpu, tfjs, tfjs:wasm, tfjs:cpu, tfjs:tensorflow`;
 
 export interface BackendSpec {
   readonly name: string;

@@ -266,4 +266,33 @@ describe('llama-pro train --backend onnx', () => {
     }
     await Promise.all([a.close(), b.close()]);
   });
+  it('train --resume: refuses a directory with no run and a backend switch (unless --allow-backend-change); run.json records both backends', async () => {
+    const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'lp-onnx-cli-resume-'));
+    try {
+      const model = path.join(dir, 'model');
+      await writeRandomCheckpoint(model, tinyRawConfig({ layers: 2, vocab: 300, hiddenSize: 32, heads: 4, kvHeads: 2 }), { seed: 4 });
+      await fsp.writeFile(path.join(dir, 'corpus.txt'), 'Tom has 3 apples and buys 4 more. 3 + 4 = 7.\n'.repeat(40));
+      const out = path.join(dir, 'run');
+      const args = ['train', '--model', model, '--data', path.join(dir, 'corpus.txt'), '--out', out, '--policy', 'layers', '--layers', '1', '--steps', '4', '--seq-len', '32', '--batch-size', '2', '--eval-interval', '0', '--json'];
+      const none = await runCli([...args, '--resume']);
+      expect(none.code).toBe(1);
+      expect(none.stderr).toMatch(/--resume: .* holds no training run to continue .*drop --resume/);
+      const first = await runCli([...args, '--backend', 'tfjs:cpu']);
+      expect(first.code).toBe(0);
+      // The default backend (onnx) differs from the run's (tfjs): refused, naming both fixes.
+      const switched = await runCli([...args, '--resume']);
+      expect(switched.code).toBe(1);
+      expect(switched.stderr).toMatch(/trained on backend "tfjs:cpu" but this resume would run on "onnx"; resume with --backend tfjs:cpu, or pass --allow-backend-change/);
+      const allowed = await runCli([...args, '--resume', '--allow-backend-change']);
+      expect(allowed.code).toBe(0);
+      const run = JSON.parse(await fsp.readFile(path.join(out, 'run.json'), 'utf8'));
+      expect(run.backends).toEqual(['tfjs:cpu', 'onnx']);
+      expect(run.segments).toMatchObject([
+        { fromStep: 0, toStep: 4, backend: 'tfjs', backendVariant: 'cpu', finishReason: 'completed' },
+        { fromStep: 4, toStep: 4, backend: 'onnx', device: 'onnx:cpu', finishReason: 'completed' },
+      ]);
+    } finally {
+      await fsp.rm(dir, { recursive: true, force: true });
+    }
+  });
 });

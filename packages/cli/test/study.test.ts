@@ -28,7 +28,7 @@ describe('llama-pro study --preset micro', () => {
   it('runs every variant on every seed, checks identity, reports, and resumes without recomputing', async () => {
     const out = path.join(tmp, 'out');
     const cache = path.join(tmp, 'cache');
-    const r = await runCli(['study', '--preset', 'micro', '--out', out, '--cache-dir', cache, '--json']);
+    const r = await runCli(['study', '--preset', 'micro', '--backend', 'tfjs', '--out', out, '--cache-dir', cache, '--json']);
     expect(r.stderr).not.toMatch(/unexpected error/);
     expect(r.code).toBe(0);
     const summary = JSON.parse(r.stdout) as { ran: number; reused: number };
@@ -67,7 +67,7 @@ describe('llama-pro study --preset micro', () => {
     }
 
     // Second invocation: everything is reused, numbers unchanged; the cached base is not retrained.
-    const again = await runCli(['study', '--preset', 'micro', '--out', out, '--cache-dir', cache, '--json']);
+    const again = await runCli(['study', '--preset', 'micro', '--backend', 'tfjs', '--out', out, '--cache-dir', cache, '--json']);
     expect(again.code).toBe(0);
     expect(JSON.parse(again.stdout)).toMatchObject({ ran: 0, reused: 12 });
     expect(again.stderr).toContain('cached pretrained model');
@@ -81,7 +81,7 @@ describe('llama-pro study --preset micro', () => {
     expect(bad.stderr).toContain('known presets: mini, micro');
     const yaml = path.join(tmp, 'bad.yaml');
     await fsp.writeFile(yaml, 'seeds: 0\n');
-    const r = await runCli(['study', '--preset', 'micro', '--config', yaml, '--out', path.join(tmp, 'y')]);
+    const r = await runCli(['study', '--preset', 'micro', '--backend', 'tfjs', '--config', yaml, '--out', path.join(tmp, 'y')]);
     expect(r.code).not.toBe(0);
     expect(r.stderr).toMatch(/bad\.yaml: seeds: /);
   });
@@ -94,7 +94,7 @@ describeWithFixtures('llama-pro study --base stories260K', [STORIES260K_BIN], ()
     const yaml = path.join(tmp, 'stories.yaml');
     await fsp.writeFile(yaml, 'seeds: 1\n');
     const out = path.join(tmp, 'stories-out');
-    const r = await runCli(['study', '--preset', 'micro', '--config', yaml, '--base', base, '--out', out, '--no-png', '--json']);
+    const r = await runCli(['study', '--preset', 'micro', '--backend', 'tfjs', '--config', yaml, '--base', base, '--out', out, '--no-png', '--json']);
     expect(r.stderr).not.toMatch(/unexpected error/);
     expect(r.code).toBe(0);
     const res = await readResults(out);

@@ -5,7 +5,7 @@
 import { promises as fsp } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
-import { ConfigError, UsageError } from '@llama-pro/core';
+import { ConfigError, DEFAULT_BACKEND, UsageError } from '@llama-pro/core';
 
 const layerSelection = z
   .object({
@@ -154,7 +154,7 @@ function variantsFor(layers: number, counts: readonly number[]): VariantSpec[] {
 const MINI: StudyConfig = {
   seeds: 3,
   // onnx trains through generated backward graphs: ~3x faster end to end than tfjs wasm here, same identity.
-  backend: 'onnx',
+  backend: DEFAULT_BACKEND,
   corpus: { seed: 20240102, generalTrain: 3000, generalVal: 64, domainTrain: 2000, domainVal: 64, domainTest: 48, files: {} },
   base: {
     model: { hiddenSize: 64, intermediateSize: 172, layers: 4, heads: 4, kvHeads: 4, vocabSize: 259, maxPositions: 256, initStd: 0.05 },
@@ -168,7 +168,7 @@ const MINI: StudyConfig = {
 /** Seconds, not minutes: for tests and smoke checks. Same structure as mini, tiny sizes. */
 const MICRO: StudyConfig = {
   seeds: 2,
-  backend: 'tfjs',
+  backend: DEFAULT_BACKEND,
   corpus: { seed: 7, generalTrain: 60, generalVal: 8, domainTrain: 60, domainVal: 8, domainTest: 6, files: {} },
   base: {
     model: { hiddenSize: 16, intermediateSize: 32, layers: 2, heads: 2, kvHeads: 2, vocabSize: 259, maxPositions: 192, initStd: 0.05 },

@@ -52,6 +52,11 @@ export interface RunTrainingOptions {
   extraExportFiles?: Record<string, string | Uint8Array>;
   /** Recorded in the run manifest (tool versions, backend, device, ...). */
   info?: Record<string, unknown>;
+  /**
+   * With `resume`: continue a run on a different backend than it was trained on (the float rounding of
+   * the engines differs, so the result is no longer the straight run's). Refused without it.
+   */
+  allowBackendChange?: boolean;
   onStep?: (record: MetricsRecord) => void | Promise<void>;
   log?: (message: string) => void;
 }
@@ -77,6 +82,32 @@ export interface RunSummary {
   peakRssMb: number;
 }
 
+export const SEGMENTS_FILE = 'segments.json';
+
+/** One invocation of runTraining on a run directory: where it started and ended, and on which engine. */
+export interface RunSegment {
+  /** Step the segment started from (0 for the first). */
+  fromStep: number;
+  /** Step it reached, or null while it runs (and for a segment that was killed). */
+  toStep: number | null;
+  backend: string;
+  backendVariant?: string;
+  device: string;
+  startedAt: string;
+  finishReason?: FinishReason;
+}
+
+async function readSegments(runDir: string): Promise<RunSegment[]> {
+  try {
+    const v = JSON.parse(await fsp.readFile(path.join(runDir, SEGMENTS_FILE), 'utf8')) as { segments?: RunSegment[] };
+    return Array.isArray(v.segments) ? v.segments : [];
+  } catch {
+    return [];
+  }
+}
+
+const backendLabel = (name: string, variant: string | undefined) => (variant ? `${name}:${variant}` : name);
+
 /** Fields that must not change between a run and its resume. */
 function resumeKey(e: Experiment): string {
   const { seed, steps, batchSize, gradAccum, seqLen, policy, optimizer, schedule, data } = e;
@@ -93,10 +124,25 @@ export async function runTraining(o: RunTrainingOptions): Promise<RunSummary> {
   const expFile = path.join(runDir, EXPERIMENT_FILE);
   const started = (await pathExists(path.join(runDir, METRICS_FILE))) || (await pathExists(path.join(runDir, CHECKPOINTS_DIR)));
   if (started && !o.resume) throw new RunError(`${runDir} already holds a training run; pass --resume to continue it or choose another --out`, 'RUN_EXISTS');
+  if (o.resume && !started && !(await pathExists(expFile))) {
+    throw new RunError(`--resume: ${runDir} holds no training run to continue (no ${EXPERIMENT_FILE}, ${METRICS_FILE} or ${CHECKPOINTS_DIR}/); check --out, or drop --resume to start a new run there`, 'RUN_MISSING');
+  }
   if (o.resume && (await pathExists(expFile))) {
     const prev = JSON.parse(await fsp.readFile(expFile, 'utf8')) as Experiment;
     if (resumeKey(prev) !== resumeKey(e)) throw new RunError(`--resume: the experiment differs from the one ${runDir} was started with (${EXPERIMENT_FILE}); resume with the same settings`, 'RUN_MISMATCH');
+    if (prev.backend !== e.backend && !o.allowBackendChange) {
+      throw new RunError(
+        `--resume: ${runDir} was trained on backend "${backendLabel(prev.backend, prev.backendVariant)}" but this resume would run on "${backendLabel(e.backend, e.backendVariant)}"; resume with --backend ${backendLabel(prev.backend, prev.backendVariant)}, or pass --allow-backend-change to continue on ${e.backend} (the result then differs from a straight run in float rounding)`,
+        'RUN_BACKEND_MISMATCH',
+      );
+    }
   }
+
+  // The freeze plan first: a policy that cannot apply (e.g. new-blocks without an expansion manifest)
+  // fails before the corpus is tokenized.
+  const policy = o.policies.get(e.policy.name);
+  const plan = policy.plan({ parameterNames: o.model.parameterNames(), shapeOf: (n) => o.model.parameterShape(n), manifest: o.manifest, options: { layers: e.policy.layers, lora: e.policy.lora } });
+
   await fsp.mkdir(runDir, { recursive: true });
   await writeJsonAtomic(expFile, e);
 
@@ -114,10 +160,7 @@ export async function runTraining(o: RunTrainingOptions): Promise<RunSummary> {
     }
     log(`data: ${data.train.documents} train documents (${data.train.tokens} tokens, ${trainFile.numSequences} sequences of ${e.seqLen}), ${data.val.documents} validation documents (${valFile.numSequences} sequences)`);
 
-    // Policy and parameters.
-    const policy = o.policies.get(e.policy.name);
-    const names = o.model.parameterNames();
-    const plan = policy.plan({ parameterNames: names, shapeOf: (n) => o.model.parameterShape(n), manifest: o.manifest, options: { layers: e.policy.layers, lora: e.policy.lora } });
+    // Parameters.
     log(plan.summary);
     const rng = new Rng(e.seed);
     const params = await ParameterSet.create(o.model, plan, rng);
@@ -177,7 +220,15 @@ export async function runTraining(o: RunTrainingOptions): Promise<RunSummary> {
       signal: o.signal,
       onStep: o.onStep,
     });
+    // Every invocation on this run directory is a segment, recorded with its engine (run.json lists them).
+    const segments = o.resume ? await readSegments(runDir) : [];
+    const segment: RunSegment = { fromStep: startStep, toStep: null, backend: e.backend, ...(e.backendVariant ? { backendVariant: e.backendVariant } : {}), device: o.model.device, startedAt: new Date().toISOString() };
+    segments.push(segment);
+    await writeJsonAtomic(path.join(runDir, SEGMENTS_FILE), { segments });
     const r = await trainer.run();
+    segment.toStep = r.step;
+    segment.finishReason = r.finishReason;
+    await writeJsonAtomic(path.join(runDir, SEGMENTS_FILE), { segments });
 
     const trainableParameters = params.slots.reduce((a, s) => a + s.size, 0);
     let exportDir: string | null = null;
@@ -194,6 +245,9 @@ export async function runTraining(o: RunTrainingOptions): Promise<RunSummary> {
       data: { fingerprint: data.fingerprint, files: data.files, tokenizer: data.tokenizer, train: data.train, val: data.val },
       result: { finishReason: r.finishReason, step: r.step, tokensSeen: r.tokensSeen, initialValLoss: r.initialValLoss, finalValLoss: r.finalValLoss, initialGeneralLoss: r.initialGeneralLoss, finalGeneralLoss: r.finalGeneralLoss, resumedFrom },
       ...o.info,
+      /** Every backend the run was trained on, in order, and the steps each segment covered. */
+      backends: [...new Set(segments.map((x) => backendLabel(x.backend, x.backendVariant)))],
+      segments,
     };
     if (r.finishReason === 'completed' && e.export.enabled) {
       exportDir = path.resolve(e.export.dir ?? path.join(runDir, 'final'));

@@ -184,6 +184,52 @@ describe('trainer (toy model)', () => {
     await expect(toyRun(modelDir, dataDir, out, { ...RESUME_EXP, steps: 2, optimizer: { lr: 1 } }, { resume: true })).rejects.toThrow(/differs/);
   });
 
+  // Issue 18 item 7.
+  it('--resume on a directory with no run is refused (not a silent fresh start)', async () => {
+    const out = path.join(tmp, 'run-nothing-here');
+    await expect(toyRun(modelDir, dataDir, out, { ...RESUME_EXP, steps: 2 }, { resume: true })).rejects.toMatchObject({ code: 'RUN_MISSING', message: expect.stringMatching(/holds no training run.*drop --resume/) });
+    expect(existsSync(out)).toBe(false);
+    // An empty directory is no run either.
+    await fsp.mkdir(out);
+    await expect(toyRun(modelDir, dataDir, out, { ...RESUME_EXP, steps: 2 }, { resume: true })).rejects.toMatchObject({ code: 'RUN_MISSING' });
+    expect(await fsp.readdir(out)).toEqual([]);
+  });
+
+  it('resuming on another backend is refused unless allowed; run.json records every segment\'s backend', async () => {
+    const out = path.join(tmp, 'run-backends');
+    const exp = { ...RESUME_EXP, steps: 6, checkpoint: { interval: 0, keep: 2 } };
+    const ac = new AbortController();
+    const s1 = await toyRun(modelDir, dataDir, out, { ...exp, backend: 'toy' }, { signal: ac.signal, onStep: (r) => void (r.step >= 2 && ac.abort()) });
+    expect(s1.finishReason).toBe('interrupted');
+    await expect(toyRun(modelDir, dataDir, out, { ...exp, backend: 'other' }, { resume: true })).rejects.toMatchObject({
+      code: 'RUN_BACKEND_MISMATCH',
+      message: expect.stringMatching(/trained on backend "toy" but this resume would run on "other"; resume with --backend toy, or pass --allow-backend-change/),
+    });
+    const s2 = await toyRun(modelDir, dataDir, out, { ...exp, backend: 'other' }, { resume: true, allowBackendChange: true });
+    expect(s2).toMatchObject({ finishReason: 'completed', step: 6, resumedFrom: s1.step });
+    const run = JSON.parse(await fsp.readFile(path.join(out, 'run.json'), 'utf8'));
+    expect(run.backends).toEqual(['toy', 'other']);
+    expect(run.segments).toMatchObject([
+      { fromStep: 0, toStep: s1.step, backend: 'toy', finishReason: 'interrupted' },
+      { fromStep: s1.step, toStep: 6, backend: 'other', finishReason: 'completed' },
+    ]);
+    // The same backend resumes without the flag.
+    await expect(toyRun(modelDir, dataDir, path.join(tmp, 'run-backends'), { ...exp, backend: 'other' }, { resume: true })).resolves.toMatchObject({ step: 6 });
+  });
+
+  it('new-blocks without an expansion manifest fails before the corpus is tokenized', async () => {
+    const out = path.join(tmp, 'run-no-manifest');
+    let encoded = 0;
+    const bytes = new ByteTokenizer(TOY.vocab);
+    const counting = Object.assign(Object.create(bytes) as ByteTokenizer, { encode: (t: string) => (encoded++, bytes.encode(t)) });
+    await expect(toyRun(modelDir, dataDir, out, { ...RESUME_EXP, steps: 2 }, { noManifest: true, tokenizer: counting })).rejects.toThrow(/needs the expansion manifest.*llama-pro expand/);
+    expect(encoded).toBe(0);
+    expect(existsSync(path.join(out, 'data'))).toBe(false);
+    // The counting tokenizer is a working one: with the manifest, the same call tokenizes and trains.
+    await expect(toyRun(modelDir, dataDir, out, { ...RESUME_EXP, steps: 1 }, { tokenizer: counting })).resolves.toMatchObject({ step: 1 });
+    expect(encoded).toBeGreaterThan(0);
+  });
+
   it('reads HF checkpoints it exports', async () => {
     const c = await HfCheckpoint.open(path.join(tmp, 'run-nb', 'final'), { validate: false });
     expect(c.tensorNames().length).toBe(2 + 2 * TOY.layers + 1);

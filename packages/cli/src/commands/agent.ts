@@ -3,7 +3,7 @@ import type { Command } from 'commander';
 import { UsageError, writeFileAtomic } from '@llama-pro/core';
 import { AGENT_DEFAULTS, LocalChatModel, MINT_SYSTEM_PROMPT, agentRegistries, runAgent, type TraceEvent } from '@llama-pro/agent';
 import { buildContainer } from '../container';
-import { BACKEND_OPTION_HELP } from '../backend-option';
+import { BACKEND_OPTION_HELP, DEFAULT_BACKEND } from '../backend-option';
 import { TEMPLATE_OPTION_HELP, intOption, loadChatModel, numberOption } from './serve';
 
 interface AgentOpts {
@@ -45,7 +45,7 @@ export function registerAgent(program: Command): void {
     .description('Run an agent on a task: the model acts through tools (the sandboxed python tool by default) until it answers')
     .requiredOption('--model <dir>', 'Hugging Face model directory')
     .requiredOption('--task <text>', 'the task, as the first user message')
-    .option('--backend <name[:variant]>', BACKEND_OPTION_HELP, 'tfjs')
+    .option('--backend <name[:variant]>', BACKEND_OPTION_HELP, DEFAULT_BACKEND)
     .option('--template <name>', TEMPLATE_OPTION_HELP, 'auto')
     .option('--protocol <name>', 'action parser: mint (<execute>/<solution> tags) or json-tool-calls', 'mint')
     .option('--tools <name...>', 'tools to offer (default: all registered, i.e. python)')

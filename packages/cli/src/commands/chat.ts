@@ -4,7 +4,7 @@ import type { Readable, Writable } from 'node:stream';
 import type { Command } from 'commander';
 import { AGENT_DEFAULTS, LocalChatModel, SERVER_DEFAULTS, type ChatMessage, type ChatModel } from '@llama-pro/agent';
 import { buildContainer } from '../container';
-import { BACKEND_OPTION_HELP } from '../backend-option';
+import { BACKEND_OPTION_HELP, DEFAULT_BACKEND } from '../backend-option';
 import { TEMPLATE_OPTION_HELP, intOption, loadChatModel, numberOption } from './serve';
 
 export interface ChatLoopOptions {
@@ -67,7 +67,7 @@ export function registerChat(program: Command): void {
     .command('chat')
     .description('Chat with a model in the terminal (streaming; /reset clears the history, /exit quits)')
     .requiredOption('--model <dir>', 'Hugging Face model directory')
-    .option('--backend <name[:variant]>', BACKEND_OPTION_HELP, 'tfjs')
+    .option('--backend <name[:variant]>', BACKEND_OPTION_HELP, DEFAULT_BACKEND)
     .option('--template <name>', TEMPLATE_OPTION_HELP, 'auto')
     .option('--system <text>', 'system message')
     .option('--max-tokens <n>', 'new tokens per reply', String(SERVER_DEFAULTS.chatMaxTokens))

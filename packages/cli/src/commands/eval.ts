@@ -14,7 +14,7 @@ import {
   type OpenedModel,
 } from '@llama-pro/eval';
 import { buildContainer } from '../container';
-import { BACKEND_OPTION_HELP, parseBackendSpec } from '../backend-option';
+import { BACKEND_OPTION_HELP, DEFAULT_BACKEND, parseBackendSpec } from '../backend-option';
 import { progressReporter } from '../output';
 
 interface EvalOpts {
@@ -69,7 +69,7 @@ export function registerEval(program: Command): void {
     .option('--data-dir <dir>', 'directory with the official datasets: humaneval/, gsm8k/, mmlu/ (else the download cache)')
     .option('--cache-dir <dir>', 'download cache (default ~/.cache/llama-pro/datasets)')
     .option('--no-download', 'never download datasets')
-    .option('--backend <name[:variant]>', BACKEND_OPTION_HELP, 'tfjs')
+    .option('--backend <name[:variant]>', BACKEND_OPTION_HELP, DEFAULT_BACKEND)
     .option('--no-bos', 'do not prepend BOS to contexts (lm-eval <= 0.4.9 behaviour)')
     .option('--tokenizer <dir>', "for endpoints: a local copy of the served model's tokenizer (prompts go as token ids)")
     .option('--served-model <name>', 'for endpoints: the model name to request (default "default")')

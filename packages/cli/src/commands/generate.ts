@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { HfCheckpoint, UsageError, generate, loadTokenizer, type GenerationResult, type TextTokenizer } from '@llama-pro/core';
 import { buildContainer } from '../container';
-import { BACKEND_OPTION_HELP, backendLoadOptions, resolveBackend } from '../backend-option';
+import { BACKEND_OPTION_HELP, DEFAULT_BACKEND, backendLoadOptions, resolveBackend } from '../backend-option';
 import { progressReporter } from '../output';
 
 interface GenerateOpts {
@@ -48,7 +48,7 @@ export function registerGenerate(program: Command): void {
     .option('--top-p <p>', 'nucleus sampling: smallest set of tokens with cumulative probability >= p')
     .option('--seed <n>', 'random seed for sampling', '0')
     .option('--stop <string...>', 'stop strings (searched in the generated text only and cut from it; needs a tokenizer)')
-    .option('--backend <name[:variant]>', BACKEND_OPTION_HELP, 'tfjs')
+    .option('--backend <name[:variant]>', BACKEND_OPTION_HELP, DEFAULT_BACKEND)
     .option('--plugin <module...>', 'extra plugin modules (paths or package names) to load')
     .option('--json', 'print one JSON object: {"tokens": [...]} (plus text, finishReason)')
     .action(async (opts: GenerateOpts) => {

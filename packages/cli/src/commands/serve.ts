@@ -8,7 +8,7 @@ import { HfCheckpoint, UsageError, loadTokenizerOrBytes, type CausalLM, type Tex
 import { SERVER_DEFAULTS, agentRegistries, resolveChatTemplate, startServer, type ChatTemplate } from '@llama-pro/agent';
 import type { DependencyContainer } from 'tsyringe';
 import { buildContainer } from '../container';
-import { BACKEND_OPTION_HELP, backendLoadOptions, resolveBackend } from '../backend-option';
+import { BACKEND_OPTION_HELP, DEFAULT_BACKEND, backendLoadOptions, resolveBackend } from '../backend-option';
 
 export interface LoadedChatModel {
   id: string;
@@ -81,7 +81,7 @@ export function registerServe(program: Command): void {
     .requiredOption('--model <dir>', 'Hugging Face model directory')
     .option('--port <n>', 'TCP port (0 = any free port)', String(SERVER_DEFAULTS.port))
     .option('--host <addr>', 'address to listen on', SERVER_DEFAULTS.host)
-    .option('--backend <name[:variant]>', BACKEND_OPTION_HELP, 'tfjs')
+    .option('--backend <name[:variant]>', BACKEND_OPTION_HELP, DEFAULT_BACKEND)
     .option('--template <name>', TEMPLATE_OPTION_HELP, 'auto')
     .option('--name <id>', 'model id clients send in "model" (default: the directory name)')
     .option('--max-body-bytes <n>', 'largest accepted request body', String(SERVER_DEFAULTS.maxBodyBytes))

@@ -34,6 +34,7 @@ interface TrainFlags {
   general?: string;
   checkpointInterval?: string;
   resume?: boolean;
+  allowBackendChange?: boolean;
   engine?: string;
   emit?: string;
   precision?: string;
@@ -158,13 +159,14 @@ export function registerTrain(program: Command): void {
     .option('--eval-interval <n>', 'validation loss every N steps')
     .option('--general <path>', 'general-domain sample (text, JSONL or token ids) whose loss is tracked next to the validation loss')
     .option('--checkpoint-interval <n>', 'checkpoint every N steps')
-    .option('--resume', 'continue the run in --out from its newest checkpoint')
+    .option('--resume', 'continue the run in --out from its newest checkpoint (refused when --out holds no run)')
+    .option('--allow-backend-change', 'with --resume: continue on a different --backend than the run was trained on (run.json records each segment\'s backend)')
     .option('--engine <name>', 'llama-pro (train here, default), or emit a job for an external engine: llamafactory, accelerate', 'llama-pro')
     .option('--emit <dir>', 'with --engine llamafactory|accelerate: write the ready-to-launch job here (see docs/scaling-out.md)')
     .option('--precision <p>', 'external engines: bf16 (default), fp16 or fp32', 'bf16')
     .option('--deepspeed-stage <n>', 'external engines: DeepSpeed ZeRO stage the job uses, 2 or 3', '2')
     .option('--force', 'external engines: replace an existing --emit directory')
-    .option('--backend <name[:variant]>', BACKEND_OPTION_HELP)
+    .option('--backend <name[:variant]>', `${BACKEND_OPTION_HELP}; an experiment file's backend: overrides the default`)
     .option('--plugin <module...>', 'extra plugin modules (policies, schedules, backends)')
     .option('--json', 'print the run summary as one JSON object')
     .action(async (o: TrainFlags) => {
@@ -206,6 +208,7 @@ export function registerTrain(program: Command): void {
             schedules,
             manifest: expansion ? { trainable: expansion.trainableTensors, newLayers: expansion.newLayers } : undefined,
             resume: o.resume,
+            allowBackendChange: o.allowBackendChange,
             progress: progressReporter(),
             signal: ac.signal,
             extraExportFiles: expansion ? { [MANIFEST_FILE]: await fsp.readFile(manifestPath) } : undefined,

@@ -1,7 +1,7 @@
 /** Shared setup for trainer tests: a toy checkpoint, a byte corpus, and runTraining with the toy model. */
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
-import { ByteTokenizer, HfCheckpoint, NamedRegistry, layerTensorName } from '@llama-pro/core';
+import { ByteTokenizer, HfCheckpoint, NamedRegistry, layerTensorName, type TextTokenizer } from '@llama-pro/core';
 import { BUILTIN_POLICIES, BUILTIN_SCHEDULES, parseExperiment, runTraining, type ExperimentInput, type RunSummary, type MetricsRecord } from '../../src';
 import { loadToyLM, writeToyCheckpoint } from '../../src/testing';
 
@@ -26,7 +26,7 @@ export async function toyRun(
   dataDir: string,
   out: string,
   exp: ExperimentInput,
-  o: { resume?: boolean; signal?: AbortSignal; onStep?: (r: MetricsRecord) => void | Promise<void>; slowAfter?: number } = {},
+  o: { resume?: boolean; signal?: AbortSignal; onStep?: (r: MetricsRecord) => void | Promise<void>; slowAfter?: number; noManifest?: boolean; tokenizer?: TextTokenizer; allowBackendChange?: boolean } = {},
 ): Promise<RunSummary> {
   const ckpt = await HfCheckpoint.open(modelDir, { validate: false });
   try {
@@ -44,11 +44,12 @@ export async function toyRun(
       experiment: parseExperiment({ ...exp, out, data: { textSplit: 'line', ...exp.data, path: dataDir } }),
       model,
       source: ckpt,
-      tokenizer: new ByteTokenizer(TOY.vocab),
+      tokenizer: o.tokenizer ?? new ByteTokenizer(TOY.vocab),
       policies: new NamedRegistry('freeze policy', BUILTIN_POLICIES),
       schedules: new NamedRegistry('schedule', BUILTIN_SCHEDULES),
-      manifest: { trainable: NEW_TENSORS, newLayers: NEW_LAYERS },
+      manifest: o.noManifest ? undefined : { trainable: NEW_TENSORS, newLayers: NEW_LAYERS },
       resume: o.resume,
+      allowBackendChange: o.allowBackendChange,
       signal: o.signal,
       onStep: o.onStep,
     });
