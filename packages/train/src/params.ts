@@ -99,11 +99,6 @@ export class ParameterSet {
     return this.modelGradientNames;
   }
 
-  /** Whether direct tensors are trained in the model's resident arrays (no copies). */
-  get residentValues(): boolean {
-    return this.resident;
-  }
-
   /** Writes the current values (direct tensors, merged LoRA weights) into the model. */
   async push(model: TrainableLM): Promise<void> {
     if (this.resident) {

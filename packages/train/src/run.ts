@@ -127,8 +127,9 @@ export async function runTraining(o: RunTrainingOptions): Promise<RunSummary> {
   if (o.resume && !started && !(await pathExists(expFile))) {
     throw new RunError(`--resume: ${runDir} holds no training run to continue (no ${EXPERIMENT_FILE}, ${METRICS_FILE} or ${CHECKPOINTS_DIR}/); check --out, or drop --resume to start a new run there`, 'RUN_MISSING');
   }
+  let prev: Experiment | null = null;
   if (o.resume && (await pathExists(expFile))) {
-    const prev = JSON.parse(await fsp.readFile(expFile, 'utf8')) as Experiment;
+    prev = JSON.parse(await fsp.readFile(expFile, 'utf8')) as Experiment;
     if (resumeKey(prev) !== resumeKey(e)) throw new RunError(`--resume: the experiment differs from the one ${runDir} was started with (${EXPERIMENT_FILE}); resume with the same settings`, 'RUN_MISMATCH');
     if (prev.backend !== e.backend && !o.allowBackendChange) {
       throw new RunError(
@@ -222,6 +223,10 @@ export async function runTraining(o: RunTrainingOptions): Promise<RunSummary> {
     });
     // Every invocation on this run directory is a segment, recorded with its engine (run.json lists them).
     const segments = o.resume ? await readSegments(runDir) : [];
+    if (segments.length === 0 && startStep > 0 && prev) {
+      // A run started before segments were recorded: its backend is the one its experiment.json names.
+      segments.push({ fromStep: 0, toStep: startStep, backend: prev.backend, ...(prev.backendVariant ? { backendVariant: prev.backendVariant } : {}), device: 'unknown', startedAt: 'unknown' });
+    }
     const segment: RunSegment = { fromStep: startStep, toStep: null, backend: e.backend, ...(e.backendVariant ? { backendVariant: e.backendVariant } : {}), device: o.model.device, startedAt: new Date().toISOString() };
     segments.push(segment);
     await writeJsonAtomic(path.join(runDir, SEGMENTS_FILE), { segments });

@@ -201,6 +201,10 @@ describe('trainer (toy model)', () => {
     const ac = new AbortController();
     const s1 = await toyRun(modelDir, dataDir, out, { ...exp, backend: 'toy' }, { signal: ac.signal, onStep: (r) => void (r.step >= 2 && ac.abort()) });
     expect(s1.finishReason).toBe('interrupted');
+    // A copy without segments.json stands for a run started before segments were recorded.
+    const legacy = path.join(tmp, 'run-backends-legacy');
+    await fsp.cp(out, legacy, { recursive: true });
+    await fsp.rm(path.join(legacy, 'segments.json'));
     await expect(toyRun(modelDir, dataDir, out, { ...exp, backend: 'other' }, { resume: true })).rejects.toMatchObject({
       code: 'RUN_BACKEND_MISMATCH',
       message: expect.stringMatching(/trained on backend "toy" but this resume would run on "other"; resume with --backend toy, or pass --allow-backend-change/),
@@ -213,6 +217,10 @@ describe('trainer (toy model)', () => {
       { fromStep: 0, toStep: s1.step, backend: 'toy', finishReason: 'interrupted' },
       { fromStep: s1.step, toStep: 6, backend: 'other', finishReason: 'completed' },
     ]);
+    await toyRun(modelDir, dataDir, legacy, { ...exp, backend: 'other' }, { resume: true, allowBackendChange: true });
+    const legacyRun = JSON.parse(await fsp.readFile(path.join(legacy, 'run.json'), 'utf8'));
+    expect(legacyRun.backends).toEqual(['toy', 'other']);
+    expect(legacyRun.segments[0]).toMatchObject({ fromStep: 0, toStep: s1.step, backend: 'toy', device: 'unknown' });
     // The same backend resumes without the flag.
     await expect(toyRun(modelDir, dataDir, path.join(tmp, 'run-backends'), { ...exp, backend: 'other' }, { resume: true })).resolves.toMatchObject({ step: 6 });
   });
