@@ -17,16 +17,17 @@
  *
  * Tokens/s come from the run's own metrics.jsonl: tokens of the timed steps over the `elapsed_s` between
  * the last warm-up step's record and the last step's record (whole loop iterations: data, graph, AdamW,
- * logging). GFLOP/s counts the matmul work the step needs: the forward pass (attention scores over full
+ * logging). For scale, the same run also times the onnx training graph alone (loss + gradients of the same
+ * tensors, no optimizer, no loop: the bound any trainer on this graph stays under). GFLOP/s counts the matmul work the step needs: the forward pass (attention scores over full
  * T×T blocks, as computed), activation gradients from the head down to the lowest trainable layer, and
  * weight gradients of the trainable matrices only.
  */
 import { promises as fsp } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { Rng, type LlamaConfig } from '@llama-pro/core';
+import { HfCheckpoint, Rng, type LlamaConfig, type TrainingBatch } from '@llama-pro/core';
 import { tinyRawConfig, writeRandomCheckpoint } from '@llama-pro/core/testing';
-import { measureMatmulGflops } from '@llama-pro/backend-onnx';
+import { loadOnnxTrainable, measureMatmulGflops } from '@llama-pro/backend-onnx';
 import { main } from '@llama-pro/cli';
 import { readMetrics } from '@llama-pro/train';
 
@@ -60,6 +61,37 @@ function flopsPerToken(c: LlamaConfig, trainableLayers: readonly number[]): numb
     if (trainableLayers.includes(l)) f += qkv + o + mlp; // weight gradients
   }
   return f;
+}
+
+function randomBatch(c: LlamaConfig, b: number, seed: number): TrainingBatch {
+  const rng = new Rng(seed);
+  const ids = Int32Array.from({ length: b * (T + 1) }, () => 3 + rng.int(c.vocabSize - 3));
+  const x = new Int32Array(b * T);
+  const y = new Int32Array(b * T);
+  for (let r = 0; r < b; r++) {
+    x.set(ids.subarray(r * (T + 1), r * (T + 1) + T), r * T);
+    y.set(ids.subarray(r * (T + 1) + 1, (r + 1) * (T + 1)), r * T);
+  }
+  return { ids: x, targets: y, batchSize: b, seqLen: T };
+}
+
+/**
+ * The training graph alone (loss + gradients of the same tensors, no optimizer, no loop): the upper
+ * bound of any trainer on this graph, so the ratio shows what the llama-pro train path costs on top.
+ */
+async function graphAlone(modelDir: string, c: LlamaConfig, trainable: readonly string[]): Promise<number> {
+  const ckpt = await HfCheckpoint.open(modelDir);
+  const m = await loadOnnxTrainable(ckpt, { spinning: false });
+  try {
+    for (let w = 0; w < WARMUP; w++) await m.lossAndGradients(randomBatch(c, B, 100 + w), trainable);
+    let tokens = 0;
+    const t0 = performance.now();
+    for (let s = 0; s < STEPS; s++) tokens += (await m.lossAndGradients(randomBatch(c, B, s), trainable)).tokens;
+    return tokens / ((performance.now() - t0) / 1000);
+  } finally {
+    await m.dispose();
+    await ckpt.close();
+  }
 }
 
 interface Timed {
@@ -109,6 +141,13 @@ async function main_(): Promise<void> {
     const onnx = await trainThroughCli(work, 'onnx', modelDir, data, config, 'onnx', B, WARMUP, STEPS);
     const achieved = (fpt * onnx.tokensPerS) / 1e9;
     console.log(`onnx (${onnx.device}): ${onnx.tokensPerS.toFixed(0)} tokens/s, ${achieved.toFixed(1)} GFLOP/s achieved (batch ${B}, ${onnx.steps} timed steps, ${onnx.tokens} tokens in ${onnx.seconds.toFixed(2)} s; first step incl. graph build ${onnx.firstStepS.toFixed(1)} s); peak RSS ${Math.round(process.resourceUsage().maxRSS / 1024)} MiB`);
+    const trainable = await HfCheckpoint.open(modelDir).then(async (k) => {
+      const names = k.tensorNames().filter((n) => NEW_LAYERS.some((l) => n.startsWith(`model.layers.${l}.`)));
+      await k.close();
+      return names;
+    });
+    const alone = await graphAlone(modelDir, c, trainable);
+    console.log(`onnx graph alone (loss + gradients, same tensors, batch ${B}, ${STEPS} steps after ${WARMUP} warm-up; no optimizer, no loop): ${alone.toFixed(0)} tokens/s; the llama-pro train path runs at ${(onnx.tokensPerS / alone).toFixed(2)}x of it`);
     const peak = await measureMatmulGflops(B * T, c.hiddenSize, c.intermediateSize, { spinning: false }, 20);
     console.log(`ORT fp32 matmul now ([B*T, D] x [D, hidden], default threads): ${peak.toFixed(1)} GFLOP/s; the training step achieves ${(achieved / peak).toFixed(2)}x that (the head's large matmuls run faster than this mid-size one)`);
 
