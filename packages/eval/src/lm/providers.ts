@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
-import { HfCheckpoint, sha256File, loadTokenizer, loadTokenizerOrBytes, type LanguageModel, type ModelBackend, type Named, type NamedRegistry, type TextTokenizer } from '@llama-pro/core';
+import { DEFAULT_BACKEND, HfCheckpoint, sha256File, loadTokenizer, loadTokenizerOrBytes, type LanguageModel, type ModelBackend, type Named, type NamedRegistry, type TextTokenizer } from '@llama-pro/core';
 import type { ModelRecord } from '../results';
 import { LocalLanguageModel } from './local';
 import { OpenAICompatibleLanguageModel } from './openai';
@@ -53,7 +53,7 @@ export const localProvider: LanguageModelProvider = {
   matches: (model) => !/^https?:\/\//i.test(model),
   async open(model, o) {
     if (!o.backends) throw new Error('the local provider needs the backend registry');
-    const spec = o.backend ?? { name: 'tfjs' };
+    const spec = o.backend ?? { name: DEFAULT_BACKEND };
     const backend = o.backends.get(spec.name);
     const ckpt = await HfCheckpoint.open(model);
     try {
