@@ -7,7 +7,7 @@
  */
 jest.setTimeout(300_000);
 import { spawn } from 'node:child_process';
-import { promises as fsp } from 'node:fs';
+import { existsSync, promises as fsp } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { HfCheckpoint, convertLlama2c, generate } from '@llama-pro/core';
@@ -176,5 +176,8 @@ describeWithFixtures('train stories260K through the CLI (tfjs)', [STORIES260K_BI
     const r = await runCli(['train', '--model', base, '--out', path.join(dir, 'run-bad'), ...common(), '--steps', '1']);
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/llama-pro expand/);
+    // Refused before anything was loaded or tokenized (issue 18 item 7): no run directory, no log lines.
+    expect(existsSync(path.join(dir, 'run-bad'))).toBe(false);
+    expect(r.stderr).not.toMatch(/tokenized|llama-pro train: /);
   });
 });

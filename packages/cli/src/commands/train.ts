@@ -1,7 +1,7 @@
 import { existsSync, promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import type { Command } from 'commander';
-import { ByteTokenizer, HfCheckpoint, UsageError, loadTokenizerOrBytes, type TextTokenizer } from '@llama-pro/core';
+import { ByteTokenizer, HfCheckpoint, UsageError, expectedShape, expectedTensorNames, loadTokenizerOrBytes, type TextTokenizer } from '@llama-pro/core';
 import { MANIFEST_FILE, readExpansionManifest } from '@llama-pro/expand';
 import { type Experiment, freezePolicies, loadExperimentFile, lrSchedules, overrideExperiment, parseExperiment, runTraining } from '@llama-pro/train';
 import { buildContainer } from '../container';
@@ -189,6 +189,14 @@ export function registerTrain(program: Command): void {
       const ckpt = await HfCheckpoint.open(modelDir);
       const log = (m: string) => process.stderr.write(`llama-pro train: ${m}\n`);
       try {
+        // Fail fast, before weights are loaded or the corpus tokenized: the freeze policy must apply to this model
+        // (runTraining plans it again on the loaded model).
+        policies.get(exp.policy.name).plan({
+          parameterNames: expectedTensorNames(ckpt.config),
+          shapeOf: (n) => expectedShape(ckpt.config, n) ?? [],
+          manifest: expansion ? { trainable: expansion.trainableTensors, newLayers: expansion.newLayers } : undefined,
+          options: { layers: exp.policy.layers, lora: exp.policy.lora },
+        });
         const tokenizer: TextTokenizer = exp.data.tokenizer === 'bytes' ? new ByteTokenizer(ckpt.config.vocabSize) : await loadTokenizerOrBytes(modelDir, ckpt.config.vocabSize);
         if (tokenizer.kind === 'bytes') log(`${modelDir} has no tokenizer.json: text is fed as byte tokens (ids 3..258)`);
         const model = await backend.loadTrainable(ckpt, backendLoadOptions(spec, log));
