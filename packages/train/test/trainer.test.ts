@@ -184,6 +184,23 @@ describe('trainer (toy model)', () => {
     await expect(toyRun(modelDir, dataDir, out, { ...RESUME_EXP, steps: 2, optimizer: { lr: 1 } }, { resume: true })).rejects.toThrow(/differs/);
   });
 
+  it('the resident-parameter path (zero-copy, as onnx offers it) gives the same bytes as the copying path, straight and interrupted + resumed', async () => {
+    const copying = await toyRun(modelDir, dataDir, path.join(tmp, 'run-copying'), RESUME_EXP);
+    const resident = await toyRun(modelDir, dataDir, path.join(tmp, 'run-resident'), RESUME_EXP, { resident: true });
+    const out = path.join(tmp, 'run-resident-resumed');
+    const ac = new AbortController();
+    const s1 = await toyRun(modelDir, dataDir, out, RESUME_EXP, { resident: true, signal: ac.signal, onStep: (r) => void (r.step >= 7 && ac.abort()) });
+    expect(s1).toMatchObject({ finishReason: 'interrupted', step: 7 });
+    const resumed = await toyRun(modelDir, dataDir, out, RESUME_EXP, { resident: true, resume: true });
+    const a = await tensorBytes(copying.exportDir!);
+    for (const dir of [resident.exportDir!, resumed.exportDir!]) {
+      const b = await tensorBytes(dir);
+      for (const [name, bytes] of a) expect({ name, same: b.get(name)!.equals(bytes) }).toEqual({ name, same: true });
+    }
+    expect(lossLog(await readMetrics(resident.runDir))).toEqual(lossLog(await readMetrics(copying.runDir)));
+    expect(lossLog(await readMetrics(out))).toEqual(lossLog(await readMetrics(copying.runDir)));
+  });
+
   // Issue 18 item 7.
   it('--resume on a directory with no run is refused (not a silent fresh start)', async () => {
     const out = path.join(tmp, 'run-nothing-here');

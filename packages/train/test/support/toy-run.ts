@@ -26,7 +26,7 @@ export async function toyRun(
   dataDir: string,
   out: string,
   exp: ExperimentInput,
-  o: { resume?: boolean; signal?: AbortSignal; onStep?: (r: MetricsRecord) => void | Promise<void>; slowAfter?: number; noManifest?: boolean; tokenizer?: TextTokenizer; allowBackendChange?: boolean } = {},
+  o: { resume?: boolean; signal?: AbortSignal; onStep?: (r: MetricsRecord) => void | Promise<void>; slowAfter?: number; noManifest?: boolean; tokenizer?: TextTokenizer; allowBackendChange?: boolean; resident?: boolean } = {},
 ): Promise<RunSummary> {
   const ckpt = await HfCheckpoint.open(modelDir, { validate: false });
   try {
@@ -38,6 +38,18 @@ export async function toyRun(
       model.lossAndGradients = async (b, t) => {
         if (++calls > o.slowAfter!) await new Promise((r) => setTimeout(r, 300));
         return inner(b, t);
+      };
+    }
+    if (o.resident) {
+      // The zero-copy capability onnx offers, on the toy: its own arrays, changed in place, then announced.
+      const arrays = new Map<string, Float32Array>();
+      model.residentParameter = async (n) => {
+        let a = arrays.get(n);
+        if (!a) arrays.set(n, (a = await model.getParameter(n)));
+        return a;
+      };
+      model.parametersChanged = (names) => {
+        for (const n of names) void model.setParameter(n, arrays.get(n)!); // synchronous inside
       };
     }
     return await runTraining({
