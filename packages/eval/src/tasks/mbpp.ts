@@ -5,6 +5,7 @@
  * `completion + "\n" + test_setup_code + asserts` executed in the sandbox.
  */
 import { parseJsonl, readDatasetFile, requireFields, type DatasetFileInfo } from '../datasets/files';
+import type { CheckJob } from '../sandbox/python-sandbox';
 
 export interface MbppDoc {
   readonly task_id: number;
@@ -35,6 +36,11 @@ export function mbppDocToText(doc: MbppDoc): string {
 
 export function mbppPrompt(doc: MbppDoc, shots: readonly MbppDoc[]): string {
   return shots.map((s) => mbppDocToText(s) + s.code + '\n[DONE]' + '\n\n').join('') + mbppDocToText(doc);
+}
+
+/** The MBPP program split for the sandbox: the completion runs sandboxed, setup code and asserts in the checker. */
+export function mbppJob(doc: MbppDoc, completion: string): CheckJob {
+  return { code: completion, setup: doc.test_setup_code ?? '', test: doc.test_list.join('\n') };
 }
 
 export function mbppProgram(doc: MbppDoc, completion: string): string {
