@@ -158,7 +158,10 @@ _send({"hello": True})
 _program = recv_frame(_rd, _read, 1 << 30).decode("utf-8")
 
 # openai/human-eval swallow_io(): output goes nowhere, reading stdin raises OSError.
-import io, builtins, faulthandler, shutil, subprocess
+import io, builtins, faulthandler, shutil, subprocess, tempfile
+# The reference has used tempfile (its TemporaryDirectory) before the guard, so tempfile's cached temp dir
+# is known and mkstemp() works after os.unlink is gone.
+tempfile.gettempdir()
 class _WriteOnly(io.StringIO):
     def read(self, *a, **k):
         raise IOError

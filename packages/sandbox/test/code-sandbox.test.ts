@@ -1,0 +1,109 @@
+/**
+ * The code sandbox's verdicts on benign code follow openai/human-eval's human_eval/execution.py
+ * (unsafe_execute / check_correctness / reliability_guard / swallow_io / time_limit), read from the reference:
+ * - a failing assert gives "failed: " + str(AssertionError()) = "failed: ";
+ * - `exit` is set to None, so exit(0) gives "failed: 'NoneType' object is not callable"; sys.exit(0) "failed: 0";
+ * - os._exit ends the process before a result is appended, and an empty result list is reported as "timed out";
+ * - stdin is a WriteOnlyStringIO whose read/readline raise IOError: input() and sys.stdin.read() give "failed: ";
+ * - a MemoryError gives "failed: " (str(MemoryError()) is empty);
+ * - the SIGALRM TimeoutException gives "timed out", and a program that swallows it is killed at timeout + 1 s
+ *   (p.join(timeout + 1); p.kill()), again "timed out";
+ * - tempfile works (the reference runs in a TemporaryDirectory).
+ */
+import { readdirSync, readFileSync, mkdtempSync, symlinkSync, rmSync } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { PythonSandbox, resolveIsolation, SandboxError, type CheckJob } from '../src';
+
+jest.setTimeout(120_000);
+
+const sandbox = new PythonSandbox();
+const PROMPT = 'def f(x):\n    """Return x + 1."""\n';
+const TEST = 'def check(candidate):\n    assert candidate(1) == 2\n';
+const he = (body: string): CheckJob => ({ code: PROMPT + body, setup: PROMPT, test: TEST + '\ncheck(f)', expose: ['f'] });
+
+describe('code sandbox verdicts match openai/human-eval on benign code', () => {
+  it('passes a right answer and gives the reference result strings for the rest', async () => {
+    const bodies: [string, string][] = [
+      ['    return x + 1\n', 'passed'],
+      ['    return x\n', 'failed: '],
+      ['    exit(0)\n', "failed: 'NoneType' object is not callable"],
+      ['    import sys\n    sys.exit(0)\n', 'failed: 0'],
+      ['    import os\n    os._exit(0)\n', 'timed out'],
+      ['    return int(input())\n', 'failed: '],
+      ['    import sys\n    return int(sys.stdin.read())\n', 'failed: '],
+      ['    return len(bytearray(8 * 1024 ** 3))\n', 'failed: '],
+      ['    raise KeyError("k")\n', "failed: 'k'"],
+      ['    import tempfile, os\n    fd, p = tempfile.mkstemp()\n    os.write(fd, b"2")\n    t = tempfile.TemporaryFile()\n    t.write(b"x")\n    return int(open(p).read())\n', 'passed'],
+    ];
+    const res = await sandbox.runAll(bodies.map(([b]) => he(b)), { workers: 2 });
+    expect(res.map((r) => r.result)).toEqual(bodies.map(([, want]) => want));
+    expect(res[0]!.passed).toBe(true);
+    expect(res.slice(1, 9).every((r) => !r.passed)).toBe(true);
+  });
+
+  it('times out a program that swallows the timer and kills everything it started', async () => {
+    const marker = `sbxswallow${process.pid}`;
+    const body =
+      `    import subprocess, time\n    try:\n        subprocess.Popen\n    except Exception:\n        pass\n` +
+      `    import _posixsubprocess, os\n    r, w = os.pipe()\n    _posixsubprocess.fork_exec([b"/usr/bin/python3", b"-c", b"import time; time.sleep(60) # ${marker}"], [b"/usr/bin/python3"], True, (), None, None, -1, -1, -1, -1, -1, -1, r, w, True, True, -1, None, None, None, -1, None, False)\n` +
+      '    while True:\n        try:\n            time.sleep(10)\n        except BaseException:\n            pass\n';
+    const [r] = await sandbox.runAll([he(body)], { timeoutS: 1 });
+    expect(r).toMatchObject({ status: 'timed out', result: 'timed out', passed: false });
+    // SIGKILL of the pid namespace is asynchronous: allow the kernel a moment to finish it.
+    const alive = (): string[] => readdirSync('/proc').filter((e) => {
+      try {
+        return /^\d+$/.test(e) && readFileSync(`/proc/${e}/cmdline`, 'utf8').includes(marker) && !/^State:\s+Z/m.test(readFileSync(`/proc/${e}/status`, 'utf8'));
+      } catch {
+        return false;
+      }
+    });
+    for (let i = 0; i < 20 && alive().length > 0; i++) await new Promise((res) => setTimeout(res, 100));
+    expect(alive()).toEqual([]);
+  });
+
+  it('gives the test the prompt helpers, and MBPP-style jobs the modules and values the code defines', async () => {
+    const helper = 'def poly(xs, x):\n    return sum(c * x ** i for i, c in enumerate(xs))\ndef g(xs):\n    """root"""\n';
+    const [a, b] = await sandbox.runAll([
+      { code: helper + '    return -xs[0] / xs[1]\n', setup: helper, test: 'assert abs(poly([2, 4], g([2, 4]))) < 1e-9', expose: ['g'] },
+      { code: 'import math\nK = (1, 2)\ndef area(r):\n    return math.pi * r * r\n', test: 'assert math.isclose(area(1), math.pi)\nassert K == (1, 2)\nassert area(2) == 4 * math.pi' },
+    ]);
+    expect(a!.result).toBe('passed');
+    expect(b!.result).toBe('passed');
+  });
+
+  it('passes values of every builtin type across and keeps their types', async () => {
+    const code = 'def v():\n    return [1, 2.5, "s", b"b", (1,), {1: [2]}, {3}, frozenset({4}), None, True, 10 ** 30, complex(1, 2), float("inf")]\n';
+    const [r, t] = await sandbox.runAll([
+      { code, test: 'assert v() == [1, 2.5, "s", b"b", (1,), {1: [2]}, {3}, frozenset({4}), None, True, 10 ** 30, complex(1, 2), float("inf")]\nassert type(v()[4]) is tuple' },
+      { code, test: 'assert type(v()[4]) is list' },
+    ]);
+    expect(r!.result).toBe('passed');
+    expect(t!.result).toBe('failed: ');
+  });
+
+  it('--python selects the interpreter', async () => {
+    const s = new PythonSandbox({ python: '/usr/bin/python3.11' });
+    expect((await s.describe()).python).toBe('/usr/bin/python3.11');
+    const [r] = await s.runAll([{ code: 'import sys\ndef exe():\n    return sys.executable\n', test: 'assert exe() == "/usr/bin/python3.11", exe()' }]);
+    expect(r!.result).toBe('passed');
+    expect((await sandbox.describe()).isolation).toBe('bwrap');
+  });
+});
+
+describe('without namespaces', () => {
+  it('refuses untrusted code unless --unsafe-no-sandbox, saying why', () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'sbx-nobwrap-'));
+    symlinkSync('/usr/bin/python3', path.join(dir, 'python3'));
+    const old = process.env['PATH'];
+    process.env['PATH'] = dir;
+    try {
+      expect(() => resolveIsolation({ python: path.join(dir, 'python3') })).toThrow(SandboxError);
+      expect(() => resolveIsolation({ python: path.join(dir, 'python3') })).toThrow(/refusing to run untrusted code: bubblewrap \(bwrap\) is not installed.*--unsafe-no-sandbox/);
+      expect(resolveIsolation({ python: path.join(dir, 'python3'), unsafeNoSandbox: true })).toMatchObject({ mode: 'none', prefix: [] });
+    } finally {
+      process.env['PATH'] = old;
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
