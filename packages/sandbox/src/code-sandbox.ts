@@ -97,6 +97,9 @@ export interface PythonSandboxOptions extends IsolationOptions {
   limits?: SandboxLimits;
 }
 
+/** Sandboxes each checker keeps started ahead of the jobs still to come. */
+const PRESTART = 2;
+
 /** Extra seconds the Node side waits for a checker beyond startup + timeout before killing it. */
 const CHECKER_SLACK_S = 10;
 
@@ -230,7 +233,7 @@ export class PythonSandbox implements CodeSandbox {
           const started = Date.now();
           if (!checker || checker.dead) checker = new Checker(iso.python);
           const line = await checker.judge(
-            { code: j.code, setup: j.setup ?? '', test: j.test, expose: j.expose ?? null, timeout: limits.timeoutS, startup: limits.startupGraceS, argv, argvKey, prestart: next < jobs.length },
+            { code: j.code, setup: j.setup ?? '', test: j.test, expose: j.expose ?? null, timeout: limits.timeoutS, startup: limits.startupGraceS, argv, argvKey, prestart: Math.min(PRESTART, jobs.length - next) },
             waitMs,
           );
           let result = 'timed out';

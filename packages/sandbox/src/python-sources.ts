@@ -231,8 +231,8 @@ while True:
 
 /**
  * Checker (outside the sandbox, one per worker). stdin: one JSON job per line
- * `{"code", "setup", "test", "expose", "timeout", "startup", "argv"}`; stdout: one JSON verdict per line
- * `{"result": "passed" | "timed out" | "failed: ..."}`. It keeps one candidate sandbox started ahead.
+ * `{"code", "setup", "test", "expose", "timeout", "startup", "argv", "argvKey", "prestart"}`; stdout: one JSON verdict
+ * per line `{"result": "passed" | "timed out" | "failed: ..."}`. It keeps `prestart` candidate sandboxes started ahead.
  */
 export const CHECKER_SOURCE =
   CODEC +
@@ -363,7 +363,7 @@ def _setup(src, g):
 def _spawn(argv):
     return Candidate(argv)
 
-_spare = None
+_spares = []
 # The verdict channel: private copies of fd 0/1; the test code's own output goes to /dev/null.
 _inp = os.fdopen(os.dup(0), "rb")
 _out = os.fdopen(os.dup(1), "wb")
@@ -382,12 +382,10 @@ while True:
         break
     job = _json.loads(line)
     argv = job["argv"]
-    cand = _spare if _spare is not None and _spare.argv_key == job["argvKey"] else None
-    if cand is None:
-        if _spare is not None:
-            _spare.kill()
-        cand = _spawn(argv)
-    _spare = None
+    for _s in [x for x in _spares if x.argv_key != job["argvKey"]]:
+        _s.kill()
+        _spares.remove(_s)
+    cand = _spares.pop(0) if _spares else _spawn(argv)
     result = "timed out"
     try:
         try:
@@ -398,9 +396,11 @@ while True:
             raise CandidateGone("the sandbox did not start")
         if not (isinstance(hello, dict) and hello.get("hello") is True):
             raise CandidateGone("the sandbox did not start")
-        if job.get("prestart", True):
-            _spare = _spawn(argv)
-            _spare.argv_key = job["argvKey"]
+        # Sandboxes started ahead hide namespace set-up latency (mostly the network namespace).
+        while len(_spares) < int(job.get("prestart", 0)):
+            _n = _spawn(argv)
+            _n.argv_key = job["argvKey"]
+            _spares.append(_n)
         cand.send(job["code"].encode("utf-8"))
         g = {}
         signal.setitimer(signal.ITIMER_REAL, float(job["timeout"]))
@@ -436,6 +436,6 @@ while True:
     _out.write((_json.dumps({"result": result}) + "\n").encode("utf-8"))
     _out.flush()
 
-if _spare is not None:
-    _spare.kill()
+for _s in _spares:
+    _s.kill()
 `;
