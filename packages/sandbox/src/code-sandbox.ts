@@ -31,15 +31,20 @@ export interface ExecutionResult {
 export interface CheckJob {
   /** Untrusted: runs in the sandbox (HumanEval: prompt + completion). */
   readonly code: string;
-  /** Trusted: runs in the checker before the test (HumanEval: the prompt, for helpers such as `poly`). */
+  /**
+   * Trusted: runs in the checker before the candidate's names are installed (HumanEval: the prompt, for helpers
+   * such as `poly`; its stub of the entry point is then replaced by the sandboxed one).
+   */
   readonly setup?: string;
-  /** Trusted: the checking code, e.g. `test + "\ncheck(entry_point)"` or MBPP's asserts. */
+  /** Trusted: the checking code, after the candidate's names: `test + "\ncheck(entry_point)"`, MBPP's setup + asserts. */
   readonly test: string;
   /**
-   * Names of the candidate's functions the test calls (HumanEval: [entry_point]). Omitted: every function,
-   * stdlib module and plain value the code defines is made available (MBPP).
+   * Names of the candidate's functions the test calls (HumanEval: [entry_point]). Omitted: every function, plain
+   * value and side-effect-free stdlib module the code defines is made available (MBPP), except names of builtins.
    */
   readonly expose?: readonly string[];
+  /** With `expose` omitted: function names the test calls that may shadow a builtin (MBPP: the reference code's defs). */
+  readonly calls?: readonly string[];
 }
 
 export interface SandboxLimits {
@@ -233,7 +238,7 @@ export class PythonSandbox implements CodeSandbox {
           const started = Date.now();
           if (!checker || checker.dead) checker = new Checker(iso.python);
           const line = await checker.judge(
-            { code: j.code, setup: j.setup ?? '', test: j.test, expose: j.expose ?? null, timeout: limits.timeoutS, startup: limits.startupGraceS, argv, argvKey, prestart: Math.min(PRESTART, jobs.length - next) },
+            { code: j.code, setup: j.setup ?? '', test: j.test, expose: j.expose ?? null, calls: j.calls ?? [], timeout: limits.timeoutS, startup: limits.startupGraceS, argv, argvKey, prestart: Math.min(PRESTART, jobs.length - next) },
             waitMs,
           );
           let result = 'timed out';

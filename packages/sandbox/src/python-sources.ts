@@ -50,6 +50,26 @@ def _enc(x, depth=0):
         return {"\x00c": [x.real, x.imag]}
     if getattr(t, "__module__", None) == "numpy" and hasattr(x, "tolist"):
         return _enc(x.tolist(), depth + 1)
+    # Subclasses of builtin types (Counter, OrderedDict, namedtuple, IntEnum, ...) cross as their base type,
+    # read through the base type's own methods, so an overridden __eq__ never reaches the checker.
+    if isinstance(x, bool):
+        return bool(int.__int__(x))
+    if isinstance(x, int):
+        return int.__int__(x)
+    if isinstance(x, float):
+        return float.__float__(x)
+    if isinstance(x, str):
+        return str.__str__(x)
+    if isinstance(x, dict):
+        return _enc(dict(dict.items(x)), depth + 1)
+    if isinstance(x, list):
+        return _enc(list.copy(x), depth + 1)
+    if isinstance(x, tuple):
+        return _enc(tuple.__getitem__(x, slice(None)), depth + 1)
+    if isinstance(x, frozenset):
+        return _enc(frozenset.copy(x) if type(frozenset.copy(x)) is frozenset else frozenset(list(frozenset.__iter__(x))), depth + 1)
+    if isinstance(x, set):
+        return _enc(set(list(set.__iter__(x))), depth + 1)
     raise Unencodable("a value of type " + t.__name__ + " cannot be checked outside the sandbox")
 
 def _dec_hook(o):
@@ -257,7 +277,12 @@ def _on_alarm(signum, frame):
 
 signal.signal(signal.SIGALRM, _on_alarm)
 
-_BLOCKED_MODULES = {"antigravity", "this", "idlelib", "tkinter", "turtle", "turtledemo", "webbrowser", "pydoc"}
+# Modules a candidate's globals may bring into the test (MBPP asserts use e.g. math.isclose): importing them in
+# the checker has no side effects. Anything else the candidate imported stays in the sandbox.
+_SAFE_MODULES = {"math", "cmath", "re", "string", "collections", "collections.abc", "itertools", "functools",
+                 "heapq", "bisect", "operator", "statistics", "fractions", "decimal", "random", "datetime", "time",
+                 "typing", "copy", "array", "numbers", "json", "hashlib", "textwrap", "unicodedata", "calendar",
+                 "struct", "sys", "os", "os.path", "enum", "dataclasses", "string", "cmath", "itertools", "regex"}
 _MAX_REPLY = 64 << 20
 
 class Candidate:
@@ -325,7 +350,7 @@ def _proxy(cand, name):
     call.__qualname__ = name
     return call
 
-def _install(g, cand, names, expose):
+def _install(g, cand, names, expose, calls):
     if not isinstance(names, dict):
         raise CandidateGone("malformed names")
     wanted = expose if expose is not None else list(names.keys())
@@ -335,17 +360,18 @@ def _install(g, cand, names, expose):
             if expose is not None:
                 g.pop(k, None)
             continue
+        # The names come from the sandbox: none may shadow a builtin the test relies on (abs, isinstance, ...)
+        # or a dunder such as __builtins__.
+        # (the dataset's own function names, "calls", may: MBPP's task 126 defines sum()).
+        if expose is None and (k.startswith("__") or (hasattr(builtins, k) and k not in calls) or not k.isidentifier()):
+            continue
         if v[0] == "f":
             g[k] = _proxy(cand, k)
         elif v[0] == "m" and expose is None:
             m = v[1] if len(v) > 1 else ""
-            top = m.split(".")[0] if isinstance(m, str) else ""
-            if top in getattr(_sys, "stdlib_module_names", ()) and top not in _BLOCKED_MODULES:
-                try:
-                    g[k] = importlib.import_module(m)
-                except BaseException:
-                    pass
-        elif v[0] == "v" and len(v) > 1:
+            if isinstance(m, str) and m in _SAFE_MODULES and k in (m, m.split(".")[-1]):
+                g[k] = importlib.import_module(m)
+        elif v[0] == "v" and len(v) > 1 and expose is None:
             g[k] = v[1]
 
 def _setup(src, g):
@@ -412,7 +438,7 @@ while True:
                 raise CandidateGone("malformed names")
             if job.get("setup"):
                 _setup(job["setup"], g)
-            _install(g, cand, names["names"], job.get("expose"))
+            _install(g, cand, names["names"], job.get("expose"), set(job.get("calls") or ()))
             exec(job["test"], g)
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)

@@ -72,6 +72,23 @@ describe('code sandbox verdicts match openai/human-eval on benign code', () => {
     expect(b!.result).toBe('passed');
   });
 
+  it('keeps the test\'s builtins and the checker\'s modules out of the candidate\'s reach (MBPP-style jobs)', async () => {
+    const [shadow, mod, main] = await sandbox.runAll([
+      // A wrong answer that also defines abs() and isinstance(): the test's abs must stay the builtin.
+      { code: 'def abs(x):\n    return 0\ndef isinstance(*a):\n    return True\n__builtins__ = {}\ndef f(x):\n    return 99\n', test: 'assert abs(f(1) - 2) < 1e-9' },
+      // Modules outside a side-effect-free list, or under another name, are not imported into the checker.
+      { code: 'import __phello__ as hello\nimport fractions as math\ndef f():\n    return 1\n', test: 'import sys\nassert "__phello__" not in sys.modules and "hello" not in globals() and "math" not in globals()\nassert f() == 1' },
+      // The names list itself comes from the sandbox and can be forged (here by patching the runtime's _send).
+      {
+        code: 'import sys\nrt = sys.modules["__main__"]\norig = rt._send\nrt._send = lambda o: orig({"names": {"m": ["m", "unittest.__main__"], "abs": ["f"], "f": ["f"]}} if "names" in o else o)\ndef f():\n    return 1\n',
+        test: 'import sys\nassert "unittest.__main__" not in sys.modules and "m" not in globals()\nassert abs(-1) == 1\nassert f() == 1',
+      },
+    ]);
+    expect(shadow!.result).toBe('failed: ');
+    expect(mod!.result).toBe('passed');
+    expect(main!.result).toBe('passed');
+  });
+
   it('passes values of every builtin type across and keeps their types', async () => {
     const code = 'def v():\n    return [1, 2.5, "s", b"b", (1,), {1: [2]}, {3}, frozenset({4}), None, True, 10 ** 30, complex(1, 2), float("inf")]\n';
     const [r, t] = await sandbox.runAll([

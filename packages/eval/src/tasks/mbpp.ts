@@ -38,9 +38,15 @@ export function mbppPrompt(doc: MbppDoc, shots: readonly MbppDoc[]): string {
   return shots.map((s) => mbppDocToText(s) + s.code + '\n[DONE]' + '\n\n').join('') + mbppDocToText(doc);
 }
 
-/** The MBPP program split for the sandbox: the completion runs sandboxed, setup code and asserts in the checker. */
+/**
+ * The MBPP program split for the sandbox: the completion runs sandboxed; test_setup_code and the asserts run in the
+ * checker after it (as in the program above), with the functions the reference code defines allowed to shadow
+ * builtins (task 126 defines `sum`).
+ */
 export function mbppJob(doc: MbppDoc, completion: string): CheckJob {
-  return { code: completion, setup: doc.test_setup_code ?? '', test: doc.test_list.join('\n') };
+  const setup = doc.test_setup_code ? doc.test_setup_code + '\n' : '';
+  const calls = [...doc.code.matchAll(/^(?:def|class)\s+([A-Za-z_]\w*)/gm)].map((m) => m[1]!);
+  return { code: completion, test: setup + doc.test_list.join('\n'), calls };
 }
 
 export function mbppProgram(doc: MbppDoc, completion: string): string {
