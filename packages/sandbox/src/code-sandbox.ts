@@ -12,7 +12,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as os from 'node:os';
 import type { ProgressReporter } from '@llama-pro/core';
-import { resolveIsolation, SANDBOX_ENV, sandboxedCommand, type Isolation, type IsolationOptions } from './isolation';
+import { resolveIsolation, SANDBOX_ENV, SandboxError, sandboxedCommand, type Isolation, type IsolationOptions } from './isolation';
 import { CANDIDATE_SOURCE, CHECKER_SOURCE } from './python-sources';
 
 export type ExecutionStatus = 'passed' | 'failed' | 'timed out';
@@ -236,19 +236,27 @@ export class PythonSandbox implements CodeSandbox {
           const i = next++;
           const j = jobs[i]!;
           const started = Date.now();
-          if (!checker || checker.dead) checker = new Checker(iso.python);
-          const line = await checker.judge(
-            { code: j.code, setup: j.setup ?? '', test: j.test, expose: j.expose ?? null, calls: j.calls ?? [], timeout: limits.timeoutS, startup: limits.startupGraceS, argv, argvKey, prestart: Math.min(PRESTART, jobs.length - next) },
-            waitMs,
-          );
           let result = 'timed out';
-          if (line !== null) {
+          // A sandbox that does not start is an error of this machine, never a verdict: one retry, then fail.
+          for (let attempt = 0; ; attempt++) {
+            if (!checker || checker.dead) checker = new Checker(iso.python);
+            const line = await checker.judge(
+              { code: j.code, setup: j.setup ?? '', test: j.test, expose: j.expose ?? null, calls: j.calls ?? [], timeout: limits.timeoutS, startup: limits.startupGraceS, argv, argvKey, prestart: Math.min(PRESTART, jobs.length - next) },
+              waitMs,
+            );
+            let r: { result?: unknown; error?: unknown } = {};
             try {
-              const r = JSON.parse(line) as { result?: unknown };
-              if (typeof r.result === 'string') result = r.result;
+              r = line === null ? {} : (JSON.parse(line) as typeof r);
             } catch {
               /* the checker is ours; an unreadable line is a lost job */
             }
+            if (typeof r.error === 'string') {
+              checker.kill();
+              if (attempt === 0) continue;
+              throw new SandboxError(`code sandbox failure: ${r.error}; check that bubblewrap works here (see packages/sandbox/README.md)`, 'SANDBOX_BROKEN');
+            }
+            if (typeof r.result === 'string') result = r.result;
+            break;
           }
           out[i] = { status: statusOf(result), passed: result === 'passed', result, wallMs: Date.now() - started };
           done++;

@@ -265,6 +265,9 @@ class TimeoutException(Exception):
 class CandidateGone(Exception):
     pass
 
+class SandboxBroken(Exception):
+    pass
+
 class CandidateError(Exception):
     def __init__(self, msg):
         super().__init__(msg)
@@ -413,15 +416,16 @@ while True:
         _spares.remove(_s)
     cand = _spares.pop(0) if _spares else _spawn(argv)
     result = "timed out"
+    broken = None
     try:
         try:
             signal.setitimer(signal.ITIMER_REAL, float(job["startup"]))
             hello = cand.recv()
             signal.setitimer(signal.ITIMER_REAL, 0)
-        except TimeoutException:
-            raise CandidateGone("the sandbox did not start")
+        except (TimeoutException, CandidateGone) as e:
+            raise SandboxBroken("the sandboxed interpreter did not start (" + (str(e) or "no greeting in time") + ")")
         if not (isinstance(hello, dict) and hello.get("hello") is True):
-            raise CandidateGone("the sandbox did not start")
+            raise SandboxBroken("the sandboxed interpreter did not start (bad greeting)")
         # Sandboxes started ahead hide namespace set-up latency (mostly the network namespace).
         while len(_spares) < int(job.get("prestart", 0)):
             _n = _spawn(argv)
@@ -443,6 +447,9 @@ while True:
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
         result = "passed"
+    except SandboxBroken as e:
+        # Nothing untrusted has run yet: this is the sandbox failing, not a verdict.
+        broken = str(e)
     except TimeoutException:
         result = "timed out"
     except CandidateGone:
@@ -459,7 +466,7 @@ while True:
         _sys.stdout, _sys.stderr, _sys.stdin = _saved_stdio
         _sink.seek(0)
         _sink.truncate()
-    _out.write((_json.dumps({"result": result}) + "\n").encode("utf-8"))
+    _out.write((_json.dumps({"error": broken} if broken else {"result": result}) + "\n").encode("utf-8"))
     _out.flush()
 
 for _s in _spares:

