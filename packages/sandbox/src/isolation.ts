@@ -35,6 +35,10 @@ export const SANDBOX_ENV: Readonly<Record<string, string>> = {
   MPLBACKEND: 'Agg',
 };
 
+/** Size of the sandbox's private /tmp (tmpfs) and /dev/shm, bytes. */
+export const TMP_BYTES = 256 * 1024 * 1024;
+const SHM_BYTES = 64 * 1024 * 1024;
+
 /** The uid/gid sandboxed code runs as (inside the namespace, and outside too when started as root). */
 export const SANDBOX_UID = 65534;
 
@@ -80,7 +84,7 @@ function which(name: string): string | null {
 const under = (p: string, dir: string): boolean => p === dir || p.startsWith(dir + '/');
 
 /** Filesystem arguments: /usr read-only, the top-level links into it, and the interpreter's own dirs. */
-function filesystemArgs(pythonDirs: readonly string[]): string[] {
+function filesystemArgs(pythonDirs: readonly string[], sized: boolean): string[] {
   const a = ['--ro-bind', '/usr', '/usr'];
   for (const top of ['/bin', '/sbin', '/lib', '/lib32', '/lib64', '/libx32']) {
     try {
@@ -95,11 +99,15 @@ function filesystemArgs(pythonDirs: readonly string[]): string[] {
   // Bind the outermost dirs only (a venv prefix covers its site-packages).
   const outer = extra.filter((d, i) => !extra.some((o, j) => j !== i && under(d, o) && o !== d));
   for (const d of outer) a.push('--ro-bind', d, d);
-  a.push('--proc', '/proc', '--dev', '/dev', '--tmpfs', '/tmp', '--chdir', '/tmp');
+  // /dev is bwrap's minimal one, read-only except a small /dev/shm; /tmp is a size-capped tmpfs (RAM-backed:
+  // RLIMIT_FSIZE bounds one file, the size cap all of them).
+  const size = (n: number): string[] => (sized ? ['--size', String(n)] : []);
+  a.push('--proc', '/proc', '--dev', '/dev', ...size(SHM_BYTES), '--tmpfs', '/dev/shm', '--remount-ro', '/dev', ...size(TMP_BYTES), '--tmpfs', '/tmp', '--chdir', '/tmp');
   return a;
 }
 
 function bwrapArgs(bwrap: string, pythonDirs: readonly string[], disableUserns: boolean): string[] {
+  // Options newer than bubblewrap 0.8 (--disable-userns, --size) go together; older versions get neither.
   const pre = isRoot() ? [which('setpriv') ?? 'setpriv', `--reuid=${SANDBOX_UID}`, `--regid=${SANDBOX_UID}`, '--clear-groups', bwrap] : [bwrap];
   const env = Object.entries(SANDBOX_ENV).flatMap(([k, v]) => ['--setenv', k, v]);
   return [
@@ -123,7 +131,7 @@ function bwrapArgs(bwrap: string, pythonDirs: readonly string[], disableUserns: 
     '--new-session',
     '--clearenv',
     ...env,
-    ...filesystemArgs(pythonDirs),
+    ...filesystemArgs(pythonDirs, disableUserns),
   ];
 }
 

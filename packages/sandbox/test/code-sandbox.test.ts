@@ -13,7 +13,7 @@
 import { readdirSync, readFileSync, mkdtempSync, symlinkSync, rmSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { PythonSandbox, resolveIsolation, SandboxError, type CheckJob } from '../src';
+import { PythonSandbox, PythonSession, resolveIsolation, SandboxError, TMP_BYTES, type CheckJob } from '../src';
 
 jest.setTimeout(120_000);
 
@@ -105,6 +105,25 @@ describe('code sandbox verdicts match openai/human-eval on benign code', () => {
     const [r] = await s.runAll([{ code: 'import sys\ndef exe():\n    return sys.executable\n', test: 'assert exe() == "/usr/bin/python3.11", exe()' }]);
     expect(r!.result).toBe('passed');
     expect((await sandbox.describe()).isolation).toBe('bwrap');
+  });
+});
+
+describe('the private filesystem is bounded', () => {
+  it('fills /tmp only up to its size cap and cannot write /dev', async () => {
+    const s = new PythonSession({ timeoutMs: 20_000 });
+    try {
+      const r = await s.run(
+        'import os\nn = 0\ntry:\n    while True:\n        with open("/tmp/f%d" % n, "wb") as f:\n            f.write(b"x" * (1 << 24))\n        n += 1\nexcept OSError as e:\n    print(e.errno, n)\n' +
+          'try:\n    open("/dev/x", "w")\nexcept OSError as e:\n    print(e.errno)',
+      );
+      const [first, second] = r.output.trim().split('\n');
+      const [errno, files] = first!.split(' ').map(Number);
+      expect(errno).toBe(28); // ENOSPC
+      expect(files! * (1 << 24)).toBeLessThanOrEqual(TMP_BYTES);
+      expect(Number(second)).toBe(30); // EROFS
+    } finally {
+      s.dispose();
+    }
   });
 });
 
