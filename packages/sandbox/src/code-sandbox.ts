@@ -241,7 +241,7 @@ export class PythonSandbox implements CodeSandbox {
           for (let attempt = 0; ; attempt++) {
             if (!checker || checker.dead) checker = new Checker(iso.python);
             const line = await checker.judge(
-              { code: j.code, setup: j.setup ?? '', test: j.test, expose: j.expose ?? null, calls: j.calls ?? [], timeout: limits.timeoutS, startup: limits.startupGraceS, argv, argvKey, prestart: Math.min(PRESTART, jobs.length - next) },
+              { code: j.code, setup: j.setup ?? '', test: j.test, expose: j.expose ?? null, calls: j.calls ?? [], timeout: limits.timeoutS, startup: limits.startupGraceS, argv, argvKey, isolated: iso.mode === 'bwrap', prestart: Math.min(PRESTART, jobs.length - next) },
               waitMs,
             );
             let r: { result?: unknown; error?: unknown } = {};

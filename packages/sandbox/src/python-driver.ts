@@ -13,6 +13,8 @@ _cfg = json.loads(sys.argv[1])
 del sys.argv[1:]
 
 def _lim(which, value):
+    if value is None:
+        return
     try:
         soft, hard = resource.getrlimit(which)
         if hard != resource.RLIM_INFINITY and value > hard:

@@ -131,7 +131,8 @@ export class PythonSession {
       cpu: this.opts.maxCpuSeconds,
       fsize: this.opts.maxFileBytes,
       nofile: this.opts.maxOpenFiles,
-      nproc: this.opts.maxProcesses,
+      // Without a user namespace RLIMIT_NPROC would count all of the user's processes: not set there.
+      nproc: iso.mode === 'bwrap' ? this.opts.maxProcesses : null,
       captureChars: this.opts.maxOutputChars * 2,
     });
     const [cmd, ...args] = sandboxedCommand(iso, ['-I', '-u', '-c', PYTHON_DRIVER, cfg]);

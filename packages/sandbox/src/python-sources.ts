@@ -257,7 +257,7 @@ while True:
 export const CHECKER_SOURCE =
   CODEC +
   String.raw`
-import os, signal, subprocess, builtins, importlib
+import os, signal, subprocess, builtins, importlib, tempfile, shutil
 
 class TimeoutException(Exception):
     pass
@@ -289,9 +289,13 @@ _SAFE_MODULES = {"math", "cmath", "re", "string", "collections", "collections.ab
 _MAX_REPLY = 64 << 20
 
 class Candidate:
-    def __init__(self, argv):
+    def __init__(self, argv, isolated):
+        # Inside bwrap the working directory is the sandbox's private /tmp; without a sandbox (--unsafe-no-sandbox)
+        # each candidate at least gets a fresh directory of its own, as the reference's TemporaryDirectory.
+        self.dir = None if isolated else tempfile.mkdtemp(prefix="llama-pro-cand-")
+        env = None if isolated else dict(os.environ, HOME=self.dir, TMPDIR=self.dir)
         self.p = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                  close_fds=True, start_new_session=True, cwd="/")
+                                  close_fds=True, start_new_session=True, cwd=self.dir or "/", env=env)
         self.wfd = self.p.stdin.fileno()
         self.rfd = self.p.stdout.fileno()
         self.greeted = False
@@ -326,6 +330,8 @@ class Candidate:
             self.p.wait(timeout=5)
         except Exception:
             pass
+        if self.dir:
+            shutil.rmtree(self.dir, ignore_errors=True)
 
 def _exception(payload):
     name, args, msg = payload
@@ -389,8 +395,10 @@ def _setup(src, g):
             return
     exec(code, g)
 
+_isolated = True
+
 def _spawn(argv):
-    return Candidate(argv)
+    return Candidate(argv, _isolated)
 
 _spares = []
 # The verdict channel: private copies of fd 0/1; the test code's own output goes to /dev/null.
@@ -411,6 +419,7 @@ while True:
         break
     job = _json.loads(line)
     argv = job["argv"]
+    _isolated = job.get("isolated", True) is not False
     for _s in [x for x in _spares if x.argv_key != job["argvKey"]]:
         _s.kill()
         _spares.remove(_s)

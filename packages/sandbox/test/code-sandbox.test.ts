@@ -135,7 +135,7 @@ describe('a sandbox that does not start', () => {
 });
 
 describe('without namespaces', () => {
-  it('refuses untrusted code unless --unsafe-no-sandbox, saying why', () => {
+  it('refuses untrusted code unless --unsafe-no-sandbox, saying why', async () => {
     const dir = mkdtempSync(path.join(os.tmpdir(), 'sbx-nobwrap-'));
     symlinkSync('/usr/bin/python3', path.join(dir, 'python3'));
     const old = process.env['PATH'];
@@ -144,6 +144,11 @@ describe('without namespaces', () => {
       expect(() => resolveIsolation({ python: path.join(dir, 'python3') })).toThrow(SandboxError);
       expect(() => resolveIsolation({ python: path.join(dir, 'python3') })).toThrow(/refusing to run untrusted code: bubblewrap \(bwrap\) is not installed.*--unsafe-no-sandbox/);
       expect(resolveIsolation({ python: path.join(dir, 'python3'), unsafeNoSandbox: true })).toMatchObject({ mode: 'none', prefix: [] });
+      // Benign code only: with --unsafe-no-sandbox it runs unisolated, in a fresh directory of its own.
+      const unsafe = new PythonSandbox({ python: path.join(dir, 'python3'), unsafeNoSandbox: true });
+      expect((await unsafe.describe()).isolation).toBe('none');
+      const [r] = await unsafe.runAll([{ code: 'import os\nT = os.environ["TMPDIR"]\ndef where():\n    return T\n', test: 'import os\nw = where()\nassert "llama-pro-cand-" in w and not os.path.exists(w) is False, w' }]);
+      expect(r!.result).toBe('passed');
     } finally {
       process.env['PATH'] = old;
       rmSync(dir, { recursive: true, force: true });
