@@ -147,7 +147,7 @@ describe('without namespaces', () => {
       // Benign code only: with --unsafe-no-sandbox it runs unisolated, in a fresh directory of its own.
       const unsafe = new PythonSandbox({ python: path.join(dir, 'python3'), unsafeNoSandbox: true });
       expect((await unsafe.describe()).isolation).toBe('none');
-      const [r] = await unsafe.runAll([{ code: 'import os\nT = os.environ["TMPDIR"]\ndef where():\n    return T\n', test: 'import os\nw = where()\nassert "llama-pro-cand-" in w and not os.path.exists(w) is False, w' }]);
+      const [r] = await unsafe.runAll([{ code: 'import os\nT = os.environ["TMPDIR"]\ndef where():\n    return T\n', test: 'import os\nw = where()\nassert "llama-pro-cand-" in w and os.path.isdir(w), w' }]);
       expect(r!.result).toBe('passed');
     } finally {
       process.env['PATH'] = old;
