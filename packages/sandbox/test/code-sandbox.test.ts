@@ -13,6 +13,7 @@
 import { readdirSync, readFileSync, mkdtempSync, symlinkSync, rmSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { fixturePath } from '@llama-pro/core/testing';
 import { PythonSandbox, PythonSession, resolveIsolation, SandboxError, TMP_BYTES, type CheckJob } from '../src';
 
 jest.setTimeout(120_000);
@@ -87,6 +88,13 @@ describe('code sandbox verdicts match openai/human-eval on benign code', () => {
     expect(shadow!.result).toBe('failed: ');
     expect(mod!.result).toBe('passed');
     expect(main!.result).toBe('passed');
+  });
+
+  it('shows the code neither the dataset, the repository, the host /tmp nor the host /proc', async () => {
+    const dataset = fixturePath('datasets', 'humaneval', 'HumanEval.jsonl.gz');
+    const probe = `import os\nSEEN = [os.path.exists(p) for p in [${JSON.stringify(dataset)}, ${JSON.stringify(process.cwd())}, ${JSON.stringify(os.tmpdir() + '/' + path.basename(__filename))}, "/proc/${process.pid}"]] + [sorted(os.listdir("/"))]\ndef seen():\n    return SEEN\n`;
+    const [r] = await sandbox.runAll([{ code: probe, test: 'assert seen()[:4] == [False] * 4, seen()\nassert set(seen()[4]) <= {"bin", "dev", "lib", "lib32", "lib64", "libx32", "proc", "sbin", "tmp", "usr"}, seen()' }]);
+    expect(r!.result).toBe('passed');
   });
 
   it('passes values of every builtin type across and keeps their types', async () => {
