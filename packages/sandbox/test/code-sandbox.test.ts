@@ -10,11 +10,11 @@
  *   (p.join(timeout + 1); p.kill()), again "timed out";
  * - tempfile works (the reference runs in a TemporaryDirectory).
  */
-import { readdirSync, readFileSync, mkdtempSync, symlinkSync, rmSync } from 'node:fs';
+import { readdirSync, readFileSync, readlinkSync, mkdtempSync, symlinkSync, rmSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fixturePath } from '@llama-pro/core/testing';
-import { PythonSandbox, PythonSession, resolveIsolation, SandboxError, TMP_BYTES, type CheckJob } from '../src';
+import { PythonSandbox, PythonSession, resolveIsolation, SANDBOX_ENV, SandboxError, TMP_BYTES, type CheckJob } from '../src';
 
 jest.setTimeout(120_000);
 
@@ -94,6 +94,17 @@ describe('code sandbox verdicts match openai/human-eval on benign code', () => {
     const dataset = fixturePath('datasets', 'humaneval', 'HumanEval.jsonl.gz');
     const probe = `import os\nSEEN = [os.path.exists(p) for p in [${JSON.stringify(dataset)}, ${JSON.stringify(process.cwd())}, ${JSON.stringify(os.tmpdir() + '/' + path.basename(__filename))}, "/proc/${process.pid}"]] + [sorted(os.listdir("/"))]\ndef seen():\n    return SEEN\n`;
     const [r] = await sandbox.runAll([{ code: probe, test: 'assert seen()[:4] == [False] * 4, seen()\nassert set(seen()[4]) <= {"bin", "dev", "lib", "lib32", "lib64", "libx32", "proc", "sbin", "tmp", "usr"}, seen()' }]);
+    expect(r!.result).toBe('passed');
+  });
+
+  it('runs the code in its own user, pid, net, uts and ipc namespaces as uid 65534 with the fixed environment', async () => {
+    const code =
+      'import os, socket\nHOST = socket.gethostname()\nIFACES = sorted(l.split(":")[0].strip() for l in open("/proc/net/dev").read().splitlines()[2:])\n' +
+      'IDS = (os.getuid(), os.getgid(), os.getpid() < 10)\nENV = sorted(os.environ)\nNS = {n: os.readlink("/proc/self/ns/" + n) for n in ("user", "pid", "net", "uts", "ipc", "mnt")}\ndef info():\n    return [HOST, IFACES, IDS, ENV, NS]\n';
+    const host = Object.fromEntries(['user', 'pid', 'net', 'uts', 'ipc', 'mnt'].map((n) => [n, readlinkSync(`/proc/self/ns/${n}`)]));
+    const env = JSON.stringify(Object.keys(SANDBOX_ENV).concat(['PWD']).sort());
+    const test = `i = info()\nassert i[0] == "sandbox", i\nassert i[1] == ["lo"], i\nassert i[2] == (65534, 65534, True), i\nassert i[3] == ${env}, i\nassert all(i[4][n] != h for n, h in ${JSON.stringify(host)}.items()), i`;
+    const [r] = await sandbox.runAll([{ code, test }]);
     expect(r!.result).toBe('passed');
   });
 
