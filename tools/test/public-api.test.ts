@@ -10,6 +10,7 @@ import * as backendTfjs from '@llama-pro/backend-tfjs';
 import * as backendOnnx from '@llama-pro/backend-onnx';
 import * as expand from '@llama-pro/expand';
 import * as train from '@llama-pro/train';
+import * as sandbox from '@llama-pro/sandbox';
 import * as evaluation from '@llama-pro/eval';
 import * as agent from '@llama-pro/agent';
 import * as engines from '@llama-pro/engines';
@@ -24,6 +25,7 @@ const surfaces: Record<string, Record<string, unknown>> = {
   '@llama-pro/backend-onnx': backendOnnx,
   '@llama-pro/expand': expand,
   '@llama-pro/train': train,
+  '@llama-pro/sandbox': sandbox,
   '@llama-pro/eval': evaluation,
   '@llama-pro/agent': agent,
   '@llama-pro/engines': engines,

@@ -6,11 +6,11 @@ test('public API surface', () => {
   expect(Object.keys(api).sort()).toEqual([
     'AGENT_DEFAULTS', 'AgentError', 'AgentSession', 'ChatMLTemplate', 'ChatPromptBuilder', 'JinjaChatTemplate', 'JsonToolCallParser',
     'LanguageModelChatModel', 'Llama2ChatTemplate', 'LocalChatModel', 'MINT_SYSTEM_PROMPT', 'MintActionParser', 'MintEvalError', 'MintEvaluator',
-    'PYTHON_DEFAULTS', 'PlainChatTemplate', 'PythonSession', 'QueueFullError', 'RequestQueue', 'SERVER_DEFAULTS', 'StreamingText', 'TOOL_CALL_CLOSE',
-    'TOOL_CALL_OPEN', 'TextGenerator', 'agentPlugin', 'agentRegistries', 'builtinActionParsers', 'builtinChatTemplates', 'canIsolateNetwork',
+    'PYTHON_DEFAULTS', 'PlainChatTemplate', 'PythonSession', 'QueueFullError', 'RequestQueue', 'SERVER_DEFAULTS', 'SandboxError', 'StreamingText', 'TOOL_CALL_CLOSE',
+    'TOOL_CALL_OPEN', 'TextGenerator', 'agentPlugin', 'agentRegistries', 'builtinActionParsers', 'builtinChatTemplates',
     'chatRequestSchema', 'chatTemplateRegistry', 'completionRequestSchema', 'createOpenAIApp', 'createPythonTool', 'defineTool', 'describeZodError',
-    'lastNumber', 'messageText', 'mintEvaluators', 'namespaceArgs', 'newToolCallId', 'passesTests', 'pythonObservation', 'resolveChatTemplate',
-    'runAgent', 'sandboxPython', 'startServer', 'tokenizerTemplateSource', 'toolCallsAsText', 'toolParametersSchema', 'toolSpec', 'toolSystemPrompt',
+    'lastNumber', 'messageText', 'mintEvaluators', 'newToolCallId', 'passesTests', 'pythonObservation', 'resolveChatTemplate',
+    'runAgent', 'startServer', 'tokenizerTemplateSource', 'toolCallsAsText', 'toolParametersSchema', 'toolSpec', 'toolSystemPrompt',
     'truncateOutput', 'withToolPrompt',
   ]);
   expect(Object.keys(testing).sort()).toEqual(['CHAR_TOKENIZER_SPECIALS', 'CHAR_TOKENIZER_VOCAB', 'ScriptedChatModel', 'TableCausalLM', 'charTokenizerJson', 'scriptRules', 'writeCharTokenizer']);

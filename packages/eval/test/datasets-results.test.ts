@@ -12,7 +12,7 @@ import { compareRuns, markdownTable, readRun, writeRun, type RunRecord } from '.
 import { evalPlugin } from '../src/plugin';
 import type { LanguageModelProvider } from '../src/lm/providers';
 import type { Evaluator, TaskResult } from '../src/evaluator';
-import { loadMbpp, mbppProgram, mbppPrompt } from '../src/tasks/mbpp';
+import { loadMbpp, mbppJob, mbppPrompt } from '../src/tasks/mbpp';
 import { PythonSandbox, type CodeSandbox } from '../src/sandbox/python-sandbox';
 import { evaluateFunctionalCorrectness } from '../src/tasks/humaneval';
 
@@ -195,7 +195,7 @@ describeWithFixtures('MBPP', [['datasets', 'humaneval', 'mbpp.jsonl']], () => {
     const problems = docs.map((d) => ({ task_id: `MBPP/${d.task_id}`, prompt: '', canonical_solution: d.code, test: '', entry_point: '' }));
     const byId = new Map(docs.map((d) => [`MBPP/${d.task_id}`, d]));
     const run = (completion: (i: number) => string) =>
-      evaluateFunctionalCorrectness(problems, problems.map((p, i) => ({ task_id: p.task_id, completion: completion(i) })), new PythonSandbox(), { ks: [1], program: (p, c) => mbppProgram(byId.get(p.task_id)!, c) });
+      evaluateFunctionalCorrectness(problems, problems.map((p, i) => ({ task_id: p.task_id, completion: completion(i) })), new PythonSandbox(), { ks: [1], program: (p, c) => mbppJob(byId.get(p.task_id)!, c) });
     expect((await run((i) => docs[i]!.code)).metrics).toEqual({ 'pass@1': 1 });
     expect((await run(() => 'pass')).metrics).toEqual({ 'pass@1': 0 });
   });

@@ -19,7 +19,8 @@ import { MintActionParser } from '../parsers/action-parser';
 import type { ChatModel } from '../runtime/chat-model';
 import { runAgent, type AgentFinishReason } from '../runtime/loop';
 import { chatTemplateRegistry } from '../templates/chat-template';
-import { PythonSession, createPythonTool } from '../tools/python';
+import { PythonSandbox, type CheckJob } from '@llama-pro/sandbox';
+import { createPythonTool } from '../tools/python';
 import { LanguageModelChatModel } from './lm-chat-model';
 
 /** The parts of eval's EvalContext this evaluator reads. */
@@ -88,15 +89,13 @@ export function lastNumber(text: string): number | null {
   return m ? Number(m[m.length - 1]) : null;
 }
 
-/** Runs a HumanEval program (solution + tests) in a fresh sandboxed interpreter. */
-export async function passesTests(program: string, timeoutMs = 10_000): Promise<boolean> {
-  const s = new PythonSession({ timeoutMs });
-  try {
-    const r = await s.run(program);
-    return !r.error;
-  } finally {
-    s.dispose();
-  }
+/**
+ * Judges a HumanEval solution in the shared code sandbox (@llama-pro/sandbox): the solution runs sandboxed, the
+ * test and `check(entry_point)` in a checker outside it, so the solution cannot forge a pass.
+ */
+export async function passesTests(job: CheckJob, timeoutMs = 10_000): Promise<boolean> {
+  const r = await new PythonSandbox().run(job, { timeoutS: timeoutMs / 1000 });
+  return r.passed;
 }
 
 export class MintEvaluator {
@@ -141,7 +140,7 @@ export class MintEvaluator {
         check: async (answer: string) => {
           const code = answer.replace(/^```(?:python)?\n|```\s*$/g, '');
           const body = new RegExp(`def\\s+${d.entry_point}\\s*\\(`).test(code) ? code : `${d.prompt}${code}`;
-          return passesTests(`${body}\n\n${d.test}\n\ncheck(${d.entry_point})\n`);
+          return passesTests({ code: body, setup: d.prompt, test: `${d.test}\n\ncheck(${d.entry_point})\n`, expose: [d.entry_point] });
         },
       })),
     };

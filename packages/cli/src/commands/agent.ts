@@ -1,7 +1,7 @@
 /** `llama-pro agent --task "..."`: runs the agent loop (tools, action parser) with a local model. */
 import type { Command } from 'commander';
 import { UsageError, writeFileAtomic } from '@llama-pro/core';
-import { AGENT_DEFAULTS, LocalChatModel, MINT_SYSTEM_PROMPT, agentRegistries, runAgent, type TraceEvent } from '@llama-pro/agent';
+import { AGENT_DEFAULTS, LocalChatModel, MINT_SYSTEM_PROMPT, agentRegistries, createPythonTool, runAgent, type TraceEvent } from '@llama-pro/agent';
 import { buildContainer } from '../container';
 import { BACKEND_OPTION_HELP, DEFAULT_BACKEND } from '../backend-option';
 import { TEMPLATE_OPTION_HELP, intOption, loadChatModel, numberOption } from './serve';
@@ -21,6 +21,8 @@ interface AgentOpts {
   seed?: string;
   trace?: string;
   json?: boolean;
+  python?: string;
+  unsafeNoSandbox?: boolean;
   plugin?: string[];
 }
 
@@ -57,6 +59,8 @@ export function registerAgent(program: Command): void {
     .option('--seed <n>', 'random seed for sampling')
     .option('--trace <file>', 'write the full result (messages, trace, usage) as JSON')
     .option('--json', 'print the result as one JSON object instead of the readable transcript')
+    .option('--python <exe>', 'interpreter for the python tool (default python3)')
+    .option('--unsafe-no-sandbox', 'run the python tool without isolation where bubblewrap/user namespaces are unavailable (it can read your files and environment)')
     .option('--plugin <module...>', 'extra plugin modules (tools, parsers, templates) to load')
     .action(async (opts: AgentOpts) => {
       const maxTurns = intOption('--max-turns', opts.maxTurns, 1)!;
@@ -68,7 +72,9 @@ export function registerAgent(program: Command): void {
       const container = await buildContainer(opts.plugin ?? []);
       const { parsers, tools: allTools } = agentRegistries(container);
       const parser = parsers.get(opts.protocol);
-      const tools = opts.tools ? opts.tools.map((n) => allTools.get(n)) : allTools.list();
+      const listed = opts.tools ? opts.tools.map((n) => allTools.get(n)) : allTools.list();
+      const custom = opts.python !== undefined || opts.unsafeNoSandbox === true;
+      const tools = custom ? listed.map((t) => (t.name === 'python' ? createPythonTool({ executable: opts.python, unsafeNoSandbox: opts.unsafeNoSandbox === true }) : t)) : listed;
       const loaded = await loadChatModel(container, opts.model, { backend: opts.backend, template: opts.template });
       try {
         const model = new LocalChatModel(loaded.model, loaded.tokenizer, loaded.template, { id: loaded.id });

@@ -7,6 +7,7 @@ import {
   markdownTable,
   readRun,
   runEvaluation,
+  PythonSandbox,
   type CodeSandbox,
   type Evaluator,
   type LanguageModelProvider,
@@ -43,6 +44,8 @@ interface EvalOpts {
   nSamples?: string;
   temperature?: string;
   timeout?: string;
+  python?: string;
+  unsafeNoSandbox?: boolean;
   plugin?: string[];
   json?: boolean;
 }
@@ -83,6 +86,8 @@ export function registerEval(program: Command): void {
     .option('--temperature <t>', 'humaneval: sampling temperature (default 0 = greedy)')
     .option('--workers <n>', 'parallel sandbox workers for code execution')
     .option('--timeout <s>', 'seconds per program in the sandbox (default 3.0)')
+    .option('--python <exe>', 'interpreter for generated code (default python3), e.g. a venv with numpy')
+    .option('--unsafe-no-sandbox', 'run generated code without isolation where bubblewrap/user namespaces are unavailable (it can read your files and environment)')
     .option('--plugin <module...>', 'extra plugin modules (paths or package names) to load')
     .option('--json', 'print the results.json record instead of the markdown table')
     .action(async (opts: EvalOpts) => {
@@ -105,7 +110,12 @@ export function registerEval(program: Command): void {
       const evaluators = resolveRegistry<Evaluator>(container, TOKENS.Evaluator, 'evaluator');
       for (const t of tasks) evaluators.get(t);
       const sandboxes = resolveRegistry<CodeSandbox & { name: string }>(container, TOKENS.CodeSandbox, 'code sandbox');
-      const sandbox = sandboxes.has('python') ? sandboxes.get('python') : undefined;
+      const sandbox =
+        opts.python !== undefined || opts.unsafeNoSandbox
+          ? new PythonSandbox({ python: opts.python, unsafeNoSandbox: opts.unsafeNoSandbox === true })
+          : sandboxes.has('python')
+            ? sandboxes.get('python')
+            : undefined;
 
       // Datasets: the data dir when it has them, else the verified download cache.
       const dataDirs: Record<string, string> = {};

@@ -29,7 +29,7 @@ import {
   strictMatch,
 } from './gsm8k';
 import { evaluateFunctionalCorrectness, HUMANEVAL_STOPS, loadHumanEval, readSamplesJsonl, type CompletionSample } from './humaneval';
-import { loadMbpp, MBPP_FEWSHOT_IDS, MBPP_UNTIL, mbppProgram, mbppPrompt } from './mbpp';
+import { loadMbpp, MBPP_FEWSHOT_IDS, MBPP_UNTIL, mbppJob, mbppPrompt } from './mbpp';
 import { aggregateMmlu, argmax, loadMmlu, MMLU_CATEGORIES, MMLU_CONTINUATIONS, mmluPrompt, type MmluPromptStyle, type MmluRow } from './mmlu';
 import { loadCorpus, perplexityMetrics } from './perplexity';
 
@@ -128,7 +128,7 @@ export const mbppEvaluator: Evaluator = {
     const r = await evaluateFunctionalCorrectness(problems, completions.map((c, i) => ({ task_id: problems[i]!.task_id, completion: c })), sandbox, {
       ks: [1],
       progress: ctx.progress,
-      program: (p, c) => mbppProgram(byId.get(p.task_id)!, c),
+      program: (p, c) => mbppJob(byId.get(p.task_id)!, c),
     });
     return {
       task: 'mbpp',

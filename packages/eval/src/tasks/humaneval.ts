@@ -8,7 +8,7 @@ import type { ProgressReporter } from '@llama-pro/core';
 import { DatasetError, EvalError } from '../errors';
 import { parseJsonl, readDatasetFile, requireFields, type DatasetFileInfo } from '../datasets/files';
 import { passAtKTable } from '../metrics';
-import type { CodeSandbox, ExecutionResult, SandboxLimits } from '../sandbox/python-sandbox';
+import type { CheckJob, CodeSandbox, ExecutionResult, SandboxLimits } from '../sandbox/python-sandbox';
 
 export interface HumanEvalProblem {
   readonly task_id: string;
@@ -51,6 +51,15 @@ export function humanEvalProgram(problem: Pick<HumanEvalProblem, 'prompt' | 'tes
   return problem.prompt + completion + '\n' + problem.test + '\n' + `check(${problem.entry_point})`;
 }
 
+/**
+ * The same program split for the sandbox: prompt + completion run sandboxed, the test and `check(entry_point)`
+ * run in the checker against the sandboxed entry point (the prompt's helpers such as `poly` come from the
+ * dataset's prompt), so the completion cannot reach the check.
+ */
+export function humanEvalJob(problem: Pick<HumanEvalProblem, 'prompt' | 'test' | 'entry_point'>, completion: string): CheckJob {
+  return { code: problem.prompt + completion, setup: problem.prompt, test: problem.test + '\n' + `check(${problem.entry_point})`, expose: [problem.entry_point] };
+}
+
 /** Reads a samples file in openai/human-eval format: one `{"task_id", "completion"}` object per line. */
 export async function readSamplesJsonl(file: string): Promise<CompletionSample[]> {
   let data: Buffer;
@@ -90,8 +99,8 @@ export interface ScoreOptions extends SandboxLimits {
   progress?: ProgressReporter;
   /** Require every problem to have samples (the reference asserts it). Default true. */
   requireAll?: boolean;
-  /** Builds the program for a problem and completion (default: the HumanEval assembly). */
-  program?: (problem: HumanEvalProblem, completion: string) => string;
+  /** Builds the sandbox job for a problem and completion (default: the HumanEval assembly, humanEvalJob). */
+  program?: (problem: HumanEvalProblem, completion: string) => CheckJob;
 }
 
 /**
@@ -118,7 +127,7 @@ export async function evaluateFunctionalCorrectness(
     const missing = problems.filter((p) => !counts.has(p.task_id)).map((p) => p.task_id);
     throw new EvalError(`some problems are not attempted (${missing.length}, e.g. ${missing.slice(0, 3).join(', ')}); give samples for all of them or limit the problems`, 'SAMPLES_INCOMPLETE');
   }
-  const build = options.program ?? humanEvalProgram;
+  const build = options.program ?? humanEvalJob;
   const results: ExecutionResult[] = await sandbox.runAll(
     jobs.map((j) => build(j.problem, j.sample.completion)),
     { ...options, label: 'execute' },

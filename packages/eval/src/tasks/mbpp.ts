@@ -5,6 +5,7 @@
  * `completion + "\n" + test_setup_code + asserts` executed in the sandbox.
  */
 import { parseJsonl, readDatasetFile, requireFields, type DatasetFileInfo } from '../datasets/files';
+import type { CheckJob } from '../sandbox/python-sandbox';
 
 export interface MbppDoc {
   readonly task_id: number;
@@ -35,6 +36,17 @@ export function mbppDocToText(doc: MbppDoc): string {
 
 export function mbppPrompt(doc: MbppDoc, shots: readonly MbppDoc[]): string {
   return shots.map((s) => mbppDocToText(s) + s.code + '\n[DONE]' + '\n\n').join('') + mbppDocToText(doc);
+}
+
+/**
+ * The MBPP program split for the sandbox: the completion runs sandboxed; test_setup_code and the asserts run in the
+ * checker after it (as in the program above), with the functions the reference code defines allowed to shadow
+ * builtins (task 126 defines `sum`).
+ */
+export function mbppJob(doc: MbppDoc, completion: string): CheckJob {
+  const setup = doc.test_setup_code ? doc.test_setup_code + '\n' : '';
+  const calls = [...doc.code.matchAll(/^(?:def|class)\s+([A-Za-z_]\w*)/gm)].map((m) => m[1]!);
+  return { code: completion, test: setup + doc.test_list.join('\n'), calls };
 }
 
 export function mbppProgram(doc: MbppDoc, completion: string): string {

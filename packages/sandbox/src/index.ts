@@ -1,0 +1,3 @@
+export * from './isolation';
+export * from './code-sandbox';
+export * from './python-session';
