@@ -1,5 +1,6 @@
 import { Command, CommanderError } from 'commander';
 import { LlamaProError } from '@llama-pro/core';
+import { EXIT, exitCodeFor, wasInterrupted } from './exit-codes';
 import { registerInspect } from './commands/inspect';
 import { registerConvert } from './commands/convert';
 import { registerImportRun } from './commands/import-run';
@@ -37,21 +38,39 @@ export function buildProgram(): Command {
   return program;
 }
 
-/** Runs the CLI; returns the exit code. Errors print one line: `llama-pro: <message>`. */
+/**
+ * Runs the CLI; returns the exit code (one per class: 0 ok, 1 input/data, 2 usage, 130 interrupted; see
+ * exit-codes.ts). Errors print one line: `llama-pro: <message>`.
+ */
 export async function main(argv: readonly string[]): Promise<number> {
-  const program = buildProgram().exitOverride();
+  const program = buildProgram();
+  // Every command throws instead of calling process.exit, so usage errors get the usage exit code (2).
+  const override = (c: Command): void => {
+    c.exitOverride();
+    c.commands.forEach(override);
+  };
+  override(program);
+  wasInterrupted(true);
+  // Ctrl-C in a command that does not handle SIGINT itself: say so and exit 130 (what a shell reports for SIGINT).
+  const onSigint = (): void => {
+    if (process.listenerCount('SIGINT') > 1) return;
+    process.stderr.write('llama-pro: interrupted\n');
+    process.exit(EXIT.INTERRUPTED);
+  };
+  process.on('SIGINT', onSigint);
   try {
     await program.parseAsync([...argv]);
-    return 0;
+    return wasInterrupted(true) ? EXIT.INTERRUPTED : EXIT.OK;
   } catch (e) {
-    if (e instanceof CommanderError) return e.exitCode;
-    if (e instanceof LlamaProError) {
-      process.stderr.write(`llama-pro: ${e.message}\n`);
-      return e.code === 'USAGE' ? 2 : 1;
+    const code = exitCodeFor(e);
+    if (e instanceof LlamaProError) process.stderr.write(`llama-pro: ${e.message}\n`);
+    else if (!(e instanceof CommanderError)) {
+      const err = e as Error;
+      process.stderr.write(`llama-pro: unexpected error: ${err.message}\n`);
+      if (process.env['LLAMA_PRO_DEBUG']) process.stderr.write(`${err.stack}\n`);
     }
-    const err = e as Error;
-    process.stderr.write(`llama-pro: unexpected error: ${err.message}\n`);
-    if (process.env['LLAMA_PRO_DEBUG']) process.stderr.write(`${err.stack}\n`);
-    return 1;
+    return code;
+  } finally {
+    process.off('SIGINT', onSigint);
   }
 }

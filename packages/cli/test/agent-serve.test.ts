@@ -170,7 +170,7 @@ describe('CLI: serve, chat, agent', () => {
     expect(j.answer).toBe(j.trace.find((e) => e.type === 'model')!.text!.trim());
 
     const bad = await runCli(['agent', '--model', dir, '--task', 'x', '--protocol', 'react']);
-    expect(bad.code).toBe(1);
+    expect(bad.code).toBe(2); // usage class: an unknown name on the command line
     expect(bad.stderr).toMatch(/unknown action parser "react"; known: json-tool-calls, mint/);
   });
 });

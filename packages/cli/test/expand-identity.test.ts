@@ -113,7 +113,7 @@ describe('expand CLI (no backend)', () => {
     expect(await fsp.stat(out).catch(() => null)).toBeNull();
 
     const bad = await runCli(['expand', base, out, '--strategy', 'middle']);
-    expect(bad.code).toBe(1);
+    expect(bad.code).toBe(2); // usage class, like --groups below
     expect(bad.stderr).toBe('llama-pro: unknown expansion strategy "middle"; known: bottom, interleaved, positions, top\n');
     const g = await runCli(['expand', base, out, '--groups', '5']);
     expect(g.code).toBe(2);

@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import { UsageError, writeFileAtomic } from '@llama-pro/core';
 import { AGENT_DEFAULTS, LocalChatModel, MINT_SYSTEM_PROMPT, agentRegistries, runAgent, type TraceEvent } from '@llama-pro/agent';
 import { buildContainer } from '../container';
+import { noteInterrupted } from '../exit-codes';
 import { BACKEND_OPTION_HELP } from '../backend-option';
 import { TEMPLATE_OPTION_HELP, intOption, loadChatModel, numberOption } from './serve';
 
@@ -95,6 +96,7 @@ export function registerAgent(program: Command): void {
                 if (line !== null) process.stderr.write(`${line}\n`);
               },
         }).finally(() => process.off('SIGINT', onInt));
+        if (result.finishReason === 'aborted') noteInterrupted();
         if (opts.trace) await writeFileAtomic(opts.trace, JSON.stringify(result, null, 2) + '\n');
         if (opts.json) process.stdout.write(JSON.stringify({ finishReason: result.finishReason, answer: result.answer, turns: result.turns, usage: result.usage, trace: result.trace }) + '\n');
         else process.stdout.write(`${result.answer ?? `(no answer: ${result.finishReason})`}\n`);
