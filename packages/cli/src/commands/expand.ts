@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { HfCheckpoint, UsageError, nativeIoStatus, parseByteSize } from '@llama-pro/core';
-import { checkOutputPath, expandModel, formatPlanTable, initializerRegistry, planTensors, strategyRegistry } from '@llama-pro/expand';
+import { type VerifyMode, checkOutputPath, expandModel, formatPlanTable, initializerRegistry, planTensors, strategyRegistry } from '@llama-pro/expand';
 import { BACKEND_OPTION_HELP, DEFAULT_BACKEND, backendLoadOptions, resolveBackend } from '../backend-option';
 import { buildContainer } from '../container';
 import { humanBytes, progressReporter } from '../output';
@@ -16,6 +16,7 @@ interface ExpandFlags {
   init: string;
   dryRun?: boolean;
   verify?: boolean;
+  verifyMode?: string;
   backend: string;
   shardSize: string;
   force?: boolean;
@@ -53,7 +54,8 @@ export function registerExpand(program: Command): void {
     .option('--param <key=value>', 'extra strategy parameter (plugin strategies), repeatable', collect, [])
     .option('--init <name>', 'block initializer: zero-output (identity, paper) or copy', 'zero-output')
     .option('--dry-run', 'print the plan and exit without writing anything')
-    .option('--verify', 'run base and expanded model on a fixed token batch and require identical logits before publishing')
+    .option('--verify', 'run base and expanded model on a fixed token batch and require identical logits (max |Δlogit| = 0) before publishing; otherwise nothing is written and the exit code is 1')
+    .option('--verify-mode <mode>', 'identity (default: identical logits required) or report (implies --verify; only measures max |Δlogit|, not an identity check, e.g. for --init copy)')
     .option('--backend <name>', `backend for --verify: ${BACKEND_OPTION_HELP}`, DEFAULT_BACKEND)
     .option('--shard-size <size>', 'maximum output shard size, e.g. 5GB', '5GB')
     .option('--force', 'replace an existing output directory')
@@ -65,7 +67,9 @@ export function registerExpand(program: Command): void {
       const strategy = strategyRegistry(container).get(o.strategy);
       const initializer = initializerRegistry(container).get(o.init);
       const maxShardBytes = parseByteSize(o.shardSize);
-      const resolved = o.verify ? resolveBackend(container, o.backend) : undefined;
+      if (o.verifyMode !== undefined && o.verifyMode !== 'identity' && o.verifyMode !== 'report') throw new UsageError(`--verify-mode must be identity or report, got "${o.verifyMode}"`);
+      const verifyMode = o.verifyMode as VerifyMode | undefined;
+      const resolved = o.verify || verifyMode ? resolveBackend(container, o.backend) : undefined;
       const ckpt = await HfCheckpoint.open(inDir);
       let plan;
       try {
@@ -98,7 +102,7 @@ export function registerExpand(program: Command): void {
         maxShardBytes,
         force: o.force,
         hashBase: o.baseHash,
-        ...(resolved ? { verify: { backend: resolved.backend, loadOptions: backendLoadOptions(resolved.spec) } } : {}),
+        ...(resolved ? { verify: { backend: resolved.backend, loadOptions: backendLoadOptions(resolved.spec), mode: verifyMode ?? 'identity' } } : {}),
         onProgress: (p) => {
           if (p.phase !== phase) {
             if (phase) progress.stop();
@@ -128,14 +132,18 @@ export function registerExpand(program: Command): void {
             bytes: m.output.totalBytes,
             trainableTensors: m.trainableTensors.length,
             copy: r.copy,
-            verification: m.verification && { backend: m.verification.backend, device: m.verification.device, maxAbsDiff: m.verification.maxAbsDiff, identical: m.verification.identical },
+            verification: m.verification && { backend: m.verification.backend, device: m.verification.device, maxAbsDiff: m.verification.maxAbsDiff, identical: m.verification.identical, mode: m.verification.mode ?? 'identity' },
           }) + '\n',
         );
       } else {
         const v = m.verification;
         process.stdout.write(
           `wrote ${r.output}: ${m.plan.originalLayers} -> ${m.plan.newLayerCount} layers (new blocks ${m.newLayers.join(', ')}), ${m.output.shards.length} shard(s), ${humanBytes(m.output.totalBytes)}; ${m.trainableTensors.length} trainable tensors listed in llama_pro.json\n` +
-            (v ? `identity check on ${v.backend} (${v.device}), ${v.batchSize}x${v.seqLen} tokens: max |Δlogit| = ${v.maxAbsDiff}${v.identical ? ' (identical)' : ''}\n` : ''),
+            (v
+              ? v.mode === 'report'
+                ? `difference measured on ${v.backend} (${v.device}), ${v.batchSize}x${v.seqLen} tokens: max |Δlogit| = ${v.maxAbsDiff}${v.identical ? ' (identical)' : ''} — not an identity check (--verify-mode report)\n`
+                : `identity check on ${v.backend} (${v.device}), ${v.batchSize}x${v.seqLen} tokens: max |Δlogit| = ${v.maxAbsDiff} (identical)\n`
+              : ''),
         );
       }
     });
