@@ -1,6 +1,8 @@
 import { Command, CommanderError } from 'commander';
 import { LlamaProError } from '@llama-pro/core';
 import { EXIT, exitCodeFor, wasInterrupted } from './exit-codes';
+import { resolveModelSpec } from './hub';
+import { progressReporter } from './output';
 import { registerInspect } from './commands/inspect';
 import { registerConvert } from './commands/convert';
 import { registerImportRun } from './commands/import-run';
@@ -35,7 +37,26 @@ export function buildProgram(): Command {
   registerChat(program);
   registerAgent(program);
   registerStudy(program);
+  program.hook('preAction', resolveHubModels);
   return program;
+}
+
+/** Options and arguments that name an input model: each may be a hub id (`org/name[@revision]`). */
+const MODEL_OPTIONS = ['model', 'base'];
+const MODEL_ARGUMENTS = ['in-dir', 'model', 'model-dir'];
+
+/** Rewrites hub ids in model options/arguments to local snapshot directories (see hub.ts) before the command runs. */
+async function resolveHubModels(_root: Command, cmd: Command): Promise<void> {
+  const hub = { progress: progressReporter(), log: (m: string) => process.stderr.write(`llama-pro: ${m}\n`) };
+  for (const name of MODEL_OPTIONS) {
+    const v: unknown = cmd.getOptionValue(name);
+    if (typeof v === 'string') cmd.setOptionValue(name, await resolveModelSpec(v, hub));
+  }
+  const args = cmd.registeredArguments;
+  for (let i = 0; i < args.length; i++) {
+    const v: unknown = cmd.processedArgs[i];
+    if (MODEL_ARGUMENTS.includes(args[i]!.name()) && typeof v === 'string') cmd.processedArgs[i] = await resolveModelSpec(v, hub);
+  }
 }
 
 /**
