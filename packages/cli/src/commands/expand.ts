@@ -1,11 +1,13 @@
 import type { Command } from 'commander';
 import { HfCheckpoint, UsageError, nativeIoStatus, parseByteSize } from '@llama-pro/core';
-import { type VerifyMode, checkOutputPath, expandModel, formatPlanTable, initializerRegistry, planTensors, strategyRegistry } from '@llama-pro/expand';
+import { type VerifyMode, checkOutputPath, expandModel, loadExpandConfig, parseExpandConfig, formatPlanTable, initializerRegistry, planTensors, strategyRegistry } from '@llama-pro/expand';
 import { BACKEND_OPTION_HELP, DEFAULT_BACKEND, backendLoadOptions, resolveBackend } from '../backend-option';
 import { buildContainer } from '../container';
 import { humanBytes, progressReporter } from '../output';
+import { resolveModelSpec } from '../hub';
 
 interface ExpandFlags {
+  config?: string;
   strategy: string;
   groups?: string;
   copies?: string;
@@ -43,8 +45,9 @@ export function registerExpand(program: Command): void {
   program
     .command('expand')
     .description('Grow a model by inserting copied blocks (LLaMA Pro); streams the weights and writes llama_pro.json')
-    .argument('<in-dir>', 'Hugging Face model directory')
-    .argument('<out-dir>', 'output directory (built in a temporary sibling, renamed into place at the end)')
+    .argument('[in-dir]', 'Hugging Face model directory or hub id org/name[@revision] (or input: in --config)')
+    .argument('[out-dir]', 'output directory, built in a temporary sibling and renamed into place at the end (or output: in --config)')
+    .option('--config <file>', 'expansion config (YAML; schema packages/expand/schema/expand.schema.json) holding any of these flags; flags given here override it')
     .option('--strategy <name>', 'interleaved | top | bottom | positions (or a plugin strategy)', 'interleaved')
     .option('--groups <n>', 'interleaved: number of groups N (must divide the layer count)')
     .option('--copies <p>', 'interleaved: copies on top of each group (default 1)')
@@ -62,21 +65,31 @@ export function registerExpand(program: Command): void {
     .option('--no-base-hash', 'do not sha256 the base shards into the manifest (saves CPU on large models)')
     .option('--plugin <spec>', 'load a plugin module (strategies, initializers, backends), repeatable', collect, [])
     .option('--json', 'machine-readable output')
-    .action(async (inDir: string, outDir: string, o: ExpandFlags) => {
-      const container = await buildContainer(o.plugin);
-      const strategy = strategyRegistry(container).get(o.strategy);
-      const initializer = initializerRegistry(container).get(o.init);
-      const maxShardBytes = parseByteSize(o.shardSize);
+    .action(async (inArg: string | undefined, outArg: string | undefined, o: ExpandFlags, cmd: Command) => {
+      const fromCli = (k: string): boolean => cmd.getOptionValueSource(k) === 'cli';
+      const file = o.config ? await loadExpandConfig(o.config) : parseExpandConfig({});
+      const inDir = inArg ?? (file.input !== undefined ? await resolveModelSpec(file.input, { progress: progressReporter() }) : undefined);
+      const outDir = outArg ?? file.output;
+      if (inDir === undefined || outDir === undefined) throw new UsageError(`give the base model and the output: llama-pro expand <in-dir> <out-dir>${o.config ? ` (or input: and output: in ${o.config})` : ' (or --config expand.yaml with input: and output:)'}`);
+      const container = await buildContainer([...file.plugins, ...o.plugin]);
+      const strategy = strategyRegistry(container).get(fromCli('strategy') ? o.strategy : file.strategy.name);
+      const initializer = initializerRegistry(container).get(fromCli('init') ? o.init : file.init);
+      const maxShardBytes = fromCli('shardSize') || typeof file.shardSize === 'string' ? parseByteSize(fromCli('shardSize') ? o.shardSize : String(file.shardSize)) : file.shardSize;
       if (o.verifyMode !== undefined && o.verifyMode !== 'identity' && o.verifyMode !== 'report') throw new UsageError(`--verify-mode must be identity or report, got "${o.verifyMode}"`);
-      const verifyMode = o.verifyMode as VerifyMode | undefined;
-      const resolved = o.verify || verifyMode ? resolveBackend(container, o.backend) : undefined;
+      const fileVerify = file.verify === true ? { mode: 'identity' as const } : file.verify === false ? undefined : file.verify;
+      const verifyMode: VerifyMode | undefined = (o.verifyMode as VerifyMode | undefined) ?? (o.verify ? 'identity' : fileVerify?.mode);
+      const resolved = verifyMode ? resolveBackend(container, fromCli('backend') ? o.backend : (fileVerify?.backend ?? o.backend)) : undefined;
+      const force = o.force === true || file.force;
+      const baseHash = fromCli('baseHash') ? o.baseHash : file.baseHash;
+      const { name: _name, params: extraParams, ...fileParams } = file.strategy;
+      const params = { ...fileParams, ...extraParams, ...strategyParams(o) };
       const ckpt = await HfCheckpoint.open(inDir);
       let plan;
       try {
-        plan = strategy.plan(ckpt.config, strategyParams(o));
+        plan = strategy.plan(ckpt.config, params);
         if (o.dryRun) {
           const tp = planTensors(ckpt, plan, initializer);
-          await checkOutputPath(inDir, outDir, o.force);
+          await checkOutputPath(inDir, outDir, force);
           if (o.json) {
             const { layers, ...rest } = plan;
             process.stdout.write(JSON.stringify({ dryRun: true, ...rest, initializer: initializer.name, layers, zeroedTensors: tp.zeroedTensors, trainableTensors: tp.trainableTensors }) + '\n');
@@ -100,9 +113,9 @@ export function registerExpand(program: Command): void {
         plan,
         initializer,
         maxShardBytes,
-        force: o.force,
-        hashBase: o.baseHash,
-        ...(resolved ? { verify: { backend: resolved.backend, loadOptions: backendLoadOptions(resolved.spec), mode: verifyMode ?? 'identity' } } : {}),
+        force,
+        hashBase: baseHash,
+        ...(resolved ? { verify: { backend: resolved.backend, loadOptions: backendLoadOptions(resolved.spec), mode: verifyMode } } : {}),
         onProgress: (p) => {
           if (p.phase !== phase) {
             if (phase) progress.stop();
