@@ -68,7 +68,13 @@ export async function resolveModelSpec(spec: string, o: HubOptions = {}): Promis
     );
   }
   o.log?.(`${spec}: not a local directory and not complete in the Hugging Face cache (${where}); downloading into ${cacheDir}`);
-  return downloadSnapshot(id, cacheDir, o);
+  try {
+    return await downloadSnapshot(id, cacheDir, o);
+  } catch (e) {
+    // A mistyped local path looks like a hub id too: say both readings.
+    if (e instanceof CheckpointError && e.code === 'HUB_LOOKUP') throw new CheckpointError(`${spec} is not a local path, and as a Hugging Face hub id: ${e.message}`, 'MODEL_NOT_FOUND');
+    throw e;
+  }
 }
 
 /** The hub's base URL (HF_ENDPOINT, as huggingface_hub reads it). */
@@ -91,7 +97,8 @@ export async function downloadSnapshot(id: HubId, cacheDir: string, o: HubOption
   try {
     commit = (await modelInfo({ name: id.repo, revision: id.revision, additionalFields: ['sha'], ...common })).sha;
   } catch (e) {
-    throw networkError(`cannot look up ${id.repo}@${id.revision} on ${common.hubUrl}`, e);
+    const err = networkError(`cannot look up ${id.repo}@${id.revision} on ${common.hubUrl}`, e);
+    throw new CheckpointError(err.message, 'HUB_LOOKUP');
   }
   if (!COMMIT_HASH.test(commit ?? '')) throw new CheckpointError(`${common.hubUrl} answered no commit for ${id.repo}@${id.revision}`, 'HUB_DOWNLOAD');
   const files: { path: string; size: number; etag: string; lfs: boolean }[] = [];

@@ -148,6 +148,12 @@ describe('hub ids', () => {
     expect((await fsp.readdir(path.join(cache3, 'models--org--tiny', 'blobs'))).filter((f) => f.startsWith(sha))).toEqual([]);
   });
 
+  it('a mistyped local path that the hub does not know either: both readings in one line', async () => {
+    const notFound = (async () => new Response('{"error":"Repository not found"}', { status: 404, headers: { 'content-type': 'application/json' } })) as typeof fetch;
+    const err = await resolveModelSpec('runs/typo', { env: { HF_HUB_CACHE: path.join(dir, 'empty') }, fetch: notFound }).catch((e: unknown) => e as Error);
+    expect((err as Error).message).toMatch(/^runs\/typo is not a local path, and as a Hugging Face hub id: cannot look up runs\/typo@main on https:\/\/huggingface\.co: .* \(no such repository or revision on the hub\)$/);
+  });
+
   it('local paths and URLs pass through untouched', async () => {
     expect(await resolveModelSpec(dir, { env: { HF_HUB_OFFLINE: '1' } })).toBe(dir);
     expect(await resolveModelSpec('http://127.0.0.1:8000/v1', { env: { HF_HUB_OFFLINE: '1' } })).toBe('http://127.0.0.1:8000/v1');
