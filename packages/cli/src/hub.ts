@@ -67,7 +67,7 @@ export async function resolveModelSpec(spec: string, o: HubOptions = {}): Promis
       'HUB_OFFLINE',
     );
   }
-  o.log?.(`${spec}: not a local directory and not complete in the Hugging Face cache (${where}); downloading into ${cacheDir}`);
+  o.log?.(`${spec}: not a local directory and not complete in the Hugging Face cache (${where}); fetching it from the hub into ${cacheDir}`);
   try {
     return await downloadSnapshot(id, cacheDir, o);
   } catch (e) {
