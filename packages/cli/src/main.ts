@@ -75,7 +75,8 @@ export async function main(argv: readonly string[]): Promise<number> {
   // Ctrl-C in a command that does not handle SIGINT itself: say so and exit 130 (what a shell reports for SIGINT).
   const onSigint = (): void => {
     if (process.listenerCount('SIGINT') > 1) return;
-    process.stderr.write('llama-pro: interrupted\n');
+    // A progress bar may have hidden the cursor; show it again before leaving.
+    process.stderr.write(`${process.stderr.isTTY ? '\r\x1b[2K\x1b[?25h' : ''}llama-pro: interrupted\n`);
     process.exit(EXIT.INTERRUPTED);
   };
   process.on('SIGINT', onSigint);
