@@ -232,3 +232,38 @@ describe('action parsers', () => {
     expect(mint.parse('<execute>   </execute>')).toEqual({ type: 'none' });
   });
 });
+
+describe('runAgent when the context fills', () => {
+  /** A model with a 256-token window whose prompt is always 373 tokens (the sizes of issue 18's report). */
+  const tooLong = {
+    id: 'ctx-256',
+    contextLength: 256,
+    calls: 0,
+    async complete() {
+      this.calls++;
+      return { text: '', finishReason: 'length' as const, promptTokens: 373, completionTokens: 0, contextFull: true, contextTokens: 256 };
+    },
+  };
+
+  it('a prompt that does not fit ends on turn 1 with "length" and the numbers (not max_turns after empty turns)', async () => {
+    const r = await runAgent({ model: tooLong, parser: new MintActionParser(), task: 'x', maxTurns: 5, tokenBudget: 8192 });
+    expect(r.finishReason).toBe('length');
+    expect(r.turns).toBe(1);
+    expect(tooLong.calls).toBe(1);
+    expect(r.detail).toBe("the prompt is 373 tokens and does not fit the model's 256-token context; shorten the task or system prompt, or use a model with a longer context");
+  });
+
+  it('a reply cut by the window on a later turn names the turn and the sizes', async () => {
+    let n = 0;
+    const model = {
+      id: 'm',
+      contextLength: 100,
+      async complete() {
+        n++;
+        return n === 1 ? { text: 'thinking', finishReason: 'stop' as const, promptTokens: 50, completionTokens: 20 } : { text: 'more', finishReason: 'length' as const, promptTokens: 90, completionTokens: 10, contextFull: true, contextTokens: 100 };
+      },
+    };
+    const r = await runAgent({ model, parser: new MintActionParser(), task: 'x', maxTurns: 5 });
+    expect(r).toMatchObject({ finishReason: 'length', turns: 2, detail: "turn 2 filled the model's 100-token context (90 prompt + 10 reply tokens)" });
+  });
+});

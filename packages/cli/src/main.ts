@@ -1,5 +1,8 @@
 import { Command, CommanderError } from 'commander';
 import { LlamaProError } from '@llama-pro/core';
+import { EXIT, exitCodeFor, wasInterrupted } from './exit-codes';
+import { resolveModelSpec } from './hub';
+import { progressReporter } from './output';
 import { registerInspect } from './commands/inspect';
 import { registerConvert } from './commands/convert';
 import { registerImportRun } from './commands/import-run';
@@ -34,24 +37,62 @@ export function buildProgram(): Command {
   registerChat(program);
   registerAgent(program);
   registerStudy(program);
+  program.hook('preAction', resolveHubModels);
   return program;
 }
 
-/** Runs the CLI; returns the exit code. Errors print one line: `llama-pro: <message>`. */
+/** Options and arguments that name an input model: each may be a hub id (`org/name[@revision]`). */
+const MODEL_OPTIONS = ['model', 'base'];
+const MODEL_ARGUMENTS = ['in-dir', 'model', 'model-dir'];
+
+/** Rewrites hub ids in model options/arguments to local snapshot directories (see hub.ts) before the command runs. */
+async function resolveHubModels(_root: Command, cmd: Command): Promise<void> {
+  const hub = { progress: progressReporter(), log: (m: string) => process.stderr.write(`llama-pro: ${m}\n`) };
+  for (const name of MODEL_OPTIONS) {
+    const v: unknown = cmd.getOptionValue(name);
+    if (typeof v === 'string') cmd.setOptionValue(name, await resolveModelSpec(v, hub));
+  }
+  const args = cmd.registeredArguments;
+  for (let i = 0; i < args.length; i++) {
+    const v: unknown = cmd.processedArgs[i];
+    if (MODEL_ARGUMENTS.includes(args[i]!.name()) && typeof v === 'string') cmd.processedArgs[i] = await resolveModelSpec(v, hub);
+  }
+}
+
+/**
+ * Runs the CLI; returns the exit code (one per class: 0 ok, 1 input/data, 2 usage, 130 interrupted; see
+ * exit-codes.ts). Errors print one line: `llama-pro: <message>`.
+ */
 export async function main(argv: readonly string[]): Promise<number> {
-  const program = buildProgram().exitOverride();
+  const program = buildProgram();
+  // Every command throws instead of calling process.exit, so usage errors get the usage exit code (2).
+  const override = (c: Command): void => {
+    c.exitOverride();
+    c.commands.forEach(override);
+  };
+  override(program);
+  wasInterrupted(true);
+  // Ctrl-C in a command that does not handle SIGINT itself: say so and exit 130 (what a shell reports for SIGINT).
+  const onSigint = (): void => {
+    if (process.listenerCount('SIGINT') > 1) return;
+    // A progress bar may have hidden the cursor; show it again before leaving.
+    process.stderr.write(`${process.stderr.isTTY ? '\r\x1b[2K\x1b[?25h' : ''}llama-pro: interrupted\n`);
+    process.exit(EXIT.INTERRUPTED);
+  };
+  process.on('SIGINT', onSigint);
   try {
     await program.parseAsync([...argv]);
-    return 0;
+    return wasInterrupted(true) ? EXIT.INTERRUPTED : EXIT.OK;
   } catch (e) {
-    if (e instanceof CommanderError) return e.exitCode;
-    if (e instanceof LlamaProError) {
-      process.stderr.write(`llama-pro: ${e.message}\n`);
-      return e.code === 'USAGE' ? 2 : 1;
+    const code = exitCodeFor(e);
+    if (e instanceof LlamaProError) process.stderr.write(`llama-pro: ${e.message}\n`);
+    else if (!(e instanceof CommanderError)) {
+      const err = e as Error;
+      process.stderr.write(`llama-pro: unexpected error: ${err.message}\n`);
+      if (process.env['LLAMA_PRO_DEBUG']) process.stderr.write(`${err.stack}\n`);
     }
-    const err = e as Error;
-    process.stderr.write(`llama-pro: unexpected error: ${err.message}\n`);
-    if (process.env['LLAMA_PRO_DEBUG']) process.stderr.write(`${err.stack}\n`);
-    return 1;
+    return code;
+  } finally {
+    process.off('SIGINT', onSigint);
   }
 }

@@ -75,13 +75,26 @@ describeWithFixtures('expand stories260K: identity on tfjs', FIXTURES, () => {
     expect(Math.sqrt(num / den)).toBeLessThanOrEqual(1e-4);
   });
 
-  it('copy initializer is reported as not identical (the check can fail)', async () => {
+  it('copy initializer fails --verify (nothing published, exit 1, the Δ named); --verify-mode report only measures it', async () => {
     const out = path.join(dir, 'x-copy');
-    const r = await runCli(['expand', base, out, '--strategy', 'top', '--blocks', '1', '--init', 'copy', '--verify', '--backend', 'tfjs', '--json']);
+    const refused = await runCli(['expand', base, out, '--strategy', 'top', '--blocks', '1', '--init', 'copy', '--verify', '--backend', 'tfjs', '--json']);
+    expect(refused.code).toBe(1);
+    expect(refused.stdout).toBe('');
+    expect(refused.stderr).toMatch(/^llama-pro: identity check failed: max \|Δlogit\| = \d+(\.\d+)?(e[-+]\d+)? on tfjs .*nothing was written \(initializer "copy" zeroes no output projection, so it is not identity-preserving: .*\)\n$/m);
+    expect(Number(/= (\S+) on/.exec(refused.stderr)![1])).toBeGreaterThan(0);
+    expect(await fsp.readdir(dir)).not.toContain('x-copy');
+    expect((await fsp.readdir(dir)).filter((e) => e.startsWith('.x-copy'))).toEqual([]);
+
+    const text = await runCli(['expand', base, out, '--strategy', 'top', '--blocks', '1', '--init', 'copy', '--verify-mode', 'report', '--backend', 'tfjs']);
+    expect(text.code).toBe(0);
+    expect(text.stdout).toMatch(/\ndifference measured on tfjs .*: max \|Δlogit\| = \S+ — not an identity check \(--verify-mode report\)\n$/);
+    const r = await runCli(['expand', base, out, '--strategy', 'top', '--blocks', '1', '--init', 'copy', '--verify-mode', 'report', '--backend', 'tfjs', '--json', '--force']);
     expect(r.code).toBe(0);
     const s = JSON.parse(r.stdout);
     expect(s.verification.identical).toBe(false);
+    expect(s.verification.mode).toBe('report');
     expect(s.verification.maxAbsDiff).toBeGreaterThan(0);
+    expect((await readExpansionManifest(out)).verification).toMatchObject({ mode: 'report', identical: false });
     const a = await verifyIdentity(base, out, tfjsBackend, batch);
     expect(a.maxAbsDiff).toBeGreaterThan(0);
     expect(maxAbsDiff(a.baseLogits, a.baseLogits)).toBe(0);
@@ -113,7 +126,7 @@ describe('expand CLI (no backend)', () => {
     expect(await fsp.stat(out).catch(() => null)).toBeNull();
 
     const bad = await runCli(['expand', base, out, '--strategy', 'middle']);
-    expect(bad.code).toBe(1);
+    expect(bad.code).toBe(2); // usage class, like --groups below
     expect(bad.stderr).toBe('llama-pro: unknown expansion strategy "middle"; known: bottom, interleaved, positions, top\n');
     const g = await runCli(['expand', base, out, '--groups', '5']);
     expect(g.code).toBe(2);

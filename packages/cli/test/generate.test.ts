@@ -44,7 +44,7 @@ describeWithFixtures('llama-pro generate on stories260K', [STORIES260K_BIN, [...
 
   it('names the known backends and variants on bad input', async () => {
     const a = await runCli(['generate', '--model', dir, '--prompt-ids', '1', '--backend', 'nope', '--json']);
-    expect(a.code).toBe(1);
+    expect(a.code).toBe(2); // usage class, like the unknown variant below
     expect(a.stderr).toMatch(/unknown backend "nope"; known: .*tfjs/);
     const b = await runCli(['generate', '--model', dir, '--prompt-ids', '1', '--backend', 'tfjs:webgpu', '--json']);
     expect(b.code).toBe(2);

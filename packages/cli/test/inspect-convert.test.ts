@@ -34,7 +34,7 @@ describeWithFixtures('convert + inspect on stories260K', [STORIES260K_BIN], () =
     const out = path.join(dir, 's260b');
     expect((await runCli(['convert', fixturePath(...STORIES260K_BIN), out])).code).toBe(0);
     const again = await runCli(['convert', fixturePath(...STORIES260K_BIN), out]);
-    expect(again.code).toBe(1);
+    expect(again.code).toBe(2); // usage class: the fix is a flag (--force) or another path
     expect(again.stderr).toMatch(/^llama-pro: output .* already exists; choose another path or pass --force/);
     expect((await runCli(['convert', fixturePath(...STORIES260K_BIN), out, '--force'])).code).toBe(0);
     const r = await runCli(['inspect', fixturePath(...STORIES260K_BIN), '--json']);

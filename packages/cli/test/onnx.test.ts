@@ -49,7 +49,7 @@ describeWithFixtures('onnx backend with the CLI, tfjs and expand (stories260K)',
     await Promise.all([fromFile.dispose(), fromMemory.dispose(), ck.close()]);
     expect(await fsp.readdir(path.dirname(out))).toEqual(['model.onnx']);
     const again = await runCli(['export-onnx', base, out]);
-    expect(again.code).toBe(1);
+    expect(again.code).toBe(2); // usage class: the fix is --force or another path
     expect(again.stderr).toMatch(/already exists; choose another path or pass --force/);
     const ext = await runCli(['export-onnx', base, path.join(dir, 'onnx', 'ext.onnx'), '--external-data', 'always', '--json']);
     expect(JSON.parse(ext.stdout).dataFile).toBe(path.join(dir, 'onnx', 'ext.onnx.data'));

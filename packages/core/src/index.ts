@@ -21,3 +21,4 @@ export * from './tokenizer/tokenizer';
 export * from './contracts/model';
 export * from './contracts/generation';
 export * from './contracts/language-model';
+export * from './hub/cache';

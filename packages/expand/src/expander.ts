@@ -37,6 +37,9 @@ import { type ExpansionPlan, sourceOfEachLayer } from './plan';
 import { FileHasher } from './hash';
 import { verifyIdentity, type VerifyResult } from './verify';
 
+/** `identity`: the check must find max |Δlogit| = 0 or nothing is published; `report`: measured only. */
+export type VerifyMode = 'identity' | 'report';
+
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const PKG = require('../package.json') as { name: string; version: string };
 
@@ -140,8 +143,12 @@ export interface ExpandOptions {
    * kernel (the output is byte-identical either way); `writebackBytes` tunes background writeback.
    */
   writer?: SafetensorsWriterOptions;
-  /** Run the identity check before publishing the output; the report goes into the manifest. */
-  verify?: { backend: ModelBackend; tokens?: TokenBatch; loadOptions?: BackendLoadOptions };
+  /**
+   * Run the check before publishing the output; the report goes into the manifest. `mode: 'identity'`
+   * (default) requires max |Δlogit| = 0 and publishes nothing otherwise, whatever the initializer;
+   * `'report'` only measures the difference (for initializers that are not identity-preserving, e.g. copy).
+   */
+  verify?: { backend: ModelBackend; tokens?: TokenBatch; loadOptions?: BackendLoadOptions; mode?: VerifyMode };
   onProgress?: (p: ExpandProgress) => void;
 }
 
@@ -228,10 +235,12 @@ export async function expandModel(opts: ExpandOptions): Promise<ExpandResult> {
           opts.onProgress?.({ phase: 'verify', done: 0, total: 1 });
           verification = await verifyIdentity(input, tmp, opts.verify.backend, opts.verify.tokens, opts.verify.loadOptions);
           opts.onProgress?.({ phase: 'verify', done: 1, total: 1 });
-          const mustBeIdentical = tp.zeroedTensors.length > 0 || opts.plan.newLayers.length === 0;
-          if (mustBeIdentical && verification.maxAbsDiff !== 0) {
+          const mode = opts.verify.mode ?? 'identity';
+          if (mode === 'identity' && verification.maxAbsDiff !== 0) {
+            const preserving = tp.zeroedTensors.length > 0 || opts.plan.newLayers.length === 0;
             throw new IdentityError(
-              `identity check failed: max |Δlogit| = ${verification.maxAbsDiff} on ${opts.verify.backend.name} (${verification.device}); the expanded model does not compute the base function, nothing was written`,
+              `identity check failed: max |Δlogit| = ${verification.maxAbsDiff} on ${opts.verify.backend.name} (${verification.device}); the expanded model does not compute the base function, nothing was written` +
+                (preserving ? '' : ` (initializer "${opts.initializer.name}" zeroes no output projection, so it is not identity-preserving: use the zero-output initializer, or verify mode "report" to only measure the difference)`),
             );
           }
           report = {
@@ -242,6 +251,7 @@ export async function expandModel(opts: ExpandOptions): Promise<ExpandResult> {
             tokens: verification.tokens,
             maxAbsDiff: verification.maxAbsDiff,
             identical: verification.maxAbsDiff === 0,
+            mode,
           };
         }
         const manifest = parseExpansionManifest({

@@ -6,3 +6,4 @@ export * from './manifest';
 export * from './verify';
 export * from './expander';
 export * from './plugin';
+export * from './config';

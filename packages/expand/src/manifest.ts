@@ -23,8 +23,10 @@ export const verificationSchema = z.object({
   tokens: z.array(z.number().int().nonnegative()),
   /** max |logit(expanded) - logit(base)| over the batch. */
   maxAbsDiff: z.number().nonnegative(),
-  /** True when the expanded model is required to be identical (zero-output) and is. */
+  /** True when max |Δlogit| is exactly 0. */
   identical: z.boolean(),
+  /** `identity`: publishing required identical logits; `report`: the difference was only measured (not an identity check). Absent in older manifests (identity). */
+  mode: z.enum(['identity', 'report']).optional(),
 });
 
 export const expansionManifestSchema = z.object({

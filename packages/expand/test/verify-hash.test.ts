@@ -4,7 +4,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { normalizeConfig, readConfigJson, sha256File, type CausalLM, type ModelBackend, type WeightSource } from '@llama-pro/core';
 import { tinyRawConfig, writeRandomCheckpoint } from '@llama-pro/core/testing';
-import { IdentityError, defaultVerificationBatch, expandModel, interleavedStrategy, readExpansionManifest, zeroOutputInitializer } from '../src';
+import { IdentityError, copyInitializer, defaultVerificationBatch, expandModel, interleavedStrategy, readExpansionManifest, zeroOutputInitializer } from '../src';
 import { FileHasher } from '../src/hash';
 
 let dir: string;
@@ -64,6 +64,21 @@ describe('verification inside expandModel', () => {
     expect(err).toBeInstanceOf(IdentityError);
     expect((err as Error).message).toBe('identity check failed: max |Δlogit| = 2 on fake-layers (fake:cpu); the expanded model does not compute the base function, nothing was written');
     expect((await fsp.readdir(dir)).sort()).toEqual(['in', 'ok']);
+  });
+
+  it('a non-identity initializer (copy) is refused by the identity check too; mode report publishes and says so', async () => {
+    const plan = interleavedStrategy.plan(normalizeConfig(await readConfigJson(input)), { groups: 2 });
+    // fake-layers answers the layer count, so base (4) and expanded (6) differ by 2 whatever the initializer.
+    const err = await expandModel({ input, output: path.join(dir, 'copy'), plan, initializer: copyInitializer, verify: { backend: fakeBackend('layers') } }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(IdentityError);
+    expect((err as Error).message).toBe(
+      'identity check failed: max |Δlogit| = 2 on fake-layers (fake:cpu); the expanded model does not compute the base function, nothing was written (initializer "copy" zeroes no output projection, so it is not identity-preserving: use the zero-output initializer, or verify mode "report" to only measure the difference)',
+    );
+    expect((await fsp.readdir(dir)).sort()).toEqual(['in', 'ok']);
+    const r = await expandModel({ input, output: path.join(dir, 'copy'), plan, initializer: copyInitializer, verify: { backend: fakeBackend('layers'), mode: 'report' } });
+    expect(r.manifest.verification).toMatchObject({ maxAbsDiff: 2, identical: false, mode: 'report' });
+    expect((await readExpansionManifest(path.join(dir, 'copy'))).verification?.mode).toBe('report');
+    await fsp.rm(path.join(dir, 'copy'), { recursive: true });
   });
 });
 

@@ -28,10 +28,18 @@ export interface ChatModelResult {
   finishReason: 'stop' | 'length' | 'aborted';
   promptTokens: number;
   completionTokens: number;
+  /**
+   * With finishReason "length": the reply ended because prompt + reply filled the context (the model's
+   * window or `maxContextTokens`), not because `maxTokens` ran out. `contextTokens` is that limit.
+   */
+  contextFull?: boolean;
+  contextTokens?: number;
 }
 
 export interface ChatModel {
   readonly id: string;
+  /** The model's context window in tokens, when known (callers size budgets from it). */
+  readonly contextLength?: number;
   complete(messages: readonly ChatMessage[], options?: ChatCompleteOptions): Promise<ChatModelResult>;
 }
 
@@ -99,11 +107,15 @@ export class LocalChatModel implements ChatModel {
     this.prompts = new ChatPromptBuilder(tokenizer, template);
   }
 
+  get contextLength(): number {
+    return this.generator.contextLength;
+  }
+
   async complete(messages: readonly ChatMessage[], o: ChatCompleteOptions = {}): Promise<ChatModelResult> {
     const ids = this.prompts.ids(messages, o.tools);
     const ctx = Math.min(o.maxContextTokens ?? Infinity, this.generator.contextLength);
     const room = ctx - ids.length;
-    if (room <= 0) return { text: '', finishReason: 'length', promptTokens: ids.length, completionTokens: 0 };
+    if (room <= 0) return { text: '', finishReason: 'length', promptTokens: ids.length, completionTokens: 0, contextFull: true, contextTokens: ctx };
     const want = o.maxTokens ?? this.options.maxTokens ?? 256;
     const maxTokens = Math.min(want, room);
     const r = await this.generator.generate({
@@ -118,6 +130,7 @@ export class LocalChatModel implements ChatModel {
       onText: o.onText,
     });
     const finishReason = r.finishReason === 'aborted' ? 'aborted' : r.finishReason === 'length' ? 'length' : 'stop';
-    return { text: r.text, finishReason, promptTokens: ids.length, completionTokens: r.tokens.length };
+    const contextFull = finishReason === 'length' && maxTokens < want && ids.length + r.tokens.length >= ctx;
+    return { text: r.text, finishReason, promptTokens: ids.length, completionTokens: r.tokens.length, ...(finishReason === 'length' ? { contextFull, contextTokens: ctx } : {}) };
   }
 }

@@ -3,7 +3,8 @@
  * observations, repeat. It ends with a `finishReason`, never by throwing on model or tool behaviour:
  *   final     — the parser found a final answer
  *   max_turns — the model had `maxTurns` turns without finishing
- *   length    — the conversation reached the token budget
+ *   length    — the conversation reached the token budget or filled the model's context (`detail` says
+ *               which, with the numbers; a prompt that does not fit at all ends here on turn 1)
  *   stop      — `stopWhen` said so, or a tool asked to stop
  *   aborted   — the AbortSignal fired
  * Tool errors, unknown tools, bad arguments, timeouts and truncated output become observations.
@@ -51,6 +52,8 @@ export interface AgentResult {
   trace: TraceEvent[];
   turns: number;
   usage: AgentUsage;
+  /** Why the run ended, in words, when the reason alone does not say (finishReason "length"). */
+  detail?: string;
 }
 
 export interface RunAgentOptions {
@@ -139,9 +142,10 @@ export async function runAgent(o: RunAgentOptions): Promise<AgentResult> {
   const specs = o.parser.offersTools && tools.names().length > 0 ? tools.list().map(toolSpec) : undefined;
   let turn = 0;
   let answer: string | null = null;
+  let detail: string | undefined;
   const end = (finishReason: AgentFinishReason): AgentResult => {
     emit({ type: 'end', turn, finishReason });
-    return { finishReason, answer, messages, trace, turns: turn, usage };
+    return { finishReason, answer, messages, trace, turns: turn, usage, ...(detail !== undefined ? { detail } : {}) };
   };
   try {
     for (;;) {
@@ -167,7 +171,17 @@ export async function runAgent(o: RunAgentOptions): Promise<AgentResult> {
         messages.push({ role: 'assistant', content: r.text });
         return end('aborted');
       }
-      const budgetHit = r.finishReason === 'length' && r.promptTokens + r.completionTokens >= budget;
+      const budgetHit = r.finishReason === 'length' && (r.contextFull === true || r.promptTokens + r.completionTokens >= budget);
+      if (budgetHit) {
+        const limit = r.contextTokens ?? budget;
+        const which = limit === o.model.contextLength || limit < budget ? `the model's ${limit}-token context` : `the ${budget}-token budget`;
+        detail =
+          r.completionTokens > 0
+            ? `turn ${turn} filled ${which} (${r.promptTokens} prompt + ${r.completionTokens} reply tokens)`
+            : turn === 1
+              ? `the prompt is ${r.promptTokens} tokens and does not fit ${which}; shorten the task or system prompt, or use a model with a longer context`
+              : `turn ${turn}: the conversation is ${r.promptTokens} tokens and no longer fits ${which}`;
+      }
       const action = o.parser.parse(r.text);
       emit({ type: 'action', turn, action });
       if (action.type === 'final') {

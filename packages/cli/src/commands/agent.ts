@@ -1,8 +1,9 @@
 /** `llama-pro agent --task "..."`: runs the agent loop (tools, action parser) with a local model. */
 import type { Command } from 'commander';
 import { UsageError, writeFileAtomic } from '@llama-pro/core';
-import { AGENT_DEFAULTS, LocalChatModel, MINT_SYSTEM_PROMPT, agentRegistries, createPythonTool, runAgent, type TraceEvent } from '@llama-pro/agent';
+import { AGENT_DEFAULTS, AgentError, LocalChatModel, MINT_SYSTEM_PROMPT, agentRegistries, createPythonTool, runAgent, type TraceEvent } from '@llama-pro/agent';
 import { buildContainer } from '../container';
+import { noteInterrupted } from '../exit-codes';
 import { BACKEND_OPTION_HELP, DEFAULT_BACKEND } from '../backend-option';
 import { TEMPLATE_OPTION_HELP, intOption, loadChatModel, numberOption } from './serve';
 
@@ -15,7 +16,7 @@ interface AgentOpts {
   tools?: string[];
   system?: string;
   maxTurns: string;
-  tokenBudget: string;
+  tokenBudget?: string;
   maxTokens: string;
   temperature: string;
   seed?: string;
@@ -53,7 +54,7 @@ export function registerAgent(program: Command): void {
     .option('--tools <name...>', 'tools to offer (default: all registered, i.e. python)')
     .option('--system <text>', 'system prompt (default: the MINT instructions for --protocol mint)')
     .option('--max-turns <n>', 'model turns before stopping', String(AGENT_DEFAULTS.maxTurns))
-    .option('--token-budget <n>', 'prompt + reply tokens any turn may use', String(AGENT_DEFAULTS.tokenBudget))
+    .option('--token-budget <n>', "prompt + reply tokens any turn may use (default: the model's context window, max_position_embeddings)")
     .option('--max-tokens <n>', 'new tokens per turn', String(AGENT_DEFAULTS.maxTokensPerTurn))
     .option('--temperature <t>', 'sampling temperature; 0 = greedy', String(AGENT_DEFAULTS.temperature))
     .option('--seed <n>', 'random seed for sampling')
@@ -64,7 +65,7 @@ export function registerAgent(program: Command): void {
     .option('--plugin <module...>', 'extra plugin modules (tools, parsers, templates) to load')
     .action(async (opts: AgentOpts) => {
       const maxTurns = intOption('--max-turns', opts.maxTurns, 1)!;
-      const tokenBudget = intOption('--token-budget', opts.tokenBudget, 1)!;
+      const budgetFlag = intOption('--token-budget', opts.tokenBudget, 1);
       const maxTokensPerTurn = intOption('--max-tokens', opts.maxTokens, 1)!;
       const temperature = numberOption('--temperature', opts.temperature, (x) => x >= 0, 'a number >= 0');
       const seed = intOption('--seed', opts.seed, 0);
@@ -78,6 +79,9 @@ export function registerAgent(program: Command): void {
       const loaded = await loadChatModel(container, opts.model, { backend: opts.backend, template: opts.template });
       try {
         const model = new LocalChatModel(loaded.model, loaded.tokenizer, loaded.template, { id: loaded.id });
+        const context = model.contextLength;
+        if (budgetFlag !== undefined && budgetFlag > context) process.stderr.write(`llama-pro: --token-budget ${budgetFlag} exceeds the model's ${context}-token context; turns stop at ${context}\n`);
+        const tokenBudget = Math.min(budgetFlag ?? context, context);
         const system = opts.system ?? (parser.name === 'mint' ? MINT_SYSTEM_PROMPT : undefined);
         const ctl = new AbortController();
         const onInt = (): void => ctl.abort();
@@ -101,9 +105,12 @@ export function registerAgent(program: Command): void {
                 if (line !== null) process.stderr.write(`${line}\n`);
               },
         }).finally(() => process.off('SIGINT', onInt));
+        if (result.finishReason === 'aborted') noteInterrupted();
         if (opts.trace) await writeFileAtomic(opts.trace, JSON.stringify(result, null, 2) + '\n');
-        if (opts.json) process.stdout.write(JSON.stringify({ finishReason: result.finishReason, answer: result.answer, turns: result.turns, usage: result.usage, trace: result.trace }) + '\n');
-        else process.stdout.write(`${result.answer ?? `(no answer: ${result.finishReason})`}\n`);
+        if (opts.json) process.stdout.write(JSON.stringify({ finishReason: result.finishReason, answer: result.answer, turns: result.turns, usage: result.usage, ...(result.detail ? { detail: result.detail } : {}), trace: result.trace }) + '\n');
+        else process.stdout.write(`${result.answer ?? `(no answer: ${result.finishReason}${result.detail ? ` — ${result.detail}` : ''})`}\n`);
+        // A prompt that never fit is an input problem, not an outcome of the run: exit 1 and say so.
+        if (result.finishReason === 'length' && result.usage.completionTokens === 0) throw new AgentError(result.detail ?? 'the prompt does not fit the model context', 'PROMPT_TOO_LONG');
       } finally {
         await loaded.dispose();
       }

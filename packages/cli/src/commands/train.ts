@@ -5,6 +5,7 @@ import { ByteTokenizer, HfCheckpoint, UsageError, expectedShape, expectedTensorN
 import { MANIFEST_FILE, readExpansionManifest } from '@llama-pro/expand';
 import { type Experiment, freezePolicies, loadExperimentFile, lrSchedules, overrideExperiment, parseExperiment, runTraining } from '@llama-pro/train';
 import { buildContainer } from '../container';
+import { noteInterrupted } from '../exit-codes';
 import { BACKEND_OPTION_HELP, backendLoadOptions, parseBackendSpec, resolveBackend } from '../backend-option';
 import { progressReporter } from '../output';
 import { emitAccelerate, emitLlamaFactory, engineCorpusFromExperiment, engineSettingsFromExperiment } from '@llama-pro/engines';
@@ -223,6 +224,7 @@ export function registerTrain(program: Command): void {
             info: { backend: backend.name, device: model.device, tokenizer: tokenizer.kind },
             log,
           });
+          if (summary.finishReason === 'interrupted') noteInterrupted();
           if (o.json) process.stdout.write(JSON.stringify(summary) + '\n');
           else {
             const v = (x: number | null) => (x === null ? 'n/a' : x.toFixed(4));

@@ -240,7 +240,8 @@ export const mmluEvaluator: Evaluator = {
     }
     const lm = requireLm(ctx, 'mmlu');
     const reqs = docs.flatMap((d) => MMLU_CONTINUATIONS.map((continuation) => ({ context: d.prompt, continuation })));
-    const lls = await loglikelihoodWithProgress(lm, reqs, ctx.progress, 'mmlu loglikelihood', 256);
+    // 64 requests = 16 questions (one full LocalLM batch) per progress step; 256 left a 271M model silent for about 100 s.
+    const lls = await loglikelihoodWithProgress(lm, reqs, ctx.progress, 'mmlu loglikelihood', 64);
     const samples = docs.map((d, i) => {
       const ll = [0, 1, 2, 3].map((j) => lls[4 * i + j]!.logprob);
       const pred = argmax(ll);
