@@ -8,18 +8,28 @@
  * Outputs: logits [B,T',V] (T' = T, or the last `logits_to_keep` positions),
  *          present.{i}.key / .value [B, kvHeads, P+T, headDim].
  *
- * Layout choices: q/k/v and gate/up projections are fused into one MatMul each (weights stored
- * transposed, [in, out]); the 1/sqrt(headDim) attention scale is folded into the q projection (RoPE is
+ * The graph is core's shared decoder (model/decoder) run with symbolic DecoderOps. Layout choices: each
+ * projection group (q/k/v, attention output, gate/up, down) is one MatMul (weights stored transposed,
+ * [in, out]); the 1/sqrt(headDim) attention scale is folded into the q projection (RoPE is
  * linear, so this commutes); grouped-query attention reshapes q to [B, kvHeads, T*group, headDim] and
  * multiplies with the un-repeated K/V; rotate-half RoPE takes cos/sin computed in-graph from
- * position_ids and the (scaled) inverse frequencies; the LM head is a Gemm with transB on the
- * [V, D] matrix, so a tied head shares the embedding initializer.
+ * position_ids and core's inverse frequencies and attention scaling (model/rope); the attention mask
+ * follows core's rule (model/positions: causal, padding keys masked except a query's own, per-layer
+ * sliding windows); the LM head is a Gemm with transB on the [V, D] matrix, so a tied head shares the
+ * embedding initializer.
  */
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import {
   ConfigError,
   EMBED,
+  MASK,
+  checkRepresentable,
+  decoder,
+  layerTensorByRole,
+  projections,
+  ropeFrequencies,
+  type DecoderOps,
   FINAL_NORM,
   LM_HEAD,
   OutputError,
@@ -31,11 +41,10 @@ import {
 } from '@llama-pro/core';
 import { onnx } from 'onnx-proto';
 import { DT, EmbeddedSink, GraphBuilder, encodeModel, valueInfo, type InitializerSink } from './graph';
-import { ropeInvFreq } from './rope';
 
 export const ONNX_OPSET = 17;
 /** Bumped whenever the exported graph changes (part of the export cache key). */
-export const EXPORT_FORMAT_VERSION = 1;
+export const EXPORT_FORMAT_VERSION = 2;
 /** Protobuf cannot hold more than 2 GiB; models above this size need an external data file. */
 export const PROTOBUF_LIMIT_BYTES = 2 ** 31 - 1;
 /** Default threshold above which `export` writes weights to an external data file. */
@@ -51,18 +60,13 @@ export const pastValueName = (layer: number): string => `past_key_values.${layer
 export const presentKeyName = (layer: number): string => `present.${layer}.key`;
 export const presentValueName = (layer: number): string => `present.${layer}.value`;
 
-/** Float32 minimum, as Hugging Face uses for masked attention scores (finite, so fully masked rows stay finite). */
-const MASK_MIN = -3.4028234663852886e38;
-
 export interface ExportProgress {
   (done: number, total: number): void;
 }
 
 /** Refuses configurations the graph does not implement. */
 export function checkExportable(c: LlamaConfig): void {
-  if (c.numExperts > 0) throw new ConfigError(`${c.architectureClass} (mixture of experts) cannot be exported to ONNX by llama-pro; only dense LLaMA-family models`, 'CONFIG_UNSUPPORTED_ARCHITECTURE');
-  if (c.hiddenAct !== 'silu') throw new ConfigError(`hidden_act "${c.hiddenAct}" is not supported by the onnx exporter`);
-  ropeInvFreq(c); // validates rope_scaling
+  checkRepresentable(c, 'onnx');
 }
 
 /** Bytes of float32 weights the export will hold. */
@@ -117,7 +121,17 @@ function scaled(a: Float32Array, s: number): Float32Array {
   return out;
 }
 
-/** Builds the graph, reading weights tensor by tensor from `source` into `sink`. */
+/** Fused initializers of one projection group of a layer: weight [in, sum out] (transposed), bias, output widths. */
+interface FusedProjection {
+  readonly w: string;
+  readonly b: string | undefined;
+  readonly splits: readonly number[];
+}
+
+/**
+ * Builds the graph, reading weights tensor by tensor from `source` into `sink`, then writing the
+ * shared decoder (core's model/decoder) with symbolic DecoderOps over graph value names.
+ */
 export async function buildLlamaModel(source: WeightSource, sink: InitializerSink = new EmbeddedSink(), onProgress?: ExportProgress): Promise<onnx.ModelProto> {
   const c = source.config;
   checkExportable(c);
@@ -127,10 +141,7 @@ export async function buildLlamaModel(source: WeightSource, sink: InitializerSin
   const KV = c.numKeyValueHeads;
   const hd = c.headDim;
   const G = H / KV;
-  const I = c.intermediateSize;
   const V = c.vocabSize;
-  const qd = H * hd;
-  const kvd = KV * hd;
   const L = c.numHiddenLayers;
   const totalSteps = L + 2;
   let step = 0;
@@ -148,120 +159,141 @@ export async function buildLlamaModel(source: WeightSource, sink: InitializerSin
 
   const r = (name: string) => source.readFloat32(name);
 
-  // --- embeddings
+  // --- weights, one tensor at a time (memory stays bounded): norms as stored; each projection group
+  // fused into one transposed [in, sum out] matrix (and bias), the 1/sqrt(headDim) scale folded into q.
+  const qScale = 1 / Math.sqrt(hd);
   const embed = await g.weight(EMBED, [V, D], await r(EMBED));
-  let x = g.op1('Gather', [embed, INPUT_IDS], { axis: 0 });
+  tick();
+  const norms = new Map<string, string>();
+  const fused = new Map<string, FusedProjection>();
+  for (let i = 0; i < L; i++) {
+    for (const role of ['attn_norm', 'mlp_norm'] as const) {
+      const name = layerTensorName(i, layerTensorByRole(c, role)!.suffix);
+      norms.set(name, await g.weight(name, [D], await r(name)));
+    }
+    for (const group of ['qkv', 'attn_out', 'gate_up', 'mlp_out'] as const) {
+      const ps = projections(c, i, group);
+      const parts = await Promise.all(ps.map(async (p, j) => (group === 'qkv' && j === 0 ? scaled(await r(p.weight), qScale) : r(p.weight))));
+      const inF = parts[0]!.length / ps[0]!.outFeatures;
+      const outF = ps.reduce((a, p) => a + p.outFeatures, 0);
+      const w = await g.weight(`layers.${i}.${group}.weight_t`, [inF, outF], fusedTransposed(parts, inF));
+      let b: string | undefined;
+      if (ps.every((p) => p.bias !== null)) {
+        const biases = await Promise.all(ps.map(async (p, j) => (group === 'qkv' && j === 0 ? scaled(await r(p.bias!), qScale) : r(p.bias!))));
+        b = await g.weight(`layers.${i}.${group}.bias`, [outF], concat(biases));
+      } else if (ps.some((p) => p.bias !== null)) throw new ConfigError(`layer ${i}: the ${group} projections have biases on some outputs only, which the onnx exporter does not fuse`);
+      fused.set(`${i}.${group}`, { w, b, splits: ps.map((p) => p.outFeatures) });
+    }
+    tick();
+  }
+  norms.set(FINAL_NORM, await g.weight(FINAL_NORM, [D], await r(FINAL_NORM)));
+  const headW = c.tieWordEmbeddings ? embed : await g.weight(LM_HEAD, [V, D], await r(LM_HEAD));
   tick();
 
-  // --- rotary cos/sin [B,T,1,hd] (rotate-half layout: cat(freqs, freqs); sin signed as cat(-sin, sin))
-  const invFreq = ropeInvFreq(c);
-  const inv = g.f32([...invFreq]);
+  // --- rotary cos/sin [B,T,1,hd] (rotate-half layout: cat(freqs, freqs); sin signed as cat(-sin, sin)),
+  // times the attention scaling (yarn, longrope)
   const posF = g.op1('Cast', [POSITION_IDS], { to: DT.FLOAT });
+  const rs = c.ropeScaling;
+  const short = ropeFrequencies(c);
+  let inv = g.f32([...short.invFreq]);
+  if (rs?.type === 'longrope') {
+    // transformers switches to the long factors when a forward's largest position + 1 exceeds the original length.
+    const long = ropeFrequencies(c, rs.originalMaxPositionEmbeddings + 1);
+    const seqLen = g.op1('Add', [g.op1('ReduceMax', [POSITION_IDS], { keepdims: 0 }), g.i64([1], true)]);
+    inv = g.op1('Where', [g.op1('Greater', [seqLen, g.i64([rs.originalMaxPositionEmbeddings], true)]), g.f32([...long.invFreq]), inv]);
+  }
   const freqs = g.op1('Mul', [g.op1('Unsqueeze', [posF, g.i64([2])]), inv]); // [B,T,hd/2]
-  const cosH = g.op1('Cos', [freqs]);
-  const sinH = g.op1('Sin', [freqs]);
+  let cosH = g.op1('Cos', [freqs]);
+  let sinH = g.op1('Sin', [freqs]);
+  if (short.attentionScaling !== 1) {
+    const a = g.f32([short.attentionScaling], true);
+    cosH = g.op1('Mul', [cosH, a]);
+    sinH = g.op1('Mul', [sinH, a]);
+  }
   const cos = g.op1('Unsqueeze', [g.op1('Concat', [cosH, cosH], { axis: -1 }), g.i64([2])]);
   const sinS = g.op1('Unsqueeze', [g.op1('Concat', [g.op1('Neg', [sinH]), sinH], { axis: -1 }), g.i64([2])]);
   const halves = g.i64([hd / 2, hd / 2]);
-  const rope = (t: string): string => {
-    const [a, b] = g.op('Split', [t, halves], { axis: -1 }, 2);
-    const swapped = g.op1('Concat', [b!, a!], { axis: -1 });
-    return g.op1('Add', [g.op1('Mul', [t, cos]), g.op1('Mul', [swapped, sinS])]);
-  };
 
-  // --- additive attention mask: causal over absolute positions P..P+T-1, and padding
+  // --- additive attention masks (core's model/positions rule): query q (sequence index P..P+T-1) sees key k
+  // iff k <= q, k is real or k = q, and q - k < window on sliding-window layers; one mask per window kind.
   const S = g.op1('Shape', [ATTENTION_MASK], { start: 1, end: 2 });
   const T = g.op1('Shape', [INPUT_IDS], { start: 1, end: 2 });
   const zeroS = g.i64([0], true);
   const oneS = g.i64([1], true);
   const Ss = g.op1('Squeeze', [S, g.i64([0])]);
   const Ps = g.op1('Squeeze', [g.op1('Sub', [S, T]), g.i64([0])]);
-  const kpos = g.op1('Range', [zeroS, Ss, oneS]);
-  const qpos = g.op1('Range', [Ps, Ss, oneS]);
-  const causal = g.op1('LessOrEqual', [g.op1('Unsqueeze', [kpos, g.i64([0])]), g.op1('Unsqueeze', [qpos, g.i64([1])])]); // [T,S]
+  const kpos = g.op1('Unsqueeze', [g.op1('Range', [zeroS, Ss, oneS]), g.i64([0])]); // [1,S]
+  const qpos = g.op1('Unsqueeze', [g.op1('Range', [Ps, Ss, oneS]), g.i64([1])]); // [T,1]
+  const causal = g.op1('LessOrEqual', [kpos, qpos]); // [T,S]
+  const own = g.op1('Equal', [kpos, qpos]); // [T,S]
   const notPad = g.op1('Unsqueeze', [g.op1('Cast', [ATTENTION_MASK], { to: DT.BOOL }), g.i64([1])]); // [B,1,S]
-  const allowed = g.op1('And', [causal, notPad]); // [B,T,S]
-  const mask3 = g.op1('Where', [allowed, g.f32([0], true), g.f32([MASK_MIN], true)]); // [B,T,S]
-  // Scores are laid out [B, KV, T*G, S] (rows ordered t, then g): repeat each mask row G times once here.
-  let maskAdd: string;
-  if (G === 1) maskAdd = g.op1('Unsqueeze', [mask3, g.i64([1])]);
-  else {
+  const allowed = g.op1('And', [causal, g.op1('Or', [notPad, own])]); // [B,T,S]
+  const maskFor = (window: number | null): string => {
+    const ok = window === null ? allowed : g.op1('And', [allowed, g.op1('Less', [g.op1('Sub', [qpos, kpos]), g.i64([window], true)])]);
+    const mask3 = g.op1('Where', [ok, g.f32([0], true), g.f32([MASK], true)]); // [B,T,S]
+    // Scores are laid out [B, KV, T*G, S] (rows ordered t, then g): repeat each mask row G times once here.
+    if (G === 1) return g.op1('Unsqueeze', [mask3, g.i64([1])]);
     const rep = g.op1('Expand', [g.op1('Unsqueeze', [mask3, g.i64([2])]), g.i64([1, 1, G, 1])]); // [B,T,G,S]
     const shp = g.op1('Concat', [g.op1('Shape', [INPUT_IDS], { start: 0, end: 1 }), g.i64([1, -1]), S], { axis: 0 });
-    maskAdd = g.op1('Reshape', [rep, shp]); // [B,1,T*G,S]
-  }
+    return g.op1('Reshape', [rep, shp]); // [B,1,T*G,S]
+  };
+  const masks = new Map<number | null, string>();
+  for (const w of c.attentionWindows) if (!masks.has(w)) masks.set(w, maskFor(w));
 
   const eps = g.f32([c.rmsNormEps], true);
   const two = g.f32([2], true);
-  const rms = (t: string, w: string): string => {
-    const ms = g.op1('ReduceMean', [g.op1('Pow', [t, two])], { axes: [-1], keepdims: 1 });
-    return g.op1('Mul', [g.op1('Div', [t, g.op1('Sqrt', [g.op1('Add', [ms, eps])])]), w]);
-  };
   const linear = (t: string, w: string, b?: string): string => {
     const y = g.op1('MatMul', [t, w]);
     return b ? g.op1('Add', [y, b]) : y;
   };
 
-  const qScale = 1 / Math.sqrt(hd);
-  const qkvSplit = g.i64([qd, kvd, kvd]);
-  const guSplit = g.i64([I, I]);
-  for (let i = 0; i < L; i++) {
-    const n = (s: string) => layerTensorName(i, s);
-    const ln1 = await g.weight(n('input_layernorm.weight'), [D], await r(n('input_layernorm.weight')));
-    const ln2 = await g.weight(n('post_attention_layernorm.weight'), [D], await r(n('post_attention_layernorm.weight')));
-    const wq = scaled(await r(n('self_attn.q_proj.weight')), qScale);
-    const wqkv = await g.weight(`layers.${i}.qkv.weight_t`, [D, qd + 2 * kvd], fusedTransposed([wq, await r(n('self_attn.k_proj.weight')), await r(n('self_attn.v_proj.weight'))], D));
-    let bqkv: string | undefined;
-    if (c.qkvBias) {
-      const b = concat([scaled(await r(n('self_attn.q_proj.bias')), qScale), await r(n('self_attn.k_proj.bias')), await r(n('self_attn.v_proj.bias'))]);
-      bqkv = await g.weight(`layers.${i}.qkv.bias`, [qd + 2 * kvd], b);
-    }
-    const wo = await g.weight(`layers.${i}.o_proj.weight_t`, [qd, D], transpose(await r(n('self_attn.o_proj.weight')), D, qd));
-    const bo = c.oBias ? await g.weight(n('self_attn.o_proj.bias'), [D], await r(n('self_attn.o_proj.bias'))) : undefined;
-    const wgu = await g.weight(`layers.${i}.gate_up.weight_t`, [D, 2 * I], fusedTransposed([await r(n('mlp.gate_proj.weight')), await r(n('mlp.up_proj.weight'))], D));
-    const bgu = c.mlpBias ? await g.weight(`layers.${i}.gate_up.bias`, [2 * I], concat([await r(n('mlp.gate_proj.bias')), await r(n('mlp.up_proj.bias'))])) : undefined;
-    const wd = await g.weight(`layers.${i}.down_proj.weight_t`, [I, D], transpose(await r(n('mlp.down_proj.weight')), D, I));
-    const bd = c.mlpBias ? await g.weight(n('mlp.down_proj.bias'), [D], await r(n('mlp.down_proj.bias'))) : undefined;
-
-    // attention
-    const h1 = rms(x, ln1);
-    const [q0, k0, v0] = g.op('Split', [linear(h1, wqkv, bqkv), qkvSplit], { axis: -1 }, 3);
-    const q = rope(g.op1('Reshape', [q0!, g.i64([0, 0, H, hd])])); // [B,T,H,hd]
-    const k = rope(g.op1('Reshape', [k0!, g.i64([0, 0, KV, hd])])); // [B,T,KV,hd]
-    const v = g.op1('Reshape', [v0!, g.i64([0, 0, KV, hd])]);
-    const qg = g.op1('Reshape', [g.op1('Transpose', [g.op1('Reshape', [q, g.i64([0, 0, KV, G, hd])])], { perm: [0, 2, 1, 3, 4] }), g.i64([0, 0, -1, hd])]); // [B,KV,T*G,hd]
-    const kNew = g.op1('Transpose', [k], { perm: [0, 2, 1, 3] });
-    const vNew = g.op1('Transpose', [v], { perm: [0, 2, 1, 3] });
-    const kAll = g.op1('Concat', [pastKeyName(i), kNew], { axis: 2 }, presentKeyName(i)); // [B,KV,S,hd]
-    const vAll = g.op1('Concat', [pastValueName(i), vNew], { axis: 2 }, presentValueName(i));
-    const scores = g.op1('MatMul', [qg, g.op1('Transpose', [kAll], { perm: [0, 1, 3, 2] })]); // [B,KV,T*G,S]
-    const probs = g.op1('Softmax', [g.op1('Add', [scores, maskAdd])], { axis: -1 });
-    const ctx = g.op1('Reshape', [g.op1('MatMul', [probs, vAll]), g.i64([0, 0, -1, G * hd])]); // [B,KV,T,G*hd]
-    const merged = g.op1('Reshape', [g.op1('Transpose', [ctx], { perm: [0, 2, 1, 3] }), g.i64([0, 0, -1])]); // [B,T,H*hd]
-    const hAttn = g.op1('Add', [x, linear(merged, wo, bo)]);
-
-    // SwiGLU MLP
-    const h2 = rms(hAttn, ln2);
-    const [gate, up] = g.op('Split', [linear(h2, wgu, bgu), guSplit], { axis: -1 }, 2);
-    const act = g.op1('Mul', [g.op1('Mul', [gate!, g.op1('Sigmoid', [gate!])]), up!]);
-    x = g.op1('Add', [hAttn, linear(act, wd, bd)]);
-    g.outputs.push(valueInfo(presentKeyName(i), DT.FLOAT, ['batch_size', KV, 'total_sequence_length', hd]));
-    g.outputs.push(valueInfo(presentValueName(i), DT.FLOAT, ['batch_size', KV, 'total_sequence_length', hd]));
-    tick();
-  }
-
-  // --- final norm, keep the last `logits_to_keep` positions (0 = all), LM head
-  const normW = await g.weight(FINAL_NORM, [D], await r(FINAL_NORM));
-  const xn = rms(x, normW);
-  const keep = g.op1('Unsqueeze', [LOGITS_TO_KEEP, g.i64([0])]);
-  const start = g.op1('Where', [g.op1('Greater', [keep, g.i64([0])]), g.op1('Neg', [keep]), g.i64([0])]);
-  const xs = g.op1('Slice', [xn, start, g.i64([2 ** 53 - 1]), g.i64([1])]); // [B,T',D]
-  const head = c.tieWordEmbeddings ? embed : await g.weight(LM_HEAD, [V, D], await r(LM_HEAD));
-  const logits2d = g.op1('Gemm', [g.op1('Reshape', [xs, g.i64([-1, D])]), head], { transB: 1 });
-  const outShape = g.op1('Concat', [g.op1('Shape', [xs], { start: 0, end: 2 }), g.i64([V])], { axis: 0 });
-  g.op1('Reshape', [logits2d, outShape], {}, LOGITS);
+  // --- the shared decoder over symbolic values: activations [B,T,D], heads [B,T,heads,hd]
+  const ops: DecoderOps<string> = {
+    embed: () => g.op1('Gather', [embed, INPUT_IDS], { axis: 0 }),
+    rmsNorm: (t, weight) => {
+      const ms = g.op1('ReduceMean', [g.op1('Pow', [t, two])], { axes: [-1], keepdims: 1 });
+      return g.op1('Mul', [g.op1('Div', [t, g.op1('Sqrt', [g.op1('Add', [ms, eps])])]), norms.get(weight)!]);
+    },
+    project: (t, layer, group) => {
+      const f = fused.get(`${layer}.${group}`)!;
+      const y = linear(t, f.w, f.b);
+      return f.splits.length === 1 ? [y] : g.op('Split', [y, g.i64([...f.splits])], { axis: -1 }, f.splits.length);
+    },
+    rope: (t, kind) => {
+      const x = g.op1('Reshape', [t, g.i64([0, 0, kind === 'q' ? H : KV, hd])]);
+      const [a, b] = g.op('Split', [x, halves], { axis: -1 }, 2);
+      const swapped = g.op1('Concat', [b!, a!], { axis: -1 });
+      return g.op1('Add', [g.op1('Mul', [x, cos]), g.op1('Mul', [swapped, sinS])]);
+    },
+    // q arrives pre-scaled by 1/sqrt(headDim) (folded into the q projection above).
+    attention: (q, k, v0, i) => {
+      const v = g.op1('Reshape', [v0, g.i64([0, 0, KV, hd])]);
+      const qg = g.op1('Reshape', [g.op1('Transpose', [g.op1('Reshape', [q, g.i64([0, 0, KV, G, hd])])], { perm: [0, 2, 1, 3, 4] }), g.i64([0, 0, -1, hd])]); // [B,KV,T*G,hd]
+      const kNew = g.op1('Transpose', [k], { perm: [0, 2, 1, 3] });
+      const vNew = g.op1('Transpose', [v], { perm: [0, 2, 1, 3] });
+      const kAll = g.op1('Concat', [pastKeyName(i), kNew], { axis: 2 }, presentKeyName(i)); // [B,KV,S,hd]
+      const vAll = g.op1('Concat', [pastValueName(i), vNew], { axis: 2 }, presentValueName(i));
+      g.outputs.push(valueInfo(presentKeyName(i), DT.FLOAT, ['batch_size', KV, 'total_sequence_length', hd]));
+      g.outputs.push(valueInfo(presentValueName(i), DT.FLOAT, ['batch_size', KV, 'total_sequence_length', hd]));
+      const scores = g.op1('MatMul', [qg, g.op1('Transpose', [kAll], { perm: [0, 1, 3, 2] })]); // [B,KV,T*G,S]
+      const probs = g.op1('Softmax', [g.op1('Add', [scores, masks.get(c.attentionWindows[i]!)!])], { axis: -1 });
+      const ctx = g.op1('Reshape', [g.op1('MatMul', [probs, vAll]), g.i64([0, 0, -1, G * hd])]); // [B,KV,T,G*hd]
+      return g.op1('Reshape', [g.op1('Transpose', [ctx], { perm: [0, 2, 1, 3] }), g.i64([0, 0, -1])]); // [B,T,H*hd]
+    },
+    swiglu: (gate, up) => g.op1('Mul', [g.op1('Mul', [gate, g.op1('Sigmoid', [gate])]), up]),
+    add: (a, b) => g.op1('Add', [a, b]),
+    // keep the last `logits_to_keep` positions (0 = all), then the LM head
+    head: (xn) => {
+      const keep = g.op1('Unsqueeze', [LOGITS_TO_KEEP, g.i64([0])]);
+      const start = g.op1('Where', [g.op1('Greater', [keep, g.i64([0])]), g.op1('Neg', [keep]), g.i64([0])]);
+      const xs = g.op1('Slice', [xn, start, g.i64([2 ** 53 - 1]), g.i64([1])]); // [B,T',D]
+      const logits2d = g.op1('Gemm', [g.op1('Reshape', [xs, g.i64([-1, D])]), headW], { transB: 1 });
+      const outShape = g.op1('Concat', [g.op1('Shape', [xs], { start: 0, end: 2 }), g.i64([V])], { axis: 0 });
+      return g.op1('Reshape', [logits2d, outShape], {}, LOGITS);
+    },
+  };
+  decoder(c, ops);
   g.outputs.unshift(valueInfo(LOGITS, DT.FLOAT, ['batch_size', 'logits_length', V]));
-  tick();
 
   return g.model({
     opset: ONNX_OPSET,

@@ -22,6 +22,7 @@ import {
   IGNORE_INDEX,
   LM_HEAD,
   UsageError,
+  cosSin,
   expectedShape,
   expectedTensorNames,
   layerTensorName,
@@ -32,7 +33,6 @@ import {
 import type { onnx } from 'onnx-proto';
 import { DT, GraphBuilder, valueInfo } from '../graph';
 import { checkExportable } from '../export';
-import { ropeInvFreq } from '../rope';
 
 export const TRAIN_OPSET = 17;
 export const TRAIN_IDS = 'ids';
@@ -108,10 +108,12 @@ export interface TrainGraph {
 export async function buildTrainingGraph(source: WeightSource, opts: TrainGraphOptions): Promise<TrainGraph> {
   const c = source.config;
   checkExportable(c);
-  if (c.ropeScaling) ropeInvFreq(c);
   const T = opts.seqLen;
   if (!Number.isInteger(T) || T < 1) throw new UsageError(`sequence length must be a positive integer, got ${T}`);
   if (T > c.maxPositionEmbeddings) throw new ConfigError(`sequence length ${T} exceeds max_position_embeddings ${c.maxPositionEmbeddings}`);
+  // Not in this graph yet: sliding-window layers (its mask is plain causal).
+  const windowed = c.attentionWindows.findIndex((w) => w !== null && w < T);
+  if (windowed >= 0) throw new ConfigError(`layer ${windowed} uses a sliding attention window (${c.attentionWindows[windowed]}) shorter than the sequence (${T}), which the onnx training graph does not implement yet; train with the tfjs backend`, 'CONFIG_UNSUPPORTED_ATTENTION');
   const trainable = checkTrainable(c, opts.trainable);
   const trainSet = new Set(trainable);
   const g = new GraphBuilder();
@@ -162,20 +164,9 @@ export async function buildTrainingGraph(source: WeightSource, opts: TrainGraphO
   const eps = g.f32([c.rmsNormEps], true);
   const one = g.f32([1], true);
   const scale = g.f32([1 / Math.sqrt(hd)], true);
-  const inv = ropeInvFreq(c);
-  const cosT = new Float32Array(T * hd);
-  const sinT = new Float32Array(T * hd);
-  for (let t = 0; t < T; t++) {
-    for (let i = 0; i < hd / 2; i++) {
-      const a = Math.fround(t * inv[i]!);
-      const co = Math.cos(a);
-      const si = Math.sin(a);
-      cosT[t * hd + i] = co;
-      cosT[t * hd + hd / 2 + i] = co;
-      sinT[t * hd + i] = -si;
-      sinT[t * hd + hd / 2 + i] = si;
-    }
-  }
+  // core's model/rope (scaling and attention factor included); sin signed as cat(-sin, sin).
+  const { cos: cosT, sin: sinT } = cosSin(c, Int32Array.from({ length: T }, (_, t) => t), T);
+  for (let t = 0; t < T; t++) for (let i = 0; i < hd / 2; i++) sinT[t * hd + i] = -sinT[t * hd + i]!;
   const cos = await g.weight('rope.cos', [T, 1, hd], cosT);
   const sinS = await g.weight('rope.sin_signed', [T, 1, hd], sinT);
   const maskV = new Float32Array(T * G * T);
