@@ -3,7 +3,7 @@
  * `generate()`. Adds what serving needs: streamed text deltas that never leak a stop string or a
  * half-decoded character, and per-token log-probabilities from one extra forward pass.
  */
-import { UsageError, generate, type CausalLM, type FinishReason as CoreFinishReason, type TextTokenizer } from '@llama-pro/core';
+import { UsageError, decodeAfter, generate, type CausalLM, type FinishReason as CoreFinishReason, type TextTokenizer } from '@llama-pro/core';
 
 export interface TextGenerationRequest {
   promptIds: readonly number[];
@@ -109,7 +109,9 @@ export class TextGenerator {
   }
 
   async generate(req: TextGenerationRequest): Promise<TextGenerationResult> {
-    const decode = (ids: readonly number[]): string => this.tokenizer.decode(ids, { skipSpecialTokens: true });
+    // The completion's text is what its tokens add after the prompt (vLLM's incremental detokenizer): decoding the
+    // tokens alone would drop the first one's leading space with SentencePiece-style (Strip) decoders.
+    const decode = (ids: readonly number[]): string => decodeAfter(this.tokenizer, req.promptIds, ids, { skipSpecialTokens: true });
     const stops = (req.stop ?? []).filter((s) => s.length > 0);
     const stream = req.onText ? new StreamingText(decode, stops, req.onText) : null;
     const [r] = await generate(this.model, [req.promptIds], {

@@ -11,7 +11,7 @@ import { createAdaptorServer } from '@hono/node-server';
 import { Hono, type Context } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { streamSSE, type SSEStreamingApi } from 'hono/streaming';
-import { LlamaProError, UsageError, type CausalLM, type TextTokenizer } from '@llama-pro/core';
+import { LlamaProError, UsageError, decodeAfter, type CausalLM, type TextTokenizer } from '@llama-pro/core';
 import type { z } from 'zod';
 import { SERVER_DEFAULTS } from '../constants';
 import { newToolCallId, type ChatMessage, type ToolCall, type ToolSpec } from '../messages';
@@ -101,7 +101,9 @@ export function createOpenAIApp(served: ServedModel, options: ServerOptions = {}
   const vocab = served.model.config.vocabSize;
   let draining = false;
 
-  const tokenText = (id: number): string => served.tokenizer.decode([id]);
+  // A token's text is what it adds after the tokens before it (vLLM's incremental detokenizer), so logprob tokens
+  // join to the returned text and alternatives are spelled as they would read in place.
+  const tokenText = (before: readonly number[], id: number): string => decodeAfter(served.tokenizer, before, [id], { skipSpecialTokens: true });
 
   app.onError((err, c) => {
     let e: ApiError;
@@ -197,21 +199,20 @@ export function createOpenAIApp(served: ServedModel, options: ServerOptions = {}
     const all = await generator.logprobs(ids, top);
     const from = echo ? 0 : promptLen;
     const entries: TokenLogprob[] = all.slice(from);
-    // Offsets index the returned text, where special tokens (BOS) take no room.
+    // Offsets index the returned text in code points (Python's len, as vLLM); special tokens (BOS) take no room.
     const tokens: string[] = [];
     const offsets: number[] = [];
+    const tops: (Record<string, number> | null)[] = [];
     let offset = 0;
-    for (const e of entries) {
-      tokens.push(tokenText(e.token));
+    entries.forEach((e, j) => {
+      const before = ids.slice(0, from + j);
+      const piece = tokenText(before, e.token);
+      tokens.push(piece);
       offsets.push(offset);
-      offset += served.tokenizer.decode([e.token], { skipSpecialTokens: true }).length;
-    }
-    return {
-      tokens,
-      token_logprobs: entries.map((e) => e.logprob),
-      top_logprobs: entries.map((e) => (e.logprob === null ? null : Object.fromEntries(e.top.map((t) => [tokenText(t.token), t.logprob])))),
-      text_offset: offsets,
-    };
+      offset += [...piece].length;
+      tops.push(e.logprob === null ? null : Object.fromEntries(e.top.map((t) => [tokenText(before, t.token), t.logprob])));
+    });
+    return { tokens, token_logprobs: entries.map((e) => e.logprob), top_logprobs: tops, text_offset: offsets };
   }
 
   app.post('/v1/completions', async (c) => {
@@ -289,11 +290,17 @@ export function createOpenAIApp(served: ServedModel, options: ServerOptions = {}
 
   async function chatLogprobs(ids: number[], promptLen: number, top: number): Promise<Record<string, unknown>> {
     const all = (await generator.logprobs(ids, top)).slice(promptLen);
-    const entry = (token: number, logprob: number): Record<string, unknown> => {
-      const s = tokenText(token);
+    const entry = (before: readonly number[], token: number, logprob: number): Record<string, unknown> => {
+      const s = tokenText(before, token);
       return { token: s, logprob, bytes: [...Buffer.from(s, 'utf8')] };
     };
-    return { content: all.map((e) => ({ ...entry(e.token, e.logprob ?? 0), top_logprobs: e.top.map((t) => entry(t.token, t.logprob)) })), refusal: null };
+    return {
+      content: all.map((e, j) => {
+        const before = ids.slice(0, promptLen + j);
+        return { ...entry(before, e.token, e.logprob ?? 0), top_logprobs: e.top.map((t) => entry(before, t.token, t.logprob)) };
+      }),
+      refusal: null,
+    };
   }
 
   app.post('/v1/chat/completions', async (c) => {
