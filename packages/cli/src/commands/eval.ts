@@ -36,6 +36,7 @@ interface EvalOpts {
   apiKeyEnv: string;
   generation: string;
   corpus?: string;
+  rollingScoring: string;
   mmluPrompt: string;
   subjects?: string;
   maxGenTokens?: string;
@@ -76,6 +77,7 @@ export function registerEval(program: Command): void {
     .option('--api-key-env <var>', 'for endpoints: environment variable holding the API key', 'OPENAI_API_KEY')
     .option('--generation <api>', 'for endpoints: completions or chat', 'completions')
     .option('--corpus <path>', 'perplexity corpus: .txt, .jsonl (field "text") or a directory of them')
+    .option('--rolling-scoring <mode>', 'perplexity: lm-eval (lm-eval 0.4.x loglikelihood_rolling: BOS is scored when BOS is added) or text-only', 'lm-eval')
     .option('--mmlu-prompt <style>', 'mmlu prompt: lm-eval or original (hendrycks/test evaluate.py)', 'lm-eval')
     .option('--subjects <list>', 'mmlu: comma-separated subjects (default: all 57)')
     .option('--max-gen-tokens <n>', 'maximum generated tokens (default: humaneval 512, gsm8k 256)')
@@ -139,6 +141,7 @@ export function registerEval(program: Command): void {
       const options: Record<string, unknown> = { promptStyle: opts.mmluPrompt };
       if (opts.samples) options['samplesFile'] = opts.samples;
       if (opts.corpus) options['corpus'] = opts.corpus;
+      options['rollingScoring'] = opts.rollingScoring;
       if (opts.subjects) options['subjects'] = opts.subjects.split(',').map((x) => x.trim()).filter(Boolean);
       if (maxGenTokens !== undefined) options['maxGenTokens'] = maxGenTokens;
       if (workers !== undefined) options['workers'] = workers;

@@ -5,7 +5,7 @@
  * truncated from the left to the model's length, rolling log-likelihoods use disjoint windows after a prefix
  * token, and generation runs core `generate()` with stop strings searched only in the generated text.
  */
-import { generate, type CausalLM, type GenerateUntilRequest, type LanguageModel, type LoglikelihoodRequest, type LoglikelihoodResult, type TextTokenizer } from '@llama-pro/core';
+import { generate, type CausalLM, type RollingScoring, type GenerateUntilRequest, type LanguageModel, type LoglikelihoodRequest, type LoglikelihoodResult, type TextTokenizer } from '@llama-pro/core';
 import { EvalError } from '../errors';
 
 export interface LocalLanguageModelOptions {
@@ -117,12 +117,18 @@ export class LocalLanguageModel implements LanguageModel {
     return out;
   }
 
-  async loglikelihoodRolling(texts: readonly string[]): Promise<{ logprob: number; tokens: number }[]> {
+  /** The tokens a rolling log-likelihood scores (see RollingScoring): with `lm-eval`, BOS first when BOS is added. */
+  rollingTokens(text: string, scoring: RollingScoring = 'lm-eval'): number[] {
+    const ids = this.tokenizer.encode(text);
+    return scoring === 'lm-eval' ? [...this.prefix(), ...ids] : ids;
+  }
+
+  async loglikelihoodRolling(texts: readonly string[], options: { scoring?: RollingScoring } = {}): Promise<{ logprob: number; tokens: number }[]> {
     const rows: ScoreRow[] = [];
     const owner: number[] = [];
     const totals = texts.map(() => ({ logprob: 0, tokens: 0 }));
     texts.forEach((t, i) => {
-      const ids = this.tokenizer.encode(t);
+      const ids = this.rollingTokens(t, options.scoring);
       for (const w of rollingWindows(ids, this.prefixToken(), this.maxLength)) {
         // input + [last target] ends with the targets; the consumer index is the window's position in rows.
         owner.push(i);

@@ -4,7 +4,7 @@
  * or after the context's end, by `text_offset`, or by token count when a local tokenizer sends token ids),
  * generation through `/completions` or `/chat/completions` with the stop strings.
  */
-import type { GenerateUntilRequest, LanguageModel, LoglikelihoodRequest, LoglikelihoodResult, TextTokenizer } from '@llama-pro/core';
+import type { GenerateUntilRequest, LanguageModel, LoglikelihoodRequest, LoglikelihoodResult, RollingScoring, TextTokenizer } from '@llama-pro/core';
 import { EndpointError } from '../errors';
 import { truncateAtStops } from '../metrics';
 import { encodePair, rollingWindows } from './local';
@@ -143,12 +143,17 @@ export class OpenAICompatibleLanguageModel implements LanguageModel {
     return { logprob, isGreedy };
   }
 
-  async loglikelihoodRolling(texts: readonly string[]): Promise<{ logprob: number; tokens: number }[]> {
+  /**
+   * With a tokenizer: as the local model (RollingScoring). Text prompts can only be scored `text-only` (the server adds
+   * BOS and cannot score it; lm-eval's local-completions tokenizes locally for the same reason).
+   */
+  async loglikelihoodRolling(texts: readonly string[], options: { scoring?: RollingScoring } = {}): Promise<{ logprob: number; tokens: number }[]> {
     const tok = this.options.tokenizer;
     if (tok) {
       const prefixToken = tok.bosTokenId ?? tok.eosTokenId;
       if (prefixToken === null) throw new EndpointError('the tokenizer has neither BOS nor EOS for rolling windows', 'ENDPOINT_NO_PREFIX');
-      const windows = texts.map((t) => rollingWindows(tok.encode(t), prefixToken, this.options.maxLength ?? 2048));
+      const bos = (options.scoring ?? 'lm-eval') === 'lm-eval' && (this.options.addBos ?? true) ? [tok.bosTokenId!] : [];
+      const windows = texts.map((t) => rollingWindows([...bos, ...tok.encode(t)], prefixToken, this.options.maxLength ?? 2048));
       const flat = windows.flat();
       const echoed = await this.echo(flat.map((w) => [...w.input, w.targets[w.targets.length - 1]!]));
       let k = 0;
@@ -163,6 +168,9 @@ export class OpenAICompatibleLanguageModel implements LanguageModel {
         }
         return { logprob, tokens };
       });
+    }
+    if ((options.scoring ?? 'lm-eval') === 'lm-eval') {
+      throw new EndpointError('lm-eval rolling scoring scores the BOS token, which text prompts to an endpoint cannot; pass --tokenizer <dir> (prompts go as token ids) or --rolling-scoring text-only', 'ENDPOINT_ROLLING_NEEDS_TOKENIZER');
     }
     const echoed = await this.echo([...texts]);
     return echoed.map((lp, i) => {
