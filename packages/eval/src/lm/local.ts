@@ -7,6 +7,7 @@
  */
 import { generate, type CausalLM, type RollingScoring, type GenerateUntilRequest, type LanguageModel, type LoglikelihoodRequest, type LoglikelihoodResult, type TextTokenizer } from '@llama-pro/core';
 import { EvalError } from '../errors';
+import { pyRstrip } from '../util/py-str';
 
 export interface LocalLanguageModelOptions {
   /** Prepend BOS to every context (current lm-eval with a Llama tokenizer; lm-eval <= 0.4.9 did not). Default true. */
@@ -27,7 +28,7 @@ export interface EncodedPair {
 
 /** lm-eval `_encode_pair` (+ the prefix token). */
 export function encodePair(tokenizer: TextTokenizer, context: string, continuation: string, prefix: number[]): EncodedPair {
-  const trimmed = context.replace(/\s+$/u, '');
+  const trimmed = pyRstrip(context); // n_spaces = len(context) - len(context.rstrip())
   const nSpaces = context.length - trimmed.length;
   if (nSpaces > 0) {
     continuation = context.slice(trimmed.length) + continuation;

@@ -7,6 +7,7 @@
 import type { GenerateUntilRequest, LanguageModel, LoglikelihoodRequest, LoglikelihoodResult, RollingScoring, TextTokenizer } from '@llama-pro/core';
 import { EndpointError } from '../errors';
 import { truncateAtStops } from '../metrics';
+import { pyRstrip } from '../util/py-str';
 import { encodePair, rollingWindows } from './local';
 
 export interface OpenAICompatibleOptions {
@@ -114,7 +115,7 @@ export class OpenAICompatibleLanguageModel implements LanguageModel {
       const r = requests[i]!;
       const offsets = lp.text_offset;
       if (!offsets) throw new EndpointError('the endpoint returned no text_offset; pass a tokenizer (--tokenizer) so prompts go as token ids', 'ENDPOINT_NO_OFFSETS');
-      const ctxLen = codePoints(r.context.replace(/\s+$/u, ''));
+      const ctxLen = codePoints(pyRstrip(r.context));
       const end = codePoints(r.context + r.continuation);
       let start = offsets.findIndex((o) => o >= ctxLen);
       let stop = offsets.findIndex((o) => o >= end);
