@@ -53,6 +53,8 @@ export const SERVER_DEFAULTS = {
   shutdownGraceMs: 10_000,
   /** Most alternatives returned per position when `logprobs` is requested (OpenAI allows 5 / 20). */
   maxLogprobs: 20,
+  /** Most stop strings per request (OpenAI allows 4; vLLM any number). */
+  maxStopStrings: 64,
 } as const;
 
 /** Tool-call markers used by the built-in templates and the JSON tool-call parser. */

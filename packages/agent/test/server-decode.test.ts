@@ -97,3 +97,18 @@ describe('incremental decoding (D2)', () => {
     expect(el.tokens!.join('')).toBe(e.choices[0]!.text);
   });
 });
+
+describe('request limits as vLLM (D5)', () => {
+  test('more than 4 stop strings (lm-eval local-completions sends 6 for humaneval) and logprobs up to 20', async () => {
+    const stop = ['\nclass', '\ndef', '\n#', '\nif', '\nprint', '0 1'];
+    const r = await client.completions.create({ model: 'sp', prompt: 'He has', max_tokens: 8, temperature: 0, stop });
+    expect(r.choices[0]!.text).toBe(' 1'); // ' 10 10 10' cut before the first '0 1'
+    const lp = await client.completions.create({ model: 'sp', prompt: 'He has', max_tokens: 1, temperature: 0, logprobs: 10 });
+    // Alternatives are keyed by text, so tokens that read the same (byte pieces → U+FFFD) share a key, as in vLLM.
+    expect(Object.keys(lp.choices[0]!.logprobs!.top_logprobs![0]!)).toContain(' 10');
+    const chat = await client.chat.completions.create({ model: 'sp', messages: [{ role: 'user', content: 'x' }], max_tokens: 1, temperature: 0, logprobs: true, top_logprobs: 20 });
+    expect(chat.choices[0]!.logprobs!.content![0]!.top_logprobs).toHaveLength(20);
+    const res = await fetch(`${server.url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'sp', prompt: 'x', logprobs: 21 }) });
+    expect(res.status).toBe(400);
+  });
+});

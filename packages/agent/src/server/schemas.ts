@@ -1,7 +1,10 @@
 /** Request schemas of the OpenAI-compatible endpoints (unknown fields are ignored, as OpenAI does). */
 import { z } from 'zod';
+import { SERVER_DEFAULTS } from '../constants';
 
-const stop = z.union([z.string(), z.array(z.string()).max(4)]).nullish();
+// OpenAI caps stop at 4 strings; vLLM and llama.cpp take any number, and lm-eval's local-completions sends 6 for
+// humaneval, so the cap here only bounds the work per request.
+const stop = z.union([z.string(), z.array(z.string()).max(SERVER_DEFAULTS.maxStopStrings)]).nullish();
 const streamOptions = z.object({ include_usage: z.boolean().nullish() }).nullish();
 const sampling = {
   model: z.string().min(1),
@@ -22,7 +25,8 @@ export const completionRequestSchema = z.object({
   ...sampling,
   prompt: z.union([z.string(), z.array(z.string()).min(1), tokenIds.min(1), z.array(tokenIds.min(1)).min(1)]),
   max_tokens: z.number().int().min(0).nullish(),
-  logprobs: z.number().int().min(0).max(5).nullish(),
+  // OpenAI: 5; vLLM: max_logprobs (20 by default).
+  logprobs: z.number().int().min(0).max(SERVER_DEFAULTS.maxLogprobs).nullish(),
   echo: z.boolean().nullish(),
   suffix: z.string().nullish(),
   best_of: z.number().int().min(1).nullish(),
@@ -49,7 +53,7 @@ export const chatRequestSchema = z.object({
   max_tokens: z.number().int().min(1).nullish(),
   max_completion_tokens: z.number().int().min(1).nullish(),
   logprobs: z.boolean().nullish(),
-  top_logprobs: z.number().int().min(0).max(20).nullish(),
+  top_logprobs: z.number().int().min(0).max(SERVER_DEFAULTS.maxLogprobs).nullish(),
   tools: z
     .array(
       z.object({

@@ -42,6 +42,7 @@ interface EvalOpts {
   maxGenTokens?: string;
   workers?: string;
   nSamples?: string;
+  k?: string;
   temperature?: string;
   timeout?: string;
   plugin?: string[];
@@ -82,6 +83,7 @@ export function registerEval(program: Command): void {
     .option('--subjects <list>', 'mmlu: comma-separated subjects (default: all 57)')
     .option('--max-gen-tokens <n>', 'maximum generated tokens (default: humaneval 512, gsm8k 256)')
     .option('--n-samples <n>', 'humaneval: completions per problem (pass@k for k <= n; use with --temperature)')
+    .option('--k <list>', 'humaneval: comma-separated k for pass@k (default 1,10,100; a k is reported when every problem has >= k samples)')
     .option('--temperature <t>', 'humaneval: sampling temperature (default 0 = greedy)')
     .option('--workers <n>', 'parallel sandbox workers for code execution')
     .option('--timeout <s>', 'seconds per program in the sandbox (default 3.0)')
@@ -98,6 +100,8 @@ export function registerEval(program: Command): void {
       const maxGenTokens = int('--max-gen-tokens', opts.maxGenTokens, 1);
       const workers = int('--workers', opts.workers, 1);
       const nSamples = int('--n-samples', opts.nSamples, 1);
+      const ks = opts.k === undefined ? undefined : opts.k.split(',').map((x) => int('--k', x.trim(), 1)!);
+      if (ks !== undefined && ks.length === 0) throw new UsageError('--k needs at least one integer, e.g. --k 1,5');
       const temperature = opts.temperature === undefined ? undefined : Number(opts.temperature);
       if (temperature !== undefined && !(temperature >= 0)) throw new UsageError(`--temperature must be a number >= 0, got "${opts.temperature}"`);
       const timeoutS = opts.timeout === undefined ? undefined : Number(opts.timeout);
@@ -146,6 +150,7 @@ export function registerEval(program: Command): void {
       if (maxGenTokens !== undefined) options['maxGenTokens'] = maxGenTokens;
       if (workers !== undefined) options['workers'] = workers;
       if (nSamples !== undefined) options['nSamples'] = nSamples;
+      if (ks !== undefined) options['ks'] = ks;
       if (temperature !== undefined) options['temperature'] = temperature;
       if (timeoutS !== undefined) options['timeoutS'] = timeoutS;
       try {

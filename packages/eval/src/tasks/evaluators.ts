@@ -30,7 +30,7 @@ import {
   strictMatch,
 } from './gsm8k';
 import { evaluateFunctionalCorrectness, HUMANEVAL_STOPS, loadHumanEval, readSamplesJsonl, type CompletionSample } from './humaneval';
-import { loadMbpp, MBPP_FEWSHOT_IDS, MBPP_UNTIL, mbppProgram, mbppPrompt } from './mbpp';
+import { loadMbpp, mbppDir, MBPP_FEWSHOT_IDS, MBPP_UNTIL, mbppProgram, mbppPrompt } from './mbpp';
 import { aggregateMmlu, argmax, loadMmlu, MMLU_CATEGORIES, MMLU_CONTINUATIONS, mmluPrompt, type MmluPromptStyle, type MmluRow } from './mmlu';
 import { loadCorpus, perplexityMetrics } from './perplexity';
 
@@ -109,11 +109,11 @@ export const humanevalEvaluator: Evaluator = {
 export const mbppEvaluator: Evaluator = {
   name: 'mbpp',
   description: 'MBPP pass@k (lm-eval 3-shot prompt with tasks 2,3,4; test split 11-510)',
-  dataset: 'humaneval',
+  dataset: 'mbpp',
   needs: ['generate_until', 'sandbox'],
   defaultFewshot: 3,
   async evaluate(ctx: EvalContext): Promise<TaskResult> {
-    const dir = path.join(ctx.dataDir, 'humaneval');
+    const dir = await mbppDir(ctx.dataDir);
     const { test, prompt: pool, files } = await loadMbpp(dir);
     const k = checkFewshot('mbpp', ctx.numFewshot ?? 3, MBPP_FEWSHOT_IDS.length);
     const shots = MBPP_FEWSHOT_IDS.slice(0, k).map((id) => pool.find((d) => d.task_id === id)!);
