@@ -16,6 +16,8 @@ export interface TextGenerationRequest {
   /** Token ids that end generation besides EOS (e.g. a template's `<|im_end|>`). */
   stopTokenIds?: readonly number[];
   signal?: AbortSignal;
+  /** Changes the next-token logits before sampling (see core GenerateOptions.adjustLogits). */
+  adjustLogits?: (logits: Float32Array, generated: readonly number[]) => void;
   /** Receives text as it becomes final (stop strings held back until they cannot match). */
   onText?: (delta: string) => void;
 }
@@ -124,6 +126,7 @@ export class TextGenerator {
       stopStrings: stops,
       decode,
       signal: req.signal,
+      adjustLogits: req.adjustLogits ? (_row, logits, generated) => req.adjustLogits!(logits, generated) : undefined,
       onToken: stream ? (_row, tok) => stream.push(tok) : undefined,
     });
     const text = r!.text ?? decode(r!.tokens);

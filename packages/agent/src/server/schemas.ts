@@ -14,9 +14,10 @@ const sampling = {
   stop,
   stream: z.boolean().nullish(),
   stream_options: streamOptions,
-  n: z.number().int().min(1).nullish(),
+  n: z.number().int().min(1).max(SERVER_DEFAULTS.maxN).nullish(),
   presence_penalty: z.number().min(-2).max(2).nullish(),
   frequency_penalty: z.number().min(-2).max(2).nullish(),
+  logit_bias: z.record(z.string(), z.number().min(-100).max(100)).nullish(),
   user: z.string().nullish(),
 };
 
