@@ -74,7 +74,7 @@ export function registerEval(program: Command): void {
     .option('--backend <name[:variant]>', BACKEND_OPTION_HELP, 'tfjs')
     .option('--no-bos', 'do not prepend BOS to contexts (lm-eval <= 0.4.9 behaviour)')
     .option('--tokenizer <dir>', "for endpoints: a local copy of the served model's tokenizer (prompts go as token ids)")
-    .option('--served-model <name>', 'for endpoints: the model name to request (default "default")')
+    .option('--served-model <name>', 'for endpoints: the model name to request (default: the only model the endpoint lists)')
     .option('--api-key-env <var>', 'for endpoints: environment variable holding the API key', 'OPENAI_API_KEY')
     .option('--generation <api>', 'for endpoints: completions or chat', 'completions')
     .option('--corpus <path>', 'perplexity corpus: .txt, .jsonl (field "text") or a directory of them')
