@@ -11,6 +11,7 @@ import { ApiError } from './errors';
 import { asList, checkLength, checkWork, logitAdjuster, readJson, sampling, textOf } from './request';
 import { chatRequestSchema, type ChatRequest } from './schemas';
 import { sse } from './sse';
+import { SchemaError, VocabTrie, compileSchema, grammarMask, initialState } from './json-grammar';
 
 function chatMessages(body: ChatRequest): ChatMessage[] {
   return body.messages.map((m): ChatMessage => {
@@ -57,6 +58,41 @@ function toolPrefill(body: ChatRequest, tools: ToolSpec[] | undefined): string {
   return `${TOOL_CALL_OPEN}{"name": ${JSON.stringify(name)}, "arguments": `;
 }
 
+function stopTokenIdsOf(sc: ServerContext): number[] {
+  return [...sc.generator.eosIds(), ...sc.prompts.stopTokenIds];
+}
+
+type Adjust = (logits: Float32Array, generated: readonly number[]) => void;
+
+function combine(a: Adjust | undefined, b: (() => Adjust) | undefined): (() => Adjust | undefined) {
+  return () => {
+    const m = b?.();
+    if (!a) return m;
+    if (!m) return a;
+    return (logits, generated) => {
+      a(logits, generated);
+      m(logits, generated);
+    };
+  };
+}
+
+/** `response_format` json_object / json_schema: a fresh grammar mask per generation (undefined for text). */
+function structuredOutput(sc: ServerContext, body: ChatRequest, endIds: number[]): (() => Adjust) | undefined {
+  const rf = body.response_format;
+  if (!rf || rf.type === 'text') return undefined;
+  let node;
+  try {
+    node = compileSchema(rf.type === 'json_object' ? { type: 'object' } : (rf.json_schema.schema ?? {}), 'response_format.json_schema.schema');
+  } catch (e) {
+    if (e instanceof SchemaError) throw new ApiError(400, e.message, 'invalid_request_error', 'response_format', 'invalid_schema');
+    throw e;
+  }
+  sc.vocabTrie ??= new VocabTrie(sc.served.tokenizer, sc.vocab);
+  const trie = sc.vocabTrie;
+  if (trie.allowed(initialState(node)).length === 0) throw new ApiError(400, "no token of the model's vocabulary can start a document for this response_format", 'invalid_request_error', 'response_format', 'invalid_schema');
+  return () => grammarMask(trie, node, endIds);
+}
+
 export function registerChat(app: Hono, sc: ServerContext): void {
   app.post('/v1/chat/completions', async (c) => {
     const body = await readJson(c, chatRequestSchema);
@@ -76,7 +112,7 @@ export function registerChat(app: Hono, sc: ServerContext): void {
     const maxTokens = checkLength(sc.contextLength, promptIds.length, body.max_completion_tokens ?? body.max_tokens, SERVER_DEFAULTS.chatMaxTokens, body.max_completion_tokens ? 'max_completion_tokens' : 'max_tokens');
     checkWork(sc.limits, [{ promptTokens: promptIds.length, maxTokens }], n);
     const s = sampling(body);
-    const adjustLogits = logitAdjuster(body, sc.vocab);
+    const adjustLogits = combine(logitAdjuster(body, sc.vocab), structuredOutput(sc, body, stopTokenIdsOf(sc)));
     const stop = [...sc.prompts.stop, ...asList(body.stop)];
     const stopTokenIds = sc.prompts.stopTokenIds;
     const id = `chatcmpl-${randomUUID()}`;
@@ -111,7 +147,7 @@ export function registerChat(app: Hono, sc: ServerContext): void {
             send(chunk({ role: 'assistant', content: '' }, null));
             // With tools the reply may turn out to be a tool call, so it is sent whole at the end.
             const streamText = !tools && top < 0;
-            const out = await generateCounted(sc, { promptIds, maxTokens, ...s, seed: s.seed + index, stop, stopTokenIds, signal, adjustLogits, onText: streamText ? (d) => send(chunk({ content: d }, null)) : undefined });
+            const out = await generateCounted(sc, { promptIds, maxTokens, ...s, seed: s.seed + index, stop, stopTokenIds, signal, adjustLogits: adjustLogits(), onText: streamText ? (d) => send(chunk({ content: d }, null)) : undefined });
             const lp = top >= 0 ? await chatLogprobs(sc, [...promptIds, ...out.tokens], promptIds.length, top) : null;
             return { out, lp };
           }, signal);
@@ -134,7 +170,7 @@ export function registerChat(app: Hono, sc: ServerContext): void {
     const outs: TextGenerationResult[] = [];
     for (let index = 0; index < n; index++) {
       const { out, lp } = await sc.queue.run(async () => {
-        const out = await generateCounted(sc, { promptIds, maxTokens, ...s, seed: s.seed + index, stop, stopTokenIds, signal, adjustLogits });
+        const out = await generateCounted(sc, { promptIds, maxTokens, ...s, seed: s.seed + index, stop, stopTokenIds, signal, adjustLogits: adjustLogits() });
         const lp = top >= 0 ? await chatLogprobs(sc, [...promptIds, ...out.tokens], promptIds.length, top) : null;
         return { out, lp };
       }, signal);

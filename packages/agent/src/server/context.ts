@@ -8,6 +8,7 @@ import type { ChatTemplate } from '../templates/chat-template';
 import type { ServerMetrics } from './metrics';
 import { ShuttingDownError, type RequestQueue } from './queue';
 import type { WorkLimits } from './request';
+import type { VocabTrie } from './json-grammar';
 
 export interface ServedModel {
   /** The name clients put in `model`. */
@@ -30,6 +31,8 @@ export interface ServerContext {
   readonly contextLength: number;
   readonly vocab: number;
   readonly created: number;
+  /** The vocabulary as a trie of token texts, built on the first structured-output request. */
+  vocabTrie?: VocabTrie;
 }
 
 /**
