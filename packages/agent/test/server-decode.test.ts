@@ -14,7 +14,7 @@ import * as path from 'node:path';
 import OpenAI from 'openai';
 import { loadTokenizer, type TextTokenizer } from '@llama-pro/core';
 import { writeSentencePieceTokenizer } from '@llama-pro/core/testing';
-import { resolveChatTemplate, startServer, type RunningServer } from '../src';
+import { ChatPromptBuilder, resolveChatTemplate, startServer, type RunningServer } from '../src';
 import { TableCausalLM, scriptRules } from '../src/testing';
 
 jest.setTimeout(60_000);
@@ -32,8 +32,12 @@ beforeAll(async () => {
   await writeSentencePieceTokenizer(dir);
   tokenizer = await loadTokenizer(dir);
   const ten = tokenizer.encode(' 10').slice(-1)[0]!; // "▁10"
-  const model = new TableCausalLM(tokenizer.vocabSize, [...scriptRules(ids('He has'), [ten, ten, ten], EOS), ...scriptRules(ids('The answer'), [], EOS)], { maxPositions: 256, eosTokenId: EOS });
   const template = resolveChatTemplate(tokenizer, 'plain');
+  const chatEmpty = new ChatPromptBuilder(tokenizer, template).ids([{ role: 'user', content: 'The answer' }]);
+  const model = new TableCausalLM(tokenizer.vocabSize, [...scriptRules(ids('He has'), [ten, ten, ten], EOS), ...scriptRules(ids('The answer'), [], EOS), ...scriptRules(chatEmpty, [], EOS)], {
+    maxPositions: 256,
+    eosTokenId: EOS,
+  });
   server = await startServer({ id: 'sp', model, tokenizer, template }, { port: 0 });
   client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: 'unused', maxRetries: 0 });
 });
@@ -58,8 +62,12 @@ describe('empty generations (D1)', () => {
     for await (const ch of await client.completions.create({ model: 'sp', prompt: 'The answer', max_tokens: 8, temperature: 0, stream: true })) streamed += ch.choices[0]?.text ?? '';
     expect(streamed).toBe('');
 
-    const chat = await client.chat.completions.create({ model: 'sp', messages: [{ role: 'user', content: 'x' }], max_tokens: 1, temperature: 0 });
-    expect(typeof chat.choices[0]!.message.content).toBe('string');
+    const chat = await client.chat.completions.create({ model: 'sp', messages: [{ role: 'user', content: 'The answer' }], max_tokens: 8, temperature: 0, logprobs: true });
+    expect(chat.choices[0]!.message.content).toBe('');
+    expect(chat.choices[0]!.finish_reason).toBe('stop');
+    let chatStreamed = '';
+    for await (const ch of await client.chat.completions.create({ model: 'sp', messages: [{ role: 'user', content: 'The answer' }], max_tokens: 8, temperature: 0, stream: true })) chatStreamed += ch.choices[0]?.delta.content ?? '';
+    expect(chatStreamed).toBe('');
   });
 
   test('max_tokens 0 → "" (echo returns just the prompt)', async () => {
@@ -68,6 +76,9 @@ describe('empty generations (D1)', () => {
     const e = await client.completions.create({ model: 'sp', prompt: 'He has', max_tokens: 0, temperature: 0, echo: true, logprobs: 0 });
     expect(e.choices[0]!.text).toBe('He has');
     expect(e.choices[0]!.logprobs!.tokens).toEqual(['', 'He', ' has']);
+    // Scoring a prompt (lm-eval / vLLM echo + max_tokens 0): a logprob for every prompt token but the first.
+    expect(e.choices[0]!.logprobs!.token_logprobs![0]).toBeNull();
+    expect(e.choices[0]!.logprobs!.token_logprobs!.slice(1).every((x) => typeof x === 'number' && x < 0)).toBe(true);
   });
 });
 
