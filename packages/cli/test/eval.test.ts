@@ -81,7 +81,8 @@ describeWithFixtures('llama-pro eval on stories260K: local backend vs OpenAI-com
   it('gives the same numbers through both paths, and compare shows zero deltas', async () => {
     // Short prompts: stories260K has 512 positions and a server rejects longer requests (the local path would
     // truncate from the left, lm-eval style).
-    const common = ['--tasks', 'mmlu,gsm8k,perplexity', '--limit', '3', '--num-fewshot', '0', '--subjects', 'abstract_algebra,high_school_mathematics', '--data-dir', DATA, '--out', tmp, '--max-gen-tokens', '24', '--corpus', path.join(tmp, 'corpus.txt')];
+    const common = ['--tasks', 'mmlu,gsm8k,perplexity', '--limit', '3', '--num-fewshot', '0', '--subjects', 'abstract_algebra,high_school_mathematics', '--data-dir', DATA, '--out', tmp, '--max-gen-tokens', '24', '--corpus', path.join(tmp, 'corpus.txt'), '--rolling-scoring', 'text-only'];
+    // (text-only: lm-eval's rolling scoring includes BOS, which text prompts to an endpoint cannot score.)
     const local = await runCli(['eval', '--model', dir, '--backend', 'tfjs:wasm', '--name', 'local', ...common]);
     expect(local.stderr).not.toMatch(/llama-pro:/);
     expect(local.code).toBe(0);
