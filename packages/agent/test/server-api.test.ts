@@ -114,7 +114,10 @@ describe('tool_choice', () => {
     const builder = new ChatPromptBuilder(tok, template);
     // With a named tool_choice the reply is generated after the forced prefix `<tool_call>{"name": "add", "arguments": `.
     const prefixed = [...builder.ids(Q, [ADD]), ...tok.encode('<tool_call>{"name": "add", "arguments": ')];
-    const model = new TableCausalLM(CHAR_TOKENIZER_VOCAB, scriptRules(prefixed, tok.encode('{"a": 2}}</tool_call>'), EOS), { maxPositions: 2048, eosTokenId: EOS });
+    // With "required" it is generated after `<tool_call>`.
+    const opened = [...builder.ids(Q, [ADD]), ...tok.encode('<tool_call>')];
+    const rules = [...scriptRules(prefixed, tok.encode('{"a": 2}}</tool_call>'), EOS), ...scriptRules(opened, tok.encode('{"name": "add", "arguments": {"a": 2}}</tool_call>'), EOS)];
+    const model = new TableCausalLM(CHAR_TOKENIZER_VOCAB, rules, { maxPositions: 2048, eosTokenId: EOS });
     s = await startServer({ id: 't', model, tokenizer: tok, template }, { port: 0 });
     c = new OpenAI({ baseURL: `${s.url}/v1`, apiKey: 'unused', maxRetries: 0 });
   });
@@ -128,6 +131,12 @@ describe('tool_choice', () => {
     expect(r.choices[0]!.finish_reason).toBe('tool_calls');
     const call = r.choices[0]!.message.tool_calls![0]! as { function: { name: string; arguments: string } };
     expect(call.function).toEqual({ name: 'add', arguments: '{"a":2}' });
+  });
+
+  test('"required" makes the reply a tool call (OpenAI: the model must call one or more tools)', async () => {
+    const r = await c.chat.completions.create({ model: 't', messages: Q, tools: [ADD], tool_choice: 'required', max_tokens: 60, temperature: 0 });
+    expect(r.choices[0]!.finish_reason).toBe('tool_calls');
+    expect((r.choices[0]!.message.tool_calls![0]! as { function: { name: string; arguments: string } }).function).toEqual({ name: 'add', arguments: '{"a":2}' });
   });
 
   test('bad tool_choice values are 400s naming the problem', async () => {
