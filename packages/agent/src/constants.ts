@@ -53,6 +53,16 @@ export const SERVER_DEFAULTS = {
   shutdownGraceMs: 10_000,
   /** Most alternatives returned per position when `logprobs` is requested (OpenAI allows 5 / 20). */
   maxLogprobs: 20,
+  /** Most stop strings per request (OpenAI allows 4; vLLM any number). */
+  maxStopStrings: 64,
+  /** Most choices per prompt (`n`; OpenAI allows 128). */
+  maxN: 128,
+  /** Most completions (prompts × n) per request; more get 413. */
+  maxPromptsPerRequest: 256,
+  /** Most tokens of work (Σ prompt + max_tokens over the completions) per request; more get 400. */
+  maxRequestTokens: 262_144,
+  /** After the shutdown grace, how long responses (503s included) get to reach their clients before connections close. */
+  shutdownFlushMs: 2_000,
 } as const;
 
 /** Tool-call markers used by the built-in templates and the JSON tool-call parser. */

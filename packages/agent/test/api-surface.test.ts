@@ -6,7 +6,7 @@ test('public API surface', () => {
   expect(Object.keys(api).sort()).toEqual([
     'AGENT_DEFAULTS', 'AgentError', 'AgentSession', 'ChatMLTemplate', 'ChatPromptBuilder', 'JinjaChatTemplate', 'JsonToolCallParser',
     'LanguageModelChatModel', 'Llama2ChatTemplate', 'LocalChatModel', 'MINT_SYSTEM_PROMPT', 'MintActionParser', 'MintEvalError', 'MintEvaluator',
-    'PYTHON_DEFAULTS', 'PlainChatTemplate', 'PythonSession', 'QueueFullError', 'RequestQueue', 'SERVER_DEFAULTS', 'SandboxError', 'StreamingText', 'TOOL_CALL_CLOSE',
+    'PYTHON_DEFAULTS', 'PlainChatTemplate', 'PythonSession', 'QueueFullError', 'RequestQueue', 'SERVER_DEFAULTS', 'SandboxError', 'ShuttingDownError', 'StreamingText', 'TOOL_CALL_CLOSE',
     'TOOL_CALL_OPEN', 'TextGenerator', 'agentPlugin', 'agentRegistries', 'builtinActionParsers', 'builtinChatTemplates',
     'chatRequestSchema', 'chatTemplateRegistry', 'completionRequestSchema', 'createOpenAIApp', 'createPythonTool', 'defineTool', 'describeZodError',
     'lastNumber', 'messageText', 'mintEvaluators', 'newToolCallId', 'passesTests', 'pythonObservation', 'resolveChatTemplate',

@@ -33,6 +33,28 @@ describeWithFixtures('llama-pro eval --task humaneval --samples', [['datasets', 
     expect(bad.stderr).toMatch(/unknown evaluator "nope"; known: .*humaneval/);
     await fsp.rm(tmp, { recursive: true, force: true });
   });
+
+  it('--k chooses the pass@k values (openai/human-eval estimate_pass_at_k)', async () => {
+    const tmp = await fsp.mkdtemp(path.join(os.tmpdir(), 'lp-eval-k-'));
+    const { problems } = await loadHumanEval(path.join(DATA, 'humaneval'));
+    // Problem 0: 2 samples, 1 correct; problem 1: 2 samples, both correct.
+    const rows = [
+      { task_id: problems[0]!.task_id, completion: problems[0]!.canonical_solution },
+      { task_id: problems[0]!.task_id, completion: '    return None\n' },
+      { task_id: problems[1]!.task_id, completion: problems[1]!.canonical_solution },
+      { task_id: problems[1]!.task_id, completion: problems[1]!.canonical_solution },
+    ];
+    await fsp.writeFile(path.join(tmp, 'samples.jsonl'), rows.map((r) => JSON.stringify(r)).join('\n') + '\n');
+    const r = await runCli(['eval', '--task', 'humaneval', '--samples', path.join(tmp, 'samples.jsonl'), '--limit', '2', '--data-dir', DATA, '--out', tmp, '--name', 'k', '--k', '1,2,5']);
+    expect(r.code).toBe(0);
+    // estimator(n, c, k) = 1 - prod(1 - k / arange(n - c + 1, n + 1)), 1 when n - c < k:
+    // pass@1 = mean(1 - (1 - 1/2), 1) = 0.75; pass@2 = mean(1, 1) = 1; pass@5 is left out (n = 2 < 5, `(total >= k).all()`).
+    expect((await readRun(path.join(tmp, 'k'))).tasks['humaneval']!.metrics).toEqual({ 'pass@1': 0.75, 'pass@2': 1 });
+    const bad = await runCli(['eval', '--task', 'humaneval', '--samples', path.join(tmp, 'samples.jsonl'), '--data-dir', DATA, '--out', tmp, '--k', '1,x']);
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toMatch(/--k must be an integer >= 1, got "x"/);
+    await fsp.rm(tmp, { recursive: true, force: true });
+  });
 });
 
 describeWithFixtures('llama-pro eval on stories260K: local backend vs OpenAI-compatible endpoint', [STORIES260K_BIN, ['datasets', 'mmlu', 'test'], ['datasets', 'gsm8k', 'test.jsonl']], () => {
@@ -59,7 +81,8 @@ describeWithFixtures('llama-pro eval on stories260K: local backend vs OpenAI-com
   it('gives the same numbers through both paths, and compare shows zero deltas', async () => {
     // Short prompts: stories260K has 512 positions and a server rejects longer requests (the local path would
     // truncate from the left, lm-eval style).
-    const common = ['--tasks', 'mmlu,gsm8k,perplexity', '--limit', '3', '--num-fewshot', '0', '--subjects', 'abstract_algebra,high_school_mathematics', '--data-dir', DATA, '--out', tmp, '--max-gen-tokens', '24', '--corpus', path.join(tmp, 'corpus.txt')];
+    const common = ['--tasks', 'mmlu,gsm8k,perplexity', '--limit', '3', '--num-fewshot', '0', '--subjects', 'abstract_algebra,high_school_mathematics', '--data-dir', DATA, '--out', tmp, '--max-gen-tokens', '24', '--corpus', path.join(tmp, 'corpus.txt'), '--rolling-scoring', 'text-only'];
+    // (text-only: lm-eval's rolling scoring includes BOS, which text prompts to an endpoint cannot score.)
     const local = await runCli(['eval', '--model', dir, '--backend', 'tfjs:wasm', '--name', 'local', ...common]);
     expect(local.stderr).not.toMatch(/llama-pro:/);
     expect(local.code).toBe(0);

@@ -1,6 +1,7 @@
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
-import { ByteTokenizer, CheckpointError, loadTokenizer, loadTokenizerOrBytes } from '@llama-pro/core';
+import { ByteTokenizer, CheckpointError, decodeAfter, loadTokenizer, loadTokenizerOrBytes, tokenPieces, type TextTokenizer } from '@llama-pro/core';
+import { writeSentencePieceTokenizer } from '@llama-pro/core/testing';
 import { tmpDir } from './helpers';
 
 /** A small word-level tokenizer.json in the Hugging Face tokenizers format. */
@@ -59,5 +60,61 @@ describe('tokenizers', () => {
     expect(t.decode([1, 0x41 + 3, 2])).toBe('A');
     expect(() => new ByteTokenizer(100)).toThrow(/no room for 256 byte tokens/);
     await expect(loadTokenizerOrBytes(await tmpDir('lp-tok-none2-'), 100)).rejects.toThrow(/no tokenizer\.json/);
+  });
+});
+
+// Expected strings below were produced by the Rust `tokenizers` 0.23.2 (what transformers uses) on the same
+// tokenizer.json (`Tokenizer.from_file(...).decode(ids)`), written by writeSentencePieceTokenizer: LLaMA-2 layout.
+describe('SentencePiece-style tokenizer decoding (reference: Rust tokenizers 0.23.2)', () => {
+  let t: TextTokenizer;
+  let ids: number[];
+  const b = (x: number): number => x + 3; // byte-fallback piece <0xHH> is id 3 + HH
+  beforeAll(async () => {
+    const dir = await tmpDir('lp-tok-sp-');
+    await writeSentencePieceTokenizer(dir);
+    t = await loadTokenizer(dir);
+    ids = t.encode('He has 10 apples.');
+  });
+
+  it('encodes as the reference does', () => {
+    expect(ids).toEqual([263, 269, 273, 281, 297]); // tokenizers: encode(..., add_special_tokens=False).ids
+    expect(t.encode('你 é')).toEqual([259, 231, 192, 163, 259, 198, 172]);
+  });
+
+  it('decodes [] to "" (D1: @huggingface/tokenizers throws; the reference returns "")', () => {
+    expect(t.decode([])).toBe('');
+    expect(t.decode([], { skipSpecialTokens: true })).toBe('');
+    expect(t.decode([1], { skipSpecialTokens: true })).toBe('');
+    expect(new ByteTokenizer(512).decode([])).toBe('');
+  });
+
+  it('decodes whole sequences and lone tokens as the reference (Strip drops a lone token\'s space)', () => {
+    expect(t.decode(ids)).toBe('He has 10 apples.');
+    expect(t.decode([273])).toBe('10');
+    expect(t.decode([269, 273])).toBe('has 10');
+    expect(t.decode([1, 273])).toBe('<s> 10');
+    expect(t.decode([1, 273], { skipSpecialTokens: true })).toBe('10');
+  });
+
+  it('byte-fallback runs: valid UTF-8 decodes, an invalid run is one U+FFFD per byte token (D8)', () => {
+    expect(t.decode([b(0xe4), b(0xbd), b(0xa0)])).toBe('你');
+    expect(t.decode([b(0xe4), b(0xbd)])).toBe('\uFFFD\uFFFD');
+    expect(t.decode([b(0xe4), b(0xbd), b(0x41)])).toBe('\uFFFD\uFFFD\uFFFD');
+    expect(t.decode([263, b(0xe4), 269])).toBe('He\uFFFD has');
+    // The byte tokenizer (no tokenizer.json) follows the same rule.
+    const bytes = new ByteTokenizer(512);
+    expect(bytes.decode([b(0xe4), b(0xbd), b(0x41)])).toBe('\uFFFD\uFFFD\uFFFD');
+    expect(bytes.decode([b(0xe4), b(0xbd), b(0xa0), b(0x41)])).toBe('你A');
+  });
+
+  it('decodes a continuation relative to its prefix (vLLM incremental detokenizer, transformers TextStreamer)', () => {
+    // Reference: decode(prefix + new) minus decode(prefix) with the strings above: "He has 10" - "He has" = " 10".
+    expect(decodeAfter(t, ids.slice(0, 2), [273])).toBe(' 10');
+    expect(decodeAfter(t, ids.slice(0, 2), [273, 273, 273])).toBe(' 10 10 10');
+    expect(decodeAfter(t, [1], [273], { skipSpecialTokens: true })).toBe('10');
+    expect(decodeAfter(t, ids, [])).toBe('');
+    const pieces = tokenPieces(t, [1, ...ids], 0, { skipSpecialTokens: true });
+    expect(pieces).toEqual(['', 'He', ' has', ' 10', ' apples', '.']);
+    expect(pieces.join('')).toBe(t.decode(ids));
   });
 });

@@ -79,6 +79,21 @@ describeWithFixtures('dataset download + cache + sha256 against a local server',
     await expect(ensureDataset('gsm8k', { cacheDir: tmpDir('lp-cache-'), download: false })).rejects.toThrow(/downloads are off/);
     await expect(ensureDataset('mmlu', { dataDir: tmpDir('lp-empty-'), cacheDir: tmpDir('lp-cache-'), download: false })).rejects.toThrow(/downloads are off/);
     await expect(ensureDataset('mmlu', { cacheDir: tmpDir('lp-cache-'), mirror: () => 'http://127.0.0.1:9/data.tar' })).rejects.toThrow(/cannot download .*data\.tar/);
+  });
+  it('offline mbpp asks for mbpp.jsonl, never HumanEval (issue 18 item 8)', async () => {
+    const err = (await ensureDataset('mbpp', { dataDir: tmpDir('lp-empty-'), cacheDir: tmpDir('lp-cache-'), download: false }).catch((e: unknown) => e)) as Error;
+    expect(err).toBeInstanceOf(DatasetError);
+    expect(err.message).toMatch(/mbpp\/mbpp\.jsonl is neither in/);
+    expect(err.message).not.toMatch(/HumanEval/i);
+    // mbpp.jsonl next to HumanEval (the shared data layout) is found without HumanEval.jsonl.gz being there.
+    const legacy = tmpDir('lp-mbpp-');
+    fs.mkdirSync(path.join(legacy, 'humaneval'));
+    fs.writeFileSync(path.join(legacy, 'humaneval', 'mbpp.jsonl'), '');
+    expect(await ensureDataset('mbpp', { dataDir: legacy, cacheDir: tmpDir('lp-cache-'), download: false })).toBe(legacy);
+    const own = tmpDir('lp-mbpp-');
+    fs.mkdirSync(path.join(own, 'mbpp'));
+    fs.writeFileSync(path.join(own, 'mbpp', 'mbpp.jsonl'), '');
+    expect(await ensureDataset('mbpp', { dataDir: own, cacheDir: tmpDir('lp-cache-'), download: false })).toBe(own);
     await expect(ensureDataset('wikitext', { dataDir: tmpDir('lp-empty-') })).rejects.toThrow(/no download source/);
     expect(DATASET_SOURCES['humaneval']![0]!.sha256).toBe('b796127e635a67f93fb35c04f4cb03cf06f38c8072ee7cee8833d7bee06979ef');
   });

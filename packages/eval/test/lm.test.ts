@@ -58,11 +58,43 @@ describe('LocalLanguageModel', () => {
     expect(w[1]).toEqual({ input: [13, 14, 15, 16], targets: [14, 15, 16, 17] });
     expect(w[2]).toEqual({ input: [15, 16, 17, 18], targets: [18, 19] });
   });
-  it('rolling log-likelihood with windows equals the reference within one window', async () => {
-    const [r] = await lm.loglikelihoodRolling(['Once upon a time']);
+  it('rolling log-likelihood with windows equals the reference within one window (text-only scoring)', async () => {
+    const [r] = await lm.loglikelihoodRolling(['Once upon a time'], { scoring: 'text-only' });
     const ref = refLogprobs([1, ...tok.encode('Once upon a time')]);
     expect(r!.tokens).toBe(16);
     expect(r!.logprob).toBeCloseTo(ref.lp.reduce((a, b) => a + b, 0), 9);
+  });
+  it('rolling log-likelihood scores [BOS, t1..] after a BOS prefix by default, as lm-eval 0.4.x (D3)', async () => {
+    // lm-eval HFLM.loglikelihood_rolling: token_list = tok_encode(text), which is [BOS, t1..tn] for a tokenizer that
+    // adds BOS (add_special_tokens defaults to the tokenizer's own, True for Llama); prefix_token_id = BOS; the first
+    // window of get_rolling_token_windows(context_len=1) is ([BOS] + token_list[:-1], token_list): BOS|BOS is scored.
+    const ids = tok.encode('Once upon a time');
+    const [r] = await lm.loglikelihoodRolling(['Once upon a time']);
+    const ref = refLogprobs([1, 1, ...ids]);
+    expect(r!.tokens).toBe(ids.length + 1);
+    expect(r!.logprob).toBeCloseTo(ref.lp.reduce((a, b) => a + b, 0), 9);
+    // Windows: lm-eval scores each token once across windows of max_length (here 8: three windows).
+    const short = new LocalLanguageModel(fakeModel(), tok, { maxLength: 8 });
+    const [w] = await short.loglikelihoodRolling(['Once upon a time']);
+    expect(w!.tokens).toBe(ids.length + 1);
+    // --no-bos (add_bos_token=False): tok_encode gives [t1..tn], the prefix is still BOS: the text-only numbers.
+    const noBos = new LocalLanguageModel(fakeModel(), tok, { addBos: false });
+    const [nb] = await noBos.loglikelihoodRolling(['Once upon a time']);
+    expect(nb!.tokens).toBe(ids.length);
+    expect(nb!.logprob).toBeCloseTo(refLogprobs([1, ...ids]).lp.reduce((a, b) => a + b, 0), 9);
+    // The perplexity task says which scoring it used (results.json config).
+    const corpusDir = fs.mkdtempSync(path.join(os.tmpdir(), 'llama-pro-corpus-'));
+    try {
+      fs.writeFileSync(path.join(corpusDir, 'c.txt'), 'Once upon a time');
+      const res = await perplexityEvaluator.evaluate({ lm, dataDir: '.', options: { corpus: path.join(corpusDir, 'c.txt') } });
+      expect(res.config).toMatchObject({ rolling_scoring: 'lm-eval' });
+      expect(res.details?.['tokens']).toBe(ids.length + 1);
+      const other = await perplexityEvaluator.evaluate({ lm, dataDir: '.', options: { corpus: path.join(corpusDir, 'c.txt'), rollingScoring: 'text-only' } });
+      expect(other.config).toMatchObject({ rolling_scoring: 'text-only' });
+      expect(other.details?.['tokens']).toBe(ids.length);
+    } finally {
+      fs.rmSync(corpusDir, { recursive: true, force: true });
+    }
   });
   it('generation stops at the first stop string, searched only in the generated text', async () => {
     const [free] = await lm.generateUntil([{ context: 'Q: hi\nA:', until: [], maxGenTokens: 30 }]);
@@ -93,9 +125,11 @@ describe('OpenAICompatibleLanguageModel against a local server', () => {
     expect(await viaText.loglikelihood(reqs)).toEqual(l);
     expect(await viaIds.loglikelihood(reqs)).toEqual(l);
     const texts = ['Once upon a time there was a cat.', 'Lily liked to play.'];
-    const lr = await local.loglikelihoodRolling(texts);
-    expect(await viaText.loglikelihoodRolling(texts)).toEqual(lr);
-    expect(await viaIds.loglikelihoodRolling(texts)).toEqual(lr);
+    const lr = await local.loglikelihoodRolling(texts, { scoring: 'text-only' });
+    expect(await viaText.loglikelihoodRolling(texts, { scoring: 'text-only' })).toEqual(lr);
+    expect(await viaIds.loglikelihoodRolling(texts, { scoring: 'text-only' })).toEqual(lr);
+    expect(await viaIds.loglikelihoodRolling(texts)).toEqual(await local.loglikelihoodRolling(texts));
+    await expect(viaText.loglikelihoodRolling(texts)).rejects.toThrow(/pass --tokenizer <dir>.*or --rolling-scoring text-only/);
     const g = [{ context: 'Question: 1+1?\nAnswer:', until: ['Question:'], maxGenTokens: 20 }];
     const lg = await local.generateUntil(g);
     expect(await viaText.generateUntil(g)).toEqual(lg);
@@ -124,7 +158,7 @@ describe('OpenAICompatibleLanguageModel against a local server', () => {
         const runs = async (lm: typeof local | typeof remote) => ({
           mmlu: await mmluEvaluator.evaluate({ lm, dataDir, numFewshot: 5, limit: 2, options: { subjects: ['abstract_algebra', 'anatomy', 'virology'] } }),
           gsm8k: await gsm8kEvaluator.evaluate({ lm, dataDir, limit: 2, options: { maxGenTokens: 24 } }),
-          ppl: await perplexityEvaluator.evaluate({ lm, dataDir, options: { corpus } }),
+          ppl: await perplexityEvaluator.evaluate({ lm, dataDir, options: { corpus, rollingScoring: 'text-only' } }),
           he: await humanevalEvaluator.evaluate({ lm, dataDir, limit: 2, options: { maxGenTokens: 16, ks: [1] } }),
         });
         const a = await runs(local);

@@ -3,7 +3,7 @@
  * `generate()`. Adds what serving needs: streamed text deltas that never leak a stop string or a
  * half-decoded character, and per-token log-probabilities from one extra forward pass.
  */
-import { UsageError, generate, type CausalLM, type FinishReason as CoreFinishReason, type TextTokenizer } from '@llama-pro/core';
+import { UsageError, decodeAfter, generate, type CausalLM, type FinishReason as CoreFinishReason, type TextTokenizer } from '@llama-pro/core';
 
 export interface TextGenerationRequest {
   promptIds: readonly number[];
@@ -16,6 +16,8 @@ export interface TextGenerationRequest {
   /** Token ids that end generation besides EOS (e.g. a template's `<|im_end|>`). */
   stopTokenIds?: readonly number[];
   signal?: AbortSignal;
+  /** Changes the next-token logits before sampling (see core GenerateOptions.adjustLogits). */
+  adjustLogits?: (logits: Float32Array, generated: readonly number[]) => void;
   /** Receives text as it becomes final (stop strings held back until they cannot match). */
   onText?: (delta: string) => void;
 }
@@ -109,7 +111,9 @@ export class TextGenerator {
   }
 
   async generate(req: TextGenerationRequest): Promise<TextGenerationResult> {
-    const decode = (ids: readonly number[]): string => this.tokenizer.decode(ids, { skipSpecialTokens: true });
+    // The completion's text is what its tokens add after the prompt (vLLM's incremental detokenizer): decoding the
+    // tokens alone would drop the first one's leading space with SentencePiece-style (Strip) decoders.
+    const decode = (ids: readonly number[]): string => decodeAfter(this.tokenizer, req.promptIds, ids, { skipSpecialTokens: true });
     const stops = (req.stop ?? []).filter((s) => s.length > 0);
     const stream = req.onText ? new StreamingText(decode, stops, req.onText) : null;
     const [r] = await generate(this.model, [req.promptIds], {
@@ -122,6 +126,7 @@ export class TextGenerator {
       stopStrings: stops,
       decode,
       signal: req.signal,
+      adjustLogits: req.adjustLogits ? (_row, logits, generated) => req.adjustLogits!(logits, generated) : undefined,
       onToken: stream ? (_row, tok) => stream.push(tok) : undefined,
     });
     const text = r!.text ?? decode(r!.tokens);

@@ -1,7 +1,10 @@
 /** Request schemas of the OpenAI-compatible endpoints (unknown fields are ignored, as OpenAI does). */
 import { z } from 'zod';
+import { SERVER_DEFAULTS } from '../constants';
 
-const stop = z.union([z.string(), z.array(z.string()).max(4)]).nullish();
+// OpenAI caps stop at 4 strings; vLLM and llama.cpp take any number, and lm-eval's local-completions sends 6 for
+// humaneval, so the cap here only bounds the work per request.
+const stop = z.union([z.string(), z.array(z.string()).max(SERVER_DEFAULTS.maxStopStrings)]).nullish();
 const streamOptions = z.object({ include_usage: z.boolean().nullish() }).nullish();
 const sampling = {
   model: z.string().min(1),
@@ -11,9 +14,10 @@ const sampling = {
   stop,
   stream: z.boolean().nullish(),
   stream_options: streamOptions,
-  n: z.number().int().min(1).nullish(),
+  n: z.number().int().min(1).max(SERVER_DEFAULTS.maxN).nullish(),
   presence_penalty: z.number().min(-2).max(2).nullish(),
   frequency_penalty: z.number().min(-2).max(2).nullish(),
+  logit_bias: z.record(z.string(), z.number().min(-100).max(100)).nullish(),
   user: z.string().nullish(),
 };
 
@@ -22,7 +26,8 @@ export const completionRequestSchema = z.object({
   ...sampling,
   prompt: z.union([z.string(), z.array(z.string()).min(1), tokenIds.min(1), z.array(tokenIds.min(1)).min(1)]),
   max_tokens: z.number().int().min(0).nullish(),
-  logprobs: z.number().int().min(0).max(5).nullish(),
+  // OpenAI: 5; vLLM: max_logprobs (20 by default).
+  logprobs: z.number().int().min(0).max(SERVER_DEFAULTS.maxLogprobs).nullish(),
   echo: z.boolean().nullish(),
   suffix: z.string().nullish(),
   best_of: z.number().int().min(1).nullish(),
@@ -49,7 +54,7 @@ export const chatRequestSchema = z.object({
   max_tokens: z.number().int().min(1).nullish(),
   max_completion_tokens: z.number().int().min(1).nullish(),
   logprobs: z.boolean().nullish(),
-  top_logprobs: z.number().int().min(0).max(20).nullish(),
+  top_logprobs: z.number().int().min(0).max(SERVER_DEFAULTS.maxLogprobs).nullish(),
   tools: z
     .array(
       z.object({
@@ -60,6 +65,13 @@ export const chatRequestSchema = z.object({
     .nullish(),
   tool_choice: z.union([z.enum(['none', 'auto', 'required']), z.object({ type: z.literal('function'), function: z.object({ name: z.string() }) })]).nullish(),
   parallel_tool_calls: z.boolean().nullish(),
+  response_format: z
+    .discriminatedUnion('type', [
+      z.object({ type: z.literal('text') }),
+      z.object({ type: z.literal('json_object') }),
+      z.object({ type: z.literal('json_schema'), json_schema: z.object({ name: z.string().optional(), description: z.string().optional(), schema: z.record(z.string(), z.unknown()).optional(), strict: z.boolean().nullish() }) }),
+    ])
+    .nullish(),
 });
 export type ChatRequest = z.infer<typeof chatRequestSchema>;
 

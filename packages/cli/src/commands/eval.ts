@@ -37,11 +37,13 @@ interface EvalOpts {
   apiKeyEnv: string;
   generation: string;
   corpus?: string;
+  rollingScoring: string;
   mmluPrompt: string;
   subjects?: string;
   maxGenTokens?: string;
   workers?: string;
   nSamples?: string;
+  k?: string;
   temperature?: string;
   timeout?: string;
   python?: string;
@@ -75,14 +77,16 @@ export function registerEval(program: Command): void {
     .option('--backend <name[:variant]>', BACKEND_OPTION_HELP, DEFAULT_BACKEND)
     .option('--no-bos', 'do not prepend BOS to contexts (lm-eval <= 0.4.9 behaviour)')
     .option('--tokenizer <dir>', "for endpoints: a local copy of the served model's tokenizer (prompts go as token ids)")
-    .option('--served-model <name>', 'for endpoints: the model name to request (default "default")')
+    .option('--served-model <name>', 'for endpoints: the model name to request (default: the only model the endpoint lists)')
     .option('--api-key-env <var>', 'for endpoints: environment variable holding the API key', 'OPENAI_API_KEY')
     .option('--generation <api>', 'for endpoints: completions or chat', 'completions')
     .option('--corpus <path>', 'perplexity corpus: .txt, .jsonl (field "text") or a directory of them')
+    .option('--rolling-scoring <mode>', 'perplexity: lm-eval (lm-eval 0.4.x loglikelihood_rolling: BOS is scored when BOS is added) or text-only', 'lm-eval')
     .option('--mmlu-prompt <style>', 'mmlu prompt: lm-eval or original (hendrycks/test evaluate.py)', 'lm-eval')
     .option('--subjects <list>', 'mmlu: comma-separated subjects (default: all 57)')
     .option('--max-gen-tokens <n>', 'maximum generated tokens (default: humaneval 512, gsm8k 256)')
     .option('--n-samples <n>', 'humaneval: completions per problem (pass@k for k <= n; use with --temperature)')
+    .option('--k <list>', 'humaneval: comma-separated k for pass@k (default 1,10,100; a k is reported when every problem has >= k samples)')
     .option('--temperature <t>', 'humaneval: sampling temperature (default 0 = greedy)')
     .option('--workers <n>', 'parallel sandbox workers for code execution')
     .option('--timeout <s>', 'seconds per program in the sandbox (default 3.0)')
@@ -101,6 +105,8 @@ export function registerEval(program: Command): void {
       const maxGenTokens = int('--max-gen-tokens', opts.maxGenTokens, 1);
       const workers = int('--workers', opts.workers, 1);
       const nSamples = int('--n-samples', opts.nSamples, 1);
+      const ks = opts.k === undefined ? undefined : opts.k.split(',').map((x) => int('--k', x.trim(), 1)!);
+      if (ks !== undefined && ks.length === 0) throw new UsageError('--k needs at least one integer, e.g. --k 1,5');
       const temperature = opts.temperature === undefined ? undefined : Number(opts.temperature);
       if (temperature !== undefined && !(temperature >= 0)) throw new UsageError(`--temperature must be a number >= 0, got "${opts.temperature}"`);
       const timeoutS = opts.timeout === undefined ? undefined : Number(opts.timeout);
@@ -149,10 +155,12 @@ export function registerEval(program: Command): void {
       const options: Record<string, unknown> = { promptStyle: opts.mmluPrompt };
       if (opts.samples) options['samplesFile'] = opts.samples;
       if (opts.corpus) options['corpus'] = opts.corpus;
+      options['rollingScoring'] = opts.rollingScoring;
       if (opts.subjects) options['subjects'] = opts.subjects.split(',').map((x) => x.trim()).filter(Boolean);
       if (maxGenTokens !== undefined) options['maxGenTokens'] = maxGenTokens;
       if (workers !== undefined) options['workers'] = workers;
       if (nSamples !== undefined) options['nSamples'] = nSamples;
+      if (ks !== undefined) options['ks'] = ks;
       if (temperature !== undefined) options['temperature'] = temperature;
       if (timeoutS !== undefined) options['timeoutS'] = timeoutS;
       try {

@@ -71,6 +71,8 @@ interface ServeOpts {
   template?: string;
   name?: string;
   maxBodyBytes?: string;
+  maxPrompts?: string;
+  maxRequestTokens?: string;
   plugin?: string[];
 }
 
@@ -85,16 +87,20 @@ export function registerServe(program: Command): void {
     .option('--template <name>', TEMPLATE_OPTION_HELP, 'auto')
     .option('--name <id>', 'model id clients send in "model" (default: the directory name)')
     .option('--max-body-bytes <n>', 'largest accepted request body', String(SERVER_DEFAULTS.maxBodyBytes))
+    .option('--max-prompts <n>', 'most completions (prompts × n) per request; more get 413', String(SERVER_DEFAULTS.maxPromptsPerRequest))
+    .option('--max-request-tokens <n>', 'most tokens of work (prompt + max_tokens, summed over completions) per request; more get 400', String(SERVER_DEFAULTS.maxRequestTokens))
     .option('--plugin <module...>', 'extra plugin modules (paths or package names) to load')
     .action(async (opts: ServeOpts) => {
       const port = intOption('--port', opts.port, 0)!;
       if (port > 65535) throw new UsageError(`--port must be at most 65535, got ${port}`);
       const maxBodyBytes = intOption('--max-body-bytes', opts.maxBodyBytes, 1)!;
+      const maxPromptsPerRequest = intOption('--max-prompts', opts.maxPrompts, 1)!;
+      const maxRequestTokens = intOption('--max-request-tokens', opts.maxRequestTokens, 1)!;
       const log = (m: string): void => void process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), message: m })}\n`);
       const container = await buildContainer(opts.plugin ?? []);
       const loaded = await loadChatModel(container, opts.model, { backend: opts.backend, template: opts.template, name: opts.name, log });
       try {
-        const server = await startServer(loaded, { host: opts.host, port, maxBodyBytes, log });
+        const server = await startServer(loaded, { host: opts.host, port, maxBodyBytes, maxPromptsPerRequest, maxRequestTokens, log });
         log(`serving "${loaded.id}" (${loaded.model.device}, template ${loaded.template.name}) on ${server.url}/v1`);
         const signal = await new Promise<string>((resolve) => {
           const on = (s: string) => () => {
@@ -107,7 +113,7 @@ export function registerServe(program: Command): void {
           process.once('SIGINT', onInt);
           process.once('SIGTERM', onTerm);
         });
-        log(`${signal}: finishing ${server.queue.size} request(s), then shutting down`);
+        log(`${signal}: finishing ${server.queue.size} request(s) for up to ${SERVER_DEFAULTS.shutdownGraceMs / 1000} s (the rest get 503), then shutting down`);
         await server.close();
         log('stopped');
       } finally {

@@ -24,6 +24,11 @@ export interface GenerateOptions extends SamplingOptions {
   /** Text stop sequences; needs `decode`. Searched only in generated text, cut from the output. */
   stopStrings?: readonly string[];
   decode?: (ids: readonly number[]) => string;
+  /**
+   * Changes a row's next-token logits in place before sampling (logit bias, repetition penalties, grammar masks);
+   * `generated` holds the row's tokens so far. A row whose logits are all -Infinity ends with reason `stop`.
+   */
+  adjustLogits?: (row: number, logits: Float32Array, generated: readonly number[]) => void;
   /** Called with each row's newly sampled token. */
   onToken?: (row: number, token: number) => void;
   signal?: AbortSignal;
@@ -130,7 +135,16 @@ export async function generate(model: CausalLM, prompts: readonly (readonly numb
       const nextMask = new Uint8Array(B);
       for (let b = 0; b < B; b++) {
         if (done[b]) continue;
-        const tok = sampleToken(logits.subarray(b * V, (b + 1) * V), opts, rng);
+        // A copy when adjusted: backends may hand out views of buffers they reuse.
+        const row = opts.adjustLogits ? logits.slice(b * V, (b + 1) * V) : logits.subarray(b * V, (b + 1) * V);
+        if (opts.adjustLogits) {
+          opts.adjustLogits(b, row, results[b]!.tokens);
+          if (!row.some((x) => x > -Infinity)) {
+            [results[b]!.finishReason, done[b]] = ['stop', true];
+            continue;
+          }
+        }
+        const tok = sampleToken(row, opts, rng);
         next[b] = tok;
         nextMask[b] = 1;
         const r = results[b]!;

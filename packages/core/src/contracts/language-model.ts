@@ -24,10 +24,18 @@ export interface GenerateUntilRequest {
   readonly seed?: number;
 }
 
+/**
+ * What a rolling log-likelihood scores. `lm-eval` (lm-evaluation-harness 0.4.x `loglikelihood_rolling`): the
+ * tokens of `tok_encode(text)`, which start with BOS when BOS is added, each predicted after a BOS (else EOS)
+ * prefix token — so BOS itself is scored. `text-only`: only the text's own tokens, after the prefix token.
+ */
+export type RollingScoring = 'lm-eval' | 'text-only';
+export const ROLLING_SCORINGS: readonly RollingScoring[] = ['lm-eval', 'text-only'];
+
 export interface LanguageModel {
   readonly name: string;
   loglikelihood(requests: readonly LoglikelihoodRequest[]): Promise<LoglikelihoodResult[]>;
-  /** Total log-likelihood of each whole text (for perplexity), with its token count. */
-  loglikelihoodRolling(texts: readonly string[]): Promise<{ logprob: number; tokens: number }[]>;
+  /** Total log-likelihood of each whole text (for perplexity), with its scored token count. Default scoring `lm-eval`. */
+  loglikelihoodRolling(texts: readonly string[], options?: { scoring?: RollingScoring }): Promise<{ logprob: number; tokens: number }[]>;
   generateUntil(requests: readonly GenerateUntilRequest[]): Promise<string[]>;
 }

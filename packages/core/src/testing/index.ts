@@ -1,2 +1,3 @@
 export * from './fixtures';
 export * from './random-model';
+export * from './sentencepiece-tokenizer';

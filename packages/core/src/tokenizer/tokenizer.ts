@@ -48,8 +48,63 @@ class HfTextTokenizer implements TextTokenizer {
   }
 
   decode(ids: readonly number[], options: { skipSpecialTokens?: boolean } = {}): string {
+    // @huggingface/tokenizers throws on []; the Rust tokenizers (and transformers) return "".
+    if (ids.length === 0) return '';
     return this.tok.decode([...ids], { skip_special_tokens: options.skipSpecialTokens ?? false });
   }
+}
+
+/** A byte-fallback piece `<0xHH>`, as the Rust tokenizers' `ByteFallback` decoder recognizes it; else null. */
+function bytePiece(token: string): number | null {
+  if (token.length !== 6 || !token.startsWith('<0x') || !token.endsWith('>')) return null;
+  const hex = token.slice(3, 5);
+  return /^[0-9A-Fa-f]{2}$/.test(hex) ? parseInt(hex, 16) : null;
+}
+
+const STRICT_UTF8 = new TextDecoder('utf-8', { fatal: true });
+
+/**
+ * The Rust tokenizers' `ByteFallback` rule (decoders/byte_fallback.rs): a run of consecutive byte pieces becomes its
+ * UTF-8 text when the run is valid UTF-8, else one U+FFFD per byte piece. @huggingface/tokenizers 0.2 decodes the run
+ * with a lenient TextDecoder instead (one U+FFFD per maximal invalid subsequence), so `[<0xE4>, <0xBD>]` gave "\uFFFD"
+ * where transformers gives "\uFFFD\uFFFD".
+ */
+export function byteFallbackChain(tokens: readonly string[]): string[] {
+  const out: string[] = [];
+  let run: number[] = [];
+  const flush = (): void => {
+    if (run.length === 0) return;
+    try {
+      out.push(STRICT_UTF8.decode(Uint8Array.from(run)));
+    } catch {
+      for (let i = 0; i < run.length; i++) out.push('\uFFFD');
+    }
+    run = [];
+  };
+  for (const t of tokens) {
+    const b = bytePiece(t);
+    if (b !== null) run.push(b);
+    else {
+      flush();
+      out.push(t);
+    }
+  }
+  flush();
+  return out;
+}
+
+interface DecoderNode {
+  config?: { type?: string };
+  decoders?: DecoderNode[];
+  decode_chain?: (tokens: string[]) => string[];
+}
+
+/** Gives every `ByteFallback` step of a loaded tokenizer's decoder the Rust tokenizers' rule (see byteFallbackChain). */
+function useReferenceByteFallback(node: DecoderNode | null | undefined): void {
+  // Decoders are callable objects (functions) in @huggingface/tokenizers.
+  if (!node || (typeof node !== 'object' && typeof node !== 'function')) return;
+  if (node.config?.type === 'ByteFallback' && typeof node.decode_chain === 'function') node.decode_chain = byteFallbackChain;
+  for (const d of node.decoders ?? []) useReferenceByteFallback(d);
 }
 
 function tokenContent(v: unknown): string | null {
@@ -80,6 +135,7 @@ export async function loadTokenizer(dir: string): Promise<TextTokenizer> {
   } catch (e) {
     throw new CheckpointError(`cannot build a tokenizer from ${tjPath}: ${(e as Error).message}`, 'TOKENIZER_INVALID');
   }
+  useReferenceByteFallback((tok as unknown as { decoder?: DecoderNode }).decoder);
   const vocab = (tj['model'] as { vocab?: unknown } | undefined)?.vocab;
   const added = Array.isArray(tj['added_tokens']) ? (tj['added_tokens'] as { id: number }[]) : [];
   let vocabSize = Array.isArray(vocab) ? vocab.length : vocab && typeof vocab === 'object' ? Object.keys(vocab).length : 0;
@@ -116,13 +172,14 @@ export class ByteTokenizer implements TextTokenizer {
     return [...Buffer.from(text, 'utf8')].map((b) => b + this.offset);
   }
 
+  /** Byte runs decode as the Rust tokenizers' `ByteFallback` does (an invalid run is one U+FFFD per byte). */
   decode(ids: readonly number[], options: { skipSpecialTokens?: boolean } = {}): string {
-    const bytes: number[] = [];
+    const pieces: string[] = [];
     for (const id of ids) {
-      if (id >= this.offset && id < this.offset + 256) bytes.push(id - this.offset);
-      else if (!options.skipSpecialTokens && id !== this.bosTokenId && id !== this.eosTokenId) bytes.push(...Buffer.from(`<${id}>`));
+      if (id >= this.offset && id < this.offset + 256) pieces.push(`<0x${(id - this.offset).toString(16).toUpperCase().padStart(2, '0')}>`);
+      else if (!options.skipSpecialTokens && id !== this.bosTokenId && id !== this.eosTokenId) pieces.push(`<${id}>`);
     }
-    return Buffer.from(bytes).toString('utf8');
+    return byteFallbackChain(pieces).join('');
   }
 }
 
@@ -134,4 +191,32 @@ export async function loadTokenizerOrBytes(dir: string, vocabSize: number): Prom
     if (e instanceof CheckpointError && e.code === 'TOKENIZER_MISSING' && vocabSize >= 259) return new ByteTokenizer(vocabSize);
     throw e;
   }
+}
+
+/** Prefix tokens `decodeAfter` decodes along with the new ones (vLLM's INITIAL_INCREMENTAL_DETOKENIZATION_OFFSET). */
+export const DECODE_CONTEXT_TOKENS = 5;
+
+/**
+ * The text `ids` add after `prefix`: decode(ctx + ids) minus decode(ctx), where ctx is the last
+ * DECODE_CONTEXT_TOKENS of the prefix — what vLLM's incremental detokenizer and transformers' TextStreamer do.
+ * Decoding a continuation on its own loses what the decoder does at the start of a text: SentencePiece-style
+ * tokenizers strip the first token's leading space (`Strip` decoder), so `▁10` alone is "10" but " 10" after "has".
+ * When a multi-byte character spans the boundary, the common prefix is kept and the rest counts as new text.
+ */
+export function decodeAfter(tokenizer: TextTokenizer, prefix: readonly number[], ids: readonly number[], options: { skipSpecialTokens?: boolean } = {}): string {
+  if (ids.length === 0) return '';
+  const ctx = prefix.slice(Math.max(0, prefix.length - DECODE_CONTEXT_TOKENS));
+  const before = tokenizer.decode(ctx, options);
+  const all = tokenizer.decode([...ctx, ...ids], options);
+  if (all.startsWith(before)) return all.slice(before.length);
+  let i = 0;
+  while (i < before.length && i < all.length && before.charCodeAt(i) === all.charCodeAt(i)) i++;
+  return all.slice(i);
+}
+
+/** The text of each of `ids[from..]` in the context of the tokens before it (see decodeAfter); they join to the text. */
+export function tokenPieces(tokenizer: TextTokenizer, ids: readonly number[], from = 0, options: { skipSpecialTokens?: boolean } = {}): string[] {
+  const out: string[] = [];
+  for (let t = from; t < ids.length; t++) out.push(decodeAfter(tokenizer, ids.slice(0, t), [ids[t]!], options));
+  return out;
 }

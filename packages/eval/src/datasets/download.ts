@@ -24,6 +24,8 @@ export const DATASET_SOURCES: Readonly<Record<string, readonly RemoteFile[]>> = 
   humaneval: [
     { file: 'HumanEval.jsonl.gz', url: 'https://raw.githubusercontent.com/openai/human-eval/master/data/HumanEval.jsonl.gz', sha256: 'b796127e635a67f93fb35c04f4cb03cf06f38c8072ee7cee8833d7bee06979ef' },
   ],
+  // No byte-verified copy of google-research's mbpp.jsonl was available to pin, so its hash is recorded, not checked.
+  mbpp: [{ file: 'mbpp.jsonl', url: 'https://raw.githubusercontent.com/google-research/google-research/master/mbpp/mbpp.jsonl', sha256: null }],
   gsm8k: [
     { file: 'test.jsonl', url: 'https://raw.githubusercontent.com/openai/grade-school-math/master/grade_school_math/data/test.jsonl', sha256: '3730d312f6e3440559ace48831e51066acaca737f6eabec99bccb9e4b3c39d14' },
     { file: 'train.jsonl', url: 'https://raw.githubusercontent.com/openai/grade-school-math/master/grade_school_math/data/train.jsonl', sha256: '17f347dc51477c50d4efb83959dbb7c56297aba886e5544ee2aaed3024813465' },
@@ -61,6 +63,8 @@ async function hasAll(dir: string, files: readonly RemoteFile[]): Promise<boolea
  */
 export async function ensureDataset(name: string, o: EnsureDatasetOptions = {}): Promise<string> {
   if (name === 'mmlu') return ensureMmlu(o);
+  // MBPP: <data-dir>/mbpp/mbpp.jsonl, or next to HumanEval (<data-dir>/humaneval/mbpp.jsonl, the older layout).
+  if (name === 'mbpp' && o.dataDir && (await pathExists(path.join(o.dataDir, 'humaneval', 'mbpp.jsonl'))) && !(await pathExists(path.join(o.dataDir, 'mbpp', 'mbpp.jsonl')))) return o.dataDir;
   const files = DATASET_SOURCES[name];
   if (o.dataDir && (files ? await hasAll(path.join(o.dataDir, name), files) : await pathExists(path.join(o.dataDir, name)))) return o.dataDir;
   if (!files) throw new DatasetError(`dataset ${name} is not in ${o.dataDir ?? '(no --data-dir)'} and has no download source; put the official files in <data-dir>/${name}/`, 'DATASET_MISSING');

@@ -5,8 +5,9 @@
  * truncated from the left to the model's length, rolling log-likelihoods use disjoint windows after a prefix
  * token, and generation runs core `generate()` with stop strings searched only in the generated text.
  */
-import { generate, type CausalLM, type GenerateUntilRequest, type LanguageModel, type LoglikelihoodRequest, type LoglikelihoodResult, type TextTokenizer } from '@llama-pro/core';
+import { generate, type CausalLM, type RollingScoring, type GenerateUntilRequest, type LanguageModel, type LoglikelihoodRequest, type LoglikelihoodResult, type TextTokenizer } from '@llama-pro/core';
 import { EvalError } from '../errors';
+import { pyRstrip } from '../util/py-str';
 
 export interface LocalLanguageModelOptions {
   /** Prepend BOS to every context (current lm-eval with a Llama tokenizer; lm-eval <= 0.4.9 did not). Default true. */
@@ -27,7 +28,7 @@ export interface EncodedPair {
 
 /** lm-eval `_encode_pair` (+ the prefix token). */
 export function encodePair(tokenizer: TextTokenizer, context: string, continuation: string, prefix: number[]): EncodedPair {
-  const trimmed = context.replace(/\s+$/u, '');
+  const trimmed = pyRstrip(context); // n_spaces = len(context) - len(context.rstrip())
   const nSpaces = context.length - trimmed.length;
   if (nSpaces > 0) {
     continuation = context.slice(trimmed.length) + continuation;
@@ -117,12 +118,18 @@ export class LocalLanguageModel implements LanguageModel {
     return out;
   }
 
-  async loglikelihoodRolling(texts: readonly string[]): Promise<{ logprob: number; tokens: number }[]> {
+  /** The tokens a rolling log-likelihood scores (see RollingScoring): with `lm-eval`, BOS first when BOS is added. */
+  rollingTokens(text: string, scoring: RollingScoring = 'lm-eval'): number[] {
+    const ids = this.tokenizer.encode(text);
+    return scoring === 'lm-eval' ? [...this.prefix(), ...ids] : ids;
+  }
+
+  async loglikelihoodRolling(texts: readonly string[], options: { scoring?: RollingScoring } = {}): Promise<{ logprob: number; tokens: number }[]> {
     const rows: ScoreRow[] = [];
     const owner: number[] = [];
     const totals = texts.map(() => ({ logprob: 0, tokens: 0 }));
     texts.forEach((t, i) => {
-      const ids = this.tokenizer.encode(t);
+      const ids = this.rollingTokens(t, options.scoring);
       for (const w of rollingWindows(ids, this.prefixToken(), this.maxLength)) {
         // input + [last target] ends with the targets; the consumer index is the window's position in rows.
         owner.push(i);

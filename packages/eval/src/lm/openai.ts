@@ -4,9 +4,10 @@
  * or after the context's end, by `text_offset`, or by token count when a local tokenizer sends token ids),
  * generation through `/completions` or `/chat/completions` with the stop strings.
  */
-import type { GenerateUntilRequest, LanguageModel, LoglikelihoodRequest, LoglikelihoodResult, TextTokenizer } from '@llama-pro/core';
+import type { GenerateUntilRequest, LanguageModel, LoglikelihoodRequest, LoglikelihoodResult, RollingScoring, TextTokenizer } from '@llama-pro/core';
 import { EndpointError } from '../errors';
 import { truncateAtStops } from '../metrics';
+import { pyRstrip } from '../util/py-str';
 import { encodePair, rollingWindows } from './local';
 
 export interface OpenAICompatibleOptions {
@@ -24,7 +25,10 @@ export interface OpenAICompatibleOptions {
   tokenizer?: TextTokenizer;
   /** With a tokenizer: prepend BOS (default true). */
   addBos?: boolean;
-  /** With a tokenizer: the served model's context length (rolling windows). Default 2048. */
+  /**
+   * The served model's context length: rolling windows (with a tokenizer) and left-truncation of over-long prompts,
+   * as the local model does. Default: `max_model_len` from `/models` when opened by the provider, else 2048.
+   */
   maxLength?: number;
   /** Prompts per HTTP request. Default 8. */
   batchSize?: number;
@@ -46,6 +50,28 @@ interface CompletionChoice {
 }
 
 const codePoints = (s: string): number => [...s].length;
+
+/**
+ * The model to request when none is named: the only one `GET {baseUrl}/models` lists (as `llama-pro serve` and vLLM
+ * serve one model under its own name), with its `max_model_len` when the server gives it (vLLM, llama-pro serve).
+ * null when the endpoint has no usable /models; an error when it lists several.
+ */
+export async function discoverServedModel(baseUrl: string, o: { apiKey?: string; fetchImpl?: typeof fetch } = {}): Promise<{ id: string; maxModelLen: number | null } | null> {
+  const url = `${baseUrl.replace(/\/+$/, '')}/models`;
+  let body: { data?: { id?: unknown; max_model_len?: unknown }[] };
+  try {
+    const res = await (o.fetchImpl ?? fetch)(url, { headers: o.apiKey ? { authorization: `Bearer ${o.apiKey}` } : {}, signal: AbortSignal.timeout(30_000) });
+    if (!res.ok) return null;
+    body = (await res.json()) as typeof body;
+  } catch (e) {
+    throw new EndpointError(`cannot reach ${url}: ${(e as Error).message}; check that the server runs and --model points at its /v1 URL`, 'ENDPOINT_UNREACHABLE');
+  }
+  const ids = (body.data ?? []).filter((m) => typeof m.id === 'string');
+  if (ids.length === 0) return null;
+  if (ids.length > 1) throw new EndpointError(`${url} serves ${ids.length} models (${ids.map((m) => m.id).join(', ')}); pick one with --served-model`, 'ENDPOINT_MODEL_AMBIGUOUS');
+  const len = ids[0]!.max_model_len;
+  return { id: ids[0]!.id as string, maxModelLen: typeof len === 'number' && Number.isInteger(len) && len > 0 ? len : null };
+}
 
 export class OpenAICompatibleLanguageModel implements LanguageModel {
   readonly name: string;
@@ -77,6 +103,21 @@ export class OpenAICompatibleLanguageModel implements LanguageModel {
     }
   }
 
+  /** Token ids of `text` as the server tokenizes it (vLLM's `POST /tokenize` at the server root, as llama-pro serve has). */
+  private async tokenizeRemote(text: string): Promise<number[]> {
+    const root = this.base.replace(/\/v1$/, '');
+    const url = `${root}/tokenize`;
+    let res: Response;
+    try {
+      res = await this.fetchImpl(url, { method: 'POST', headers: { 'content-type': 'application/json', ...(this.options.apiKey ? { authorization: `Bearer ${this.options.apiKey}` } : {}) }, body: JSON.stringify({ model: this.options.model, prompt: text }) });
+    } catch (e) {
+      throw new EndpointError(`cannot reach ${url}: ${(e as Error).message}`, 'ENDPOINT_UNREACHABLE');
+    }
+    const body = (await res.json().catch(() => null)) as { tokens?: unknown } | null;
+    if (!res.ok || !body || !Array.isArray(body.tokens)) throw new EndpointError(`the prompt is longer than the served model's context and ${url} cannot tokenize it to cut it (HTTP ${res.status}); pass --tokenizer <dir>`, 'ENDPOINT_TOO_LONG');
+    return body.tokens as number[];
+  }
+
   /** Echoes prompts with per-token logprobs; returns the choices in prompt order. */
   private async echo(prompts: (string | number[])[]): Promise<CompletionLogprobs[]> {
     const out: CompletionLogprobs[] = [];
@@ -103,10 +144,14 @@ export class OpenAICompatibleLanguageModel implements LanguageModel {
     if (tok) {
       const prefix = this.options.addBos ?? true ? [tok.bosTokenId!] : [];
       const pairs = requests.map((r) => encodePair(tok, r.context, r.continuation, prefix));
-      const echoed = await this.echo(pairs.map((p) => [...p.context, ...p.continuation]));
+      // Left-truncated as the local model does, leaving room for the one generated token echo requests need.
+      const keep = Math.max(1, (this.options.maxLength ?? 2048) - 1);
+      const seqs = pairs.map((p) => [...p.context, ...p.continuation].slice(-keep));
+      const echoed = await this.echo(seqs);
       return echoed.map((lp, i) => {
-        const start = pairs[i]!.context.length;
-        return this.sumRange(lp, start, start + pairs[i]!.continuation.length);
+        const n = pairs[i]!.continuation.length;
+        if (n > keep) throw new EndpointError(`a continuation of ${n} tokens does not fit the served model's ${keep + 1} positions`, 'ENDPOINT_TOO_LONG');
+        return this.sumRange(lp, seqs[i]!.length - n, seqs[i]!.length);
       });
     }
     const echoed = await this.echo(requests.map((r) => r.context + r.continuation));
@@ -114,7 +159,7 @@ export class OpenAICompatibleLanguageModel implements LanguageModel {
       const r = requests[i]!;
       const offsets = lp.text_offset;
       if (!offsets) throw new EndpointError('the endpoint returned no text_offset; pass a tokenizer (--tokenizer) so prompts go as token ids', 'ENDPOINT_NO_OFFSETS');
-      const ctxLen = codePoints(r.context.replace(/\s+$/u, ''));
+      const ctxLen = codePoints(pyRstrip(r.context));
       const end = codePoints(r.context + r.continuation);
       let start = offsets.findIndex((o) => o >= ctxLen);
       let stop = offsets.findIndex((o) => o >= end);
@@ -143,12 +188,17 @@ export class OpenAICompatibleLanguageModel implements LanguageModel {
     return { logprob, isGreedy };
   }
 
-  async loglikelihoodRolling(texts: readonly string[]): Promise<{ logprob: number; tokens: number }[]> {
+  /**
+   * With a tokenizer: as the local model (RollingScoring). Text prompts can only be scored `text-only` (the server adds
+   * BOS and cannot score it; lm-eval's local-completions tokenizes locally for the same reason).
+   */
+  async loglikelihoodRolling(texts: readonly string[], options: { scoring?: RollingScoring } = {}): Promise<{ logprob: number; tokens: number }[]> {
     const tok = this.options.tokenizer;
     if (tok) {
       const prefixToken = tok.bosTokenId ?? tok.eosTokenId;
       if (prefixToken === null) throw new EndpointError('the tokenizer has neither BOS nor EOS for rolling windows', 'ENDPOINT_NO_PREFIX');
-      const windows = texts.map((t) => rollingWindows(tok.encode(t), prefixToken, this.options.maxLength ?? 2048));
+      const bos = (options.scoring ?? 'lm-eval') === 'lm-eval' && (this.options.addBos ?? true) ? [tok.bosTokenId!] : [];
+      const windows = texts.map((t) => rollingWindows([...bos, ...tok.encode(t)], prefixToken, this.options.maxLength ?? 2048));
       const flat = windows.flat();
       const echoed = await this.echo(flat.map((w) => [...w.input, w.targets[w.targets.length - 1]!]));
       let k = 0;
@@ -163,6 +213,9 @@ export class OpenAICompatibleLanguageModel implements LanguageModel {
         }
         return { logprob, tokens };
       });
+    }
+    if ((options.scoring ?? 'lm-eval') === 'lm-eval') {
+      throw new EndpointError('lm-eval rolling scoring scores the BOS token, which text prompts to an endpoint cannot; pass --tokenizer <dir> (prompts go as token ids) or --rolling-scoring text-only', 'ENDPOINT_ROLLING_NEEDS_TOKENIZER');
     }
     const echoed = await this.echo([...texts]);
     return echoed.map((lp, i) => {
@@ -193,8 +246,18 @@ export class OpenAICompatibleLanguageModel implements LanguageModel {
         text = c;
       } else {
         const tok = this.options.tokenizer;
-        const prompt = tok ? [...(this.options.addBos ?? true ? [tok.bosTokenId!] : []), ...tok.encode(r.context)] : r.context;
-        const res = await this.post<{ choices?: CompletionChoice[] }>('/completions', { prompt, ...common });
+        // Over-long prompts are cut from the left to max length - max_tokens, as the local model (and lm-eval) do.
+        const budget = Math.max(1, (this.options.maxLength ?? 2048) - common.max_tokens);
+        let prompt: string | number[] = tok ? [...(this.options.addBos ?? true ? [tok.bosTokenId!] : []), ...tok.encode(r.context)].slice(-budget) : r.context;
+        let res: { choices?: CompletionChoice[] };
+        try {
+          res = await this.post<{ choices?: CompletionChoice[] }>('/completions', { prompt, ...common });
+        } catch (e) {
+          // Text prompts: the server knows the length; on its context-length refusal, tokenize there and cut the ids.
+          if (tok || !(e instanceof EndpointError) || !/context_length_exceeded|maximum context length/.test(e.message)) throw e;
+          prompt = (await this.tokenizeRemote(r.context)).slice(-budget);
+          res = await this.post<{ choices?: CompletionChoice[] }>('/completions', { prompt, ...common });
+        }
         const c = res.choices?.[0]?.text;
         if (typeof c !== 'string') throw new EndpointError(`${this.base}/completions returned no text`, 'ENDPOINT_BAD_RESPONSE');
         text = c;

@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import { DEFAULT_BACKEND, HfCheckpoint, sha256File, loadTokenizer, loadTokenizerOrBytes, type LanguageModel, type ModelBackend, type Named, type NamedRegistry, type TextTokenizer } from '@llama-pro/core';
 import type { ModelRecord } from '../results';
 import { LocalLanguageModel } from './local';
-import { OpenAICompatibleLanguageModel } from './openai';
+import { OpenAICompatibleLanguageModel, discoverServedModel } from './openai';
 
 export interface ProviderOpenOptions {
   /** Registered backends (local provider). */
@@ -81,8 +81,11 @@ export const openaiProvider: LanguageModelProvider = {
   async open(model, o) {
     let tokenizer: TextTokenizer | undefined;
     if (o.tokenizerDir) tokenizer = await loadTokenizer(o.tokenizerDir);
-    const served = o.servedModel ?? 'default';
-    const lm = new OpenAICompatibleLanguageModel({ baseUrl: model, model: served, apiKey: o.apiKey, generation: o.generation, tokenizer, addBos: o.addBos ?? true });
+    // No --served-model: the only model the endpoint lists (llama-pro serve names it after the directory).
+    const found = o.servedModel ? null : await discoverServedModel(model, { apiKey: o.apiKey });
+    const served = o.servedModel ?? found?.id ?? 'default';
+    if (!o.servedModel) o.log?.(found ? `endpoint serves "${served}"${found.maxModelLen ? ` (${found.maxModelLen} positions)` : ''}` : `endpoint lists no models; requesting "${served}"`);
+    const lm = new OpenAICompatibleLanguageModel({ baseUrl: model, model: served, apiKey: o.apiKey, generation: o.generation, tokenizer, addBos: o.addBos ?? true, ...(found?.maxModelLen ? { maxLength: found.maxModelLen } : {}) });
     return {
       lm,
       record: { kind: 'endpoint', source: model, sha256: null, backend: null, device: null, dtype: null, served_model: served },

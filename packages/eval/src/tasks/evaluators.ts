@@ -1,5 +1,6 @@
 /** The built-in evaluators registered under TOKENS.Evaluator. */
 import * as path from 'node:path';
+import { ROLLING_SCORINGS, type RollingScoring } from '@llama-pro/core';
 import { EvalError } from '../errors';
 import {
   applyLimit,
@@ -29,7 +30,7 @@ import {
   strictMatch,
 } from './gsm8k';
 import { evaluateFunctionalCorrectness, HUMANEVAL_STOPS, loadHumanEval, readSamplesJsonl, type CompletionSample } from './humaneval';
-import { loadMbpp, MBPP_FEWSHOT_IDS, MBPP_UNTIL, mbppJob, mbppPrompt } from './mbpp';
+import { loadMbpp, mbppDir, MBPP_FEWSHOT_IDS, MBPP_UNTIL, mbppJob, mbppPrompt } from './mbpp';
 import { aggregateMmlu, argmax, loadMmlu, MMLU_CATEGORIES, MMLU_CONTINUATIONS, mmluPrompt, type MmluPromptStyle, type MmluRow } from './mmlu';
 import { loadCorpus, perplexityMetrics } from './perplexity';
 
@@ -108,11 +109,11 @@ export const humanevalEvaluator: Evaluator = {
 export const mbppEvaluator: Evaluator = {
   name: 'mbpp',
   description: 'MBPP pass@k (lm-eval 3-shot prompt with tasks 2,3,4; test split 11-510)',
-  dataset: 'humaneval',
+  dataset: 'mbpp',
   needs: ['generate_until', 'sandbox'],
   defaultFewshot: 3,
   async evaluate(ctx: EvalContext): Promise<TaskResult> {
-    const dir = path.join(ctx.dataDir, 'humaneval');
+    const dir = await mbppDir(ctx.dataDir);
     const { test, prompt: pool, files } = await loadMbpp(dir);
     const k = checkFewshot('mbpp', ctx.numFewshot ?? 3, MBPP_FEWSHOT_IDS.length);
     const shots = MBPP_FEWSHOT_IDS.slice(0, k).map((id) => pool.find((d) => d.task_id === id)!);
@@ -269,7 +270,12 @@ export const mmluEvaluator: Evaluator = {
   },
 };
 
-/** Perplexity / bits-per-byte of any corpus (`options.corpus`). */
+const ROLLING_SCORING_MEANS: Record<RollingScoring, string> = {
+  'lm-eval': 'lm-evaluation-harness 0.4.x loglikelihood_rolling: tok_encode(text) (BOS first when BOS is added) after a BOS prefix token; BOS is scored',
+  'text-only': "only the text's tokens, after a BOS (else EOS) prefix token",
+};
+
+/** Perplexity / bits-per-byte of any corpus (`options.corpus`; `options.rollingScoring`, default lm-eval). */
 export const perplexityEvaluator: Evaluator = {
   name: 'perplexity',
   description: 'Token/word/byte perplexity and bits per byte of a text corpus (--corpus file.txt|file.jsonl|dir)',
@@ -283,11 +289,13 @@ export const perplexityEvaluator: Evaluator = {
     const { docs: all, files } = await loadCorpus(corpus, split);
     const docs = applyLimit(all, ctx.limit);
     const lm = requireLm(ctx, 'perplexity');
+    const scoring = option<RollingScoring>(ctx, 'rollingScoring', 'lm-eval');
+    if (!ROLLING_SCORINGS.includes(scoring)) throw new EvalError(`unknown rolling scoring "${scoring}"; use ${ROLLING_SCORINGS.join(' or ')}`, 'USAGE');
     const per: { logprob: number; tokens: number }[] = [];
     ctx.progress?.start(docs.length, 'perplexity');
     try {
       for (let i = 0; i < docs.length; i += 8) {
-        per.push(...(await lm.loglikelihoodRolling(docs.slice(i, i + 8).map((d) => d.text))));
+        per.push(...(await lm.loglikelihoodRolling(docs.slice(i, i + 8).map((d) => d.text), { scoring })));
         ctx.progress?.update(per.length);
       }
     } finally {
@@ -298,7 +306,7 @@ export const perplexityEvaluator: Evaluator = {
       task: 'perplexity',
       metrics: { bits_per_byte: m.bits_per_byte, byte_perplexity: m.byte_perplexity, word_perplexity: m.word_perplexity, token_perplexity: m.token_perplexity },
       details: { tokens: m.tokens, words: m.words, bytes: m.bytes, logprob: m.logprob, docs: docs.length },
-      config: { corpus: path.resolve(corpus), split, limit: ctx.limit ?? null },
+      config: { corpus: path.resolve(corpus), split, limit: ctx.limit ?? null, rolling_scoring: scoring, rolling_scoring_means: ROLLING_SCORING_MEANS[scoring] },
       dataset: datasetRecord(path.basename(corpus), path.dirname(path.resolve(corpus)), files),
       samples: docs.map((d, i) => ({ doc_id: d.id, logprob: per[i]!.logprob, tokens: per[i]!.tokens, bytes: Buffer.byteLength(d.text, 'utf8') })),
     };

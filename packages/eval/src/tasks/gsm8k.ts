@@ -6,6 +6,7 @@
 import { DatasetError } from '../errors';
 import { parseJsonl, readDatasetFile, requireFields, type DatasetFileInfo } from '../datasets/files';
 import { PyRandom } from '../util/py-random';
+import { pyStrip } from '../util/py-str';
 
 export interface Gsm8kDoc {
   readonly question: string;
@@ -95,10 +96,11 @@ export const GSM8K_UNTIL = ['Question:', '</s>', '<|im_end|>'] as const;
 export const GSM8K_COT_UNTIL = ['Q:', '</s>', '<|im_end|>'] as const;
 export const GSM8K_MAX_GEN_TOKS = 256;
 
-// lm-eval spells these `#### (\-?[0-9\.\,]+)` and `The answer is (\-?[0-9\.\,]+).`; the escapes are no-ops.
+// lm-eval spells these `#### (\-?[0-9\.\,]+)` and `The answer is (\-?[0-9\.\,]+).`; the escapes are no-ops. Python's
+// `.` matches every character but \n; JavaScript's also refuses \r, U+2028 and U+2029, hence `[^\n]`.
 export const STRICT_MATCH = /#### (-?[0-9.,]+)/g;
 export const FLEXIBLE_EXTRACT = /(-?[$0-9.,]{2,})|(-?[0-9]+)/g;
-export const COT_STRICT_MATCH = /The answer is (-?[0-9.,]+)./g;
+export const COT_STRICT_MATCH = /The answer is (-?[0-9.,]+)[^\n]/g;
 export const INVALID = '[invalid]';
 
 /**
@@ -122,10 +124,6 @@ export function regexFilter(resp: string, pattern: RegExp, groupSelect = 0): str
   return pyStrip(value);
 }
 
-/** Python's `str.strip()` (whitespace as Python defines it is close enough to JS `trim` for these strings). */
-function pyStrip(s: string): string {
-  return s.trim();
-}
 
 export const strictMatch = (resp: string): string => regexFilter(resp, STRICT_MATCH, 0);
 export const flexibleExtract = (resp: string): string => regexFilter(resp, FLEXIBLE_EXTRACT, -1);

@@ -4,6 +4,8 @@
  * code should pass these tests:\n\n{tests}\n[BEGIN]\n`, generation until `[DONE]`, and the program
  * `completion + "\n" + test_setup_code + asserts` executed in the sandbox.
  */
+import * as path from 'node:path';
+import { pathExists } from '@llama-pro/core';
 import { parseJsonl, readDatasetFile, requireFields, type DatasetFileInfo } from '../datasets/files';
 import type { CheckJob } from '../sandbox/python-sandbox';
 
@@ -18,6 +20,14 @@ export interface MbppDoc {
 
 export const MBPP_FEWSHOT_IDS = [2, 3, 4] as const;
 export const MBPP_UNTIL = ['[DONE]'] as const;
+
+/** The directory holding mbpp.jsonl under a data root: `mbpp/`, else `humaneval/` (the older layout). */
+export async function mbppDir(root: string): Promise<string> {
+  const own = path.join(root, 'mbpp');
+  if (await pathExists(path.join(own, 'mbpp.jsonl'))) return own;
+  const legacy = path.join(root, 'humaneval');
+  return (await pathExists(path.join(legacy, 'mbpp.jsonl'))) ? legacy : own;
+}
 
 export async function loadMbpp(dir: string): Promise<{ test: MbppDoc[]; prompt: MbppDoc[]; files: DatasetFileInfo[] }> {
   const { data, info } = await readDatasetFile(dir, 'mbpp.jsonl', 'put google-research mbpp/mbpp.jsonl there (or pass --data-dir)');

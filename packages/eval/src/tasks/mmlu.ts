@@ -9,6 +9,7 @@ import * as path from 'node:path';
 import { DatasetError } from '../errors';
 import { readDatasetFile, type DatasetFileInfo } from '../datasets/files';
 import { parseCsv, CsvError } from '../util/csv';
+import { pyStrip } from '../util/py-str';
 
 export type MmluSplit = 'dev' | 'val' | 'test';
 export const LETTERS = ['A', 'B', 'C', 'D'] as const;
@@ -93,7 +94,7 @@ export async function loadMmlu(dir: string, splits: readonly MmluSplit[] = ['dev
 export type MmluPromptStyle = 'lm-eval' | 'original';
 
 function docToText(row: MmluRow, style: MmluPromptStyle): string {
-  const q = style === 'lm-eval' ? row.question.trim() : row.question;
+  const q = style === 'lm-eval' ? pyStrip(row.question) : row.question; // doc_to_text: {{question.strip()}}
   return `${q}\nA. ${row.choices[0]}\nB. ${row.choices[1]}\nC. ${row.choices[2]}\nD. ${row.choices[3]}\nAnswer:`;
 }
 

@@ -6,6 +6,7 @@ import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { DatasetError } from '../errors';
 import { parseJsonl, sha256Hex, type DatasetFileInfo } from '../datasets/files';
+import { pySplitWhitespace } from '../util/py-str';
 
 export interface CorpusDoc {
   readonly id: string;
@@ -48,7 +49,7 @@ export async function loadCorpus(p: string, split: 'paragraphs' | 'file' = 'para
 }
 
 export function wordCount(text: string): number {
-  return text.split(/\s+/).length;
+  return pySplitWhitespace(text).length;
 }
 
 export interface PerplexityMetrics {
