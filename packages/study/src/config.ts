@@ -73,6 +73,8 @@ export const studyConfigSchema = z
     corpus: z
       .object({
         seed: z.number().int().nonnegative(),
+        /** Built-in domain task: `arithmetic` (GSM8K-style sums, differences, products) or `copy-add` (copy / +1 / small sums). */
+        task: z.enum(['arithmetic', 'copy-add']).default('arithmetic'),
         generalTrain: z.number().int().positive(),
         generalVal: z.number().int().positive(),
         domainTrain: z.number().int().positive(),
@@ -155,7 +157,7 @@ const MINI: StudyConfig = {
   seeds: 3,
   // onnx trains through generated backward graphs: ~3x faster end to end than tfjs wasm here, same identity.
   backend: 'onnx',
-  corpus: { seed: 20240102, generalTrain: 3000, generalVal: 64, domainTrain: 2000, domainVal: 64, domainTest: 48, files: {} },
+  corpus: { seed: 20240102, task: 'copy-add', generalTrain: 3000, generalVal: 64, domainTrain: 2000, domainVal: 64, domainTest: 48, files: {} },
   base: {
     model: { hiddenSize: 64, intermediateSize: 172, layers: 4, heads: 4, kvHeads: 4, vocabSize: 259, maxPositions: 256, initStd: 0.05 },
     pretrain: { steps: 120, batchSize: 8, seqLen: 64, lr: 1e-2, warmupRatio: 0.05, schedule: 'cosine', weightDecay: 0.01, clip: 1 },
@@ -169,7 +171,7 @@ const MINI: StudyConfig = {
 const MICRO: StudyConfig = {
   seeds: 2,
   backend: 'tfjs',
-  corpus: { seed: 7, generalTrain: 60, generalVal: 8, domainTrain: 60, domainVal: 8, domainTest: 6, files: {} },
+  corpus: { seed: 7, task: 'arithmetic', generalTrain: 60, generalVal: 8, domainTrain: 60, domainVal: 8, domainTest: 6, files: {} },
   base: {
     model: { hiddenSize: 16, intermediateSize: 32, layers: 2, heads: 2, kvHeads: 2, vocabSize: 259, maxPositions: 192, initStd: 0.05 },
     pretrain: { steps: 3, batchSize: 2, seqLen: 32, lr: 1e-2, warmupRatio: 0, schedule: 'constant', weightDecay: 0, clip: 1 },

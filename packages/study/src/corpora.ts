@@ -104,6 +104,39 @@ export function generateProblem(rng: Rng): MathProblem {
   };
 }
 
+/**
+ * The `copy-add` domain task, chosen for what a frozen miniature base plus a few new blocks can learn
+ * from domain-only data in a few hundred steps: one third copy problems (the answer is a number stated
+ * in the question: needs the answer format and copying, which the base's attention already does for
+ * names in stories), one third "gets 1 more" (copy plus a successor table of 9 facts) and one third
+ * sums of two small numbers (25 facts). Exact match then separates variants by how much of the new
+ * skill they learned instead of being 0 for all of them.
+ */
+export function generateCopyAddProblem(rng: Rng): MathProblem {
+  const who = pick(rng, NAMES);
+  const item = pick(rng, ITEMS);
+  const kind = rng.int(3);
+  if (kind === 0) {
+    const x = 1 + rng.int(9);
+    return {
+      question: `${who} has ${x} ${item}. How many ${item} does ${who} have?`,
+      answer: `${who} has ${x} ${item}.\n#### ${x}`,
+      value: x,
+    };
+  }
+  const x = kind === 1 ? 1 + rng.int(9) : 1 + rng.int(5);
+  const y = kind === 1 ? 1 : 1 + rng.int(5);
+  const v = x + y;
+  return {
+    question: `${who} has ${x} ${item} and gets ${y} more. How many ${item} does ${who} have?`,
+    answer: `${x} + ${y} = ${v}.\n#### ${v}`,
+    value: v,
+  };
+}
+
+/** Domain tasks by name: `arithmetic` (sums, differences, products up to 18) and `copy-add` (above). */
+export const DOMAIN_TASKS: Readonly<Record<string, (rng: Rng) => MathProblem>> = { arithmetic: generateProblem, 'copy-add': generateCopyAddProblem };
+
 /** Training / validation text of a problem (the format the model learns and is prompted with). */
 export function problemText(p: MathProblem): string {
   return `Question: ${p.question}\nAnswer: ${p.answer}`;
@@ -136,7 +169,9 @@ export interface StudyCorpora {
  * are drawn first and their questions are excluded from the training and validation text, so no test
  * question is ever seen in training.
  */
-export function generateCorpora(seed: number, sizes: CorpusSizes): StudyCorpora {
+export function generateCorpora(seed: number, sizes: CorpusSizes, task: keyof typeof DOMAIN_TASKS = 'arithmetic'): StudyCorpora {
+  const generateProblem = DOMAIN_TASKS[task];
+  if (!generateProblem) throw new RangeError(`unknown domain task "${task}"; known: ${Object.keys(DOMAIN_TASKS).join(', ')}`);
   const general = new Rng(seed * 2 + 1);
   const domain = new Rng(seed * 2 + 2);
   const generalVal = Array.from({ length: sizes.generalVal }, () => generateStory(general));

@@ -134,7 +134,7 @@ async function readTestProblems(file: string): Promise<MathProblem[]> {
 
 /** The built-in corpora, with any real corpora from `corpus.files` replacing the matching split. */
 export async function loadStudyCorpora(c: StudyConfig): Promise<StudyCorpora> {
-  const gen = generateCorpora(c.corpus.seed, c.corpus);
+  const gen = generateCorpora(c.corpus.seed, c.corpus, c.corpus.task);
   const f = c.corpus.files;
   return {
     seed: gen.seed,
