@@ -149,6 +149,12 @@ export function problemPrompt(p: MathProblem): string {
 
 export interface CorpusSizes {
   generalTrain: number;
+  /**
+   * Share of the general training documents replaced by domain problems (drawn outside the test set),
+   * like the little math a general pretraining corpus holds: the base then has some domain ability
+   * (copying numbers into the answer format) for the variants to build on. Default 0.
+   */
+  domainInGeneral?: number;
   generalVal: number;
   domainTrain: number;
   domainVal: number;
@@ -198,5 +204,16 @@ export function generateCorpora(seed: number, sizes: CorpusSizes, task: keyof ty
   };
   const domainVal = draw(sizes.domainVal);
   const domainTrain = draw(sizes.domainTrain);
+  const mixed = Math.round((sizes.domainInGeneral ?? 0) * generalTrain.length);
+  if (mixed > 0) {
+    // A separate stream, so that the domain splits do not depend on the mixture; spread evenly.
+    const extra = new Rng(seed * 2 + 3);
+    const every = generalTrain.length / mixed;
+    for (let i = 0; i < mixed; i++) {
+      let p = generateProblem(extra);
+      while (heldOut.has(p.question)) p = generateProblem(extra);
+      generalTrain[Math.floor(i * every)] = problemText(p);
+    }
+  }
   return { seed, generalTrain, generalVal, domainTrain, domainVal, domainTest };
 }

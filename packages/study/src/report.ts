@@ -5,7 +5,7 @@
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { writeFileAtomic, writeJsonAtomic } from '@llama-pro/core';
-import { barChartSvg, lineChartSvg, scatterSvg, svgToPng } from './plots';
+import { barChartSvg, colorMap, lineChartSvg, scatterSvg, svgToPng } from './plots';
 import type { RunResult, StudyResults } from './results';
 import { oneSampleTTest, welchTTest } from './stats';
 
@@ -300,6 +300,65 @@ export function movingAverage(points: readonly { x: number; y: number }[], windo
   });
 }
 
+export interface FrontierPoint {
+  variant: string;
+  lr: number;
+  steps: number;
+  seeds: number;
+  /** Mean general-loss increase (forgetting; lower is better). */
+  generalIncrease: number;
+  /** Mean domain-loss decrease (learning; higher is better). */
+  domainDecrease: number;
+  accuracy: number;
+  /** Not dominated by any other point (no other point forgets no more and learns no less, one strictly). */
+  onFront: boolean;
+  /** Labels of points that dominate this one. */
+  dominatedBy: string[];
+}
+
+export const pointLabel = (p: Pick<FrontierPoint, 'variant' | 'lr' | 'steps'>) => `${p.variant} lr ${p.lr} × ${p.steps}`;
+
+/** Every (variant, learning rate, steps) point of the main runs and the sweep, with the Pareto front marked. */
+export function frontierPoints(results: StudyResults): FrontierPoint[] {
+  const all = [...results.runs.map((r) => ({ ...r, lr: r.lr ?? results.config.train.lr })), ...(results.sweep ?? []).map((r) => ({ ...r, lr: r.lr ?? results.config.train.lr }))];
+  const groups = new Map<string, typeof all>();
+  for (const r of all) {
+    const k = JSON.stringify([r.variant, r.lr, r.steps]);
+    if (!groups.has(k)) groups.set(k, []);
+    groups.get(k)!.push(r);
+  }
+  const pts: FrontierPoint[] = [...groups.values()].map((rs) => ({
+    variant: rs[0]!.variant,
+    lr: rs[0]!.lr,
+    steps: rs[0]!.steps,
+    seeds: rs.length,
+    generalIncrease: stat(rs.map((r) => r.after.generalLoss - r.before.generalLoss)).mean,
+    domainDecrease: stat(rs.map((r) => r.before.domainLoss - r.after.domainLoss)).mean,
+    accuracy: stat(rs.map((r) => r.after.accuracy)).mean,
+    onFront: false,
+    dominatedBy: [],
+  }));
+  for (const p of pts) {
+    p.dominatedBy = pts.filter((q) => q !== p && q.generalIncrease <= p.generalIncrease && q.domainDecrease >= p.domainDecrease && (q.generalIncrease < p.generalIncrease || q.domainDecrease > p.domainDecrease)).map(pointLabel);
+    p.onFront = p.dominatedBy.length === 0;
+  }
+  return pts;
+}
+
+/**
+ * At a domain gain `g`: each variant's least general-loss increase among its points that reach at least
+ * `g` (no interpolation between points), best first; variants that never reach `g` are left out.
+ */
+export function costAtGain(points: readonly FrontierPoint[], g: number): { variant: string; generalIncrease: number; point: string }[] {
+  const by = new Map<string, FrontierPoint>();
+  for (const p of points) {
+    if (p.domainDecrease < g) continue;
+    const cur = by.get(p.variant);
+    if (!cur || p.generalIncrease < cur.generalIncrease) by.set(p.variant, p);
+  }
+  return [...by.values()].map((p) => ({ variant: p.variant, generalIncrease: p.generalIncrease, point: pointLabel(p) })).sort((a, b) => a.generalIncrease - b.generalIncrease);
+}
+
 export function renderReportMarkdown(results: StudyResults, findings: readonly Finding[] = computeFindings(results)): string {
   const vs = summarizeVariants(results.runs);
   const c = results.config;
@@ -388,15 +447,43 @@ export function renderReportMarkdown(results: StudyResults, findings: readonly F
     L.push(`Exact-match accuracy is ${(100 * accs[0]!).toFixed(1)}% for the base and every run, so at this scale it does not separate the variants; the comparisons rest on the losses. A larger budget (\`train.steps\`, \`base.model\`, \`--config\`) is needed for the model to solve the problems.`);
   }
   L.push('');
+  L.push('## Forgetting–learning frontier');
+  L.push('');
+  const fp = frontierPoints(results);
+  if (fp.length && (results.sweep?.length ?? 0) > 0) {
+    L.push(`Each variant at learning rate × steps ${c.sweep.lrs.join(', ')} × ${c.sweep.steps.join(', ')} (${c.sweep.seeds} seed(s) per sweep point) and at the main setting (lr ${c.train.lr} × ${c.train.steps}, ${c.seeds} seeds). x: general-loss increase (forgetting), y: domain-loss decrease (learning); a point is on the Pareto front when no other point forgets no more and learns no less. Means over seeds; sweep points with one seed carry no error estimate, so this section describes, it does not test.`);
+    L.push('');
+    L.push('| variant | lr | steps | seeds | general-loss increase | domain-loss decrease | accuracy % | Pareto front |');
+    L.push('|---|---:|---:|---:|---:|---:|---:|---|');
+    for (const p of [...fp].sort((a, b) => a.variant.localeCompare(b.variant) || a.lr - b.lr || a.steps - b.steps)) {
+      L.push(`| ${p.variant} | ${p.lr} | ${p.steps} | ${p.seeds} | ${f4(p.generalIncrease)} | ${f4(p.domainDecrease)} | ${(100 * p.accuracy).toFixed(1)} | ${p.onFront ? '**yes**' : `no (e.g. ${p.dominatedBy[0]})`} |`);
+    }
+    L.push('');
+    const front = fp.filter((p) => p.onFront).sort((a, b) => a.generalIncrease - b.generalIncrease);
+    const frontVariants = [...new Set(front.map((p) => p.variant))];
+    L.push(`On the front: ${front.map(pointLabel).join('; ')}. Variants with a point on it: ${frontVariants.join(', ')}; never on it: ${[...new Set(fp.map((p) => p.variant))].filter((v) => !frontVariants.includes(v)).join(', ') || 'none'}.`);
+    L.push('');
+    const maxGain = Math.max(...fp.map((p) => p.domainDecrease));
+    for (const q of [0.25, 0.5, 0.75]) {
+      const g = q * maxGain;
+      const ranked = costAtGain(fp, g);
+      if (!ranked.length) continue;
+      L.push(`- At equal domain gain ≥ ${g.toFixed(3)} nats (${(100 * q).toFixed(0)} % of the largest): least forgetting ${ranked[0]!.variant} (+${ranked[0]!.generalIncrease.toFixed(3)} at ${ranked[0]!.point}), then ${ranked.slice(1, 4).map((r) => `${r.variant} +${r.generalIncrease.toFixed(3)}`).join(', ') || '–'}${ranked.length > 4 ? ', …' : ''}; ${fp.length && [...new Set(fp.map((p) => p.variant))].length - ranked.length} variant(s) never reach it.`);
+    }
+  } else L.push('No sweep in this run (`sweep.lrs` / `sweep.steps` empty): the frontier has one point per variant, see general-vs-domain.');
+  L.push('');
   L.push('## Plots');
   L.push('');
   L.push('- `loss-curves.svg` / `.png`: mean training loss per step for each variant (Fig. 5 analogue).');
   L.push('- `general-vs-domain.svg` / `.png`: general loss vs domain loss after training, mean ± std over seeds, base model as a hollow square (Table 5 analogue).');
   L.push('- `accuracy.svg` / `.png`: exact-match accuracy per variant, mean ± std.');
+  L.push('- `frontier.svg` / `.png`: general-loss increase vs domain-loss decrease for every variant × lr × steps, Pareto front dashed and ringed; `frontier-accuracy.svg` / `.png`: the same x against accuracy.');
   L.push('');
   L.push('![loss curves](loss-curves.png)');
   L.push('');
   L.push('![general vs domain](general-vs-domain.png)');
+  L.push('');
+  L.push('![frontier](frontier.png)');
   L.push('');
   L.push('## Per-seed values');
   L.push('');
@@ -417,30 +504,71 @@ export interface StudyPlots {
   lossCurves: string;
   generalVsDomain: string;
   accuracy: string;
+  frontier: string;
+  frontierAccuracy: string;
 }
 
 export function renderPlots(results: StudyResults): StudyPlots {
   const vs = summarizeVariants(results.runs);
-  const curves = vs.map((v) => ({ label: v.variant, points: meanCurve(results.runs.filter((r) => r.variant === v.variant)) }));
+  // One colour per variant in every plot: by position in the configured variant list.
+  const colorOf = colorMap([...new Set([...results.config.variants.map((v) => v.name), ...vs.map((v) => v.variant)])]);
+  const curves = vs.map((v) => {
+    const rs = results.runs.filter((r) => r.variant === v.variant);
+    return { label: v.variant, points: meanCurve(rs), band: seedBand(rs) };
+  });
   const longest = Math.max(0, ...curves.map((c) => c.points.length));
   const window = Math.max(1, Math.round(longest / 10));
-  const series = curves.map((c) => ({ label: c.label, points: movingAverage(c.points, window) }));
+  const series = curves.map((c) => {
+    const lo = movingAverage(c.band.map((b) => ({ x: b.x, y: b.lo })), window);
+    const hi = movingAverage(c.band.map((b) => ({ x: b.x, y: b.hi })), window);
+    return { label: c.label, color: colorOf(c.label), points: movingAverage(c.points, window), band: lo.map((p, i) => ({ x: p.x, lo: p.y, hi: hi[i]!.y })) };
+  });
   const lossCurves = lineChartSvg(
-    `Training loss on the domain corpus (mean of ${results.config.seeds} seeds${window > 1 ? `, moving average of ${window} steps` : ''})`,
+    `Training loss on the domain corpus (mean of ${results.config.seeds} seeds, band min–max${window > 1 ? `, moving average of ${window} steps` : ''})`,
     'step',
     'training loss (nats/token)',
     series,
+    longest === 0 ? 'no training curves recorded' : undefined,
   );
   const pts = [
-    { label: 'base', x: results.base.eval.generalLoss, y: results.base.eval.domainLoss, xErr: 0, yErr: 0, reference: true, group: 'base' },
-    ...vs.map((v) => ({ label: v.variant, x: v.generalAfter.mean, y: v.domainAfter.mean, xErr: v.generalAfter.std, yErr: v.domainAfter.std, group: v.variant })),
+    { label: 'base', x: results.base.eval.generalLoss, y: results.base.eval.domainLoss, xErr: 0, yErr: 0, reference: true, group: 'base', color: '#777777' },
+    ...vs.map((v) => ({ label: v.variant, x: v.generalAfter.mean, y: v.domainAfter.mean, xErr: v.generalAfter.std, yErr: v.domainAfter.std, group: v.variant, color: colorOf(v.variant) })),
   ];
   const generalVsDomain = scatterSvg('General vs domain loss after training (mean ± std)', 'general loss (held-out stories) — lower keeps more', 'domain loss (held-out problems) — lower learns more', pts);
-  const accuracy = barChartSvg('Exact-match accuracy on held-out problems (mean ± std)', 'accuracy', [
-    { label: 'base', value: results.base.eval.accuracy, err: 0, reference: true },
-    ...vs.map((v) => ({ label: v.variant, value: v.accuracy.mean, err: v.accuracy.std })),
-  ]);
-  return { lossCurves, generalVsDomain, accuracy };
+  const allZero = [results.base.eval.accuracy, ...vs.map((v) => v.accuracy.mean)].every((a) => a === 0);
+  const accuracy = barChartSvg(
+    'Exact-match accuracy on held-out problems (mean ± std)',
+    'accuracy',
+    [{ label: 'base', value: results.base.eval.accuracy, err: 0, reference: true, color: '#777777' }, ...vs.map((v) => ({ label: v.variant, value: v.accuracy.mean, err: v.accuracy.std, color: colorOf(v.variant) }))],
+    allZero ? `accuracy is 0 for the base and every variant: no problem solved (${results.base.eval.total} test problems)` : undefined,
+  );
+  const fp = frontierPoints(results);
+  const front = fp.filter((p) => p.onFront).sort((a, b) => a.generalIncrease - b.generalIncrease);
+  const fpts = fp.map((p) => ({ label: p.variant, group: p.variant, color: colorOf(p.variant), x: p.generalIncrease, y: p.domainDecrease, xErr: 0, yErr: 0, ring: p.onFront, text: `${p.variant} ${p.lr}×${p.steps}` }));
+  const frontier = scatterSvg('Forgetting vs learning over lr × steps (ringed, dashed: Pareto front)', 'general-loss increase (forgetting) — left is better', 'domain-loss decrease (learning) — up is better', fpts, {
+    front: front.map((p) => ({ x: p.generalIncrease, y: p.domainDecrease })),
+    ...((results.sweep?.length ?? 0) === 0 ? { note: 'no lr × steps sweep in this run: one point per variant' } : {}),
+  });
+  const allZeroF = fp.every((p) => p.accuracy === 0);
+  const frontierAccuracy = scatterSvg(
+    'Forgetting vs exact-match accuracy over lr × steps',
+    'general-loss increase (forgetting) — left is better',
+    'accuracy — up is better',
+    fp.map((p) => ({ label: p.variant, group: p.variant, color: colorOf(p.variant), x: p.generalIncrease, y: p.accuracy, xErr: 0, yErr: 0, text: `${p.variant} ${p.lr}×${p.steps}` })),
+    allZeroF ? { note: 'accuracy is 0 at every point: no test problem solved' } : {},
+  );
+  return { lossCurves, generalVsDomain, accuracy, frontier, frontierAccuracy };
+}
+
+/** Per-step min and max training loss over seeds (steps present in every seed). */
+export function seedBand(runs: readonly RunResult[]): { x: number; lo: number; hi: number }[] {
+  if (runs.length === 0) return [];
+  const maps = runs.map((r) => new Map(r.curve.map((p) => [p.step, p.loss])));
+  const steps = runs[0]!.curve.map((p) => p.step).filter((st) => maps.every((m) => m.has(st)));
+  return steps.map((st) => {
+    const ys = maps.map((m) => m.get(st)!);
+    return { x: st, lo: Math.min(...ys), hi: Math.max(...ys) };
+  });
 }
 
 /** Writes results.json, report.md and the plots (SVG, and PNG unless `png: false`); returns the paths written. */
@@ -460,6 +588,8 @@ export async function writeStudyReport(out: string, results: StudyResults, o: { 
     ['loss-curves', plots.lossCurves],
     ['general-vs-domain', plots.generalVsDomain],
     ['accuracy', plots.accuracy],
+    ['frontier', plots.frontier],
+    ['frontier-accuracy', plots.frontierAccuracy],
   ];
   for (const [name, svg] of named) {
     await put(`${name}.svg`, svg);

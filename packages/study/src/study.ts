@@ -304,7 +304,9 @@ export async function runStudy(config: StudyConfig, deps: StudyDeps, opts: Study
   const test = corpora.domainTest.slice(0, config.eval.testProblems);
 
   const seeds = Array.from({ length: config.seeds }, (_, i) => i);
-  const total = 1 + config.variants.length * seeds.length;
+  const sweepPoints = config.sweep.lrs.flatMap((lr) => config.sweep.steps.map((steps) => ({ lr, steps }))).filter((p) => !(p.lr === config.train.lr && p.steps === config.train.steps));
+  const sweepSeeds = Array.from({ length: config.sweep.seeds }, (_, i) => i);
+  const total = 1 + config.variants.length * (seeds.length + sweepPoints.length * sweepSeeds.length);
   let done = 0;
   progress.start(total, 'study');
   let device = deps.backend.name;
@@ -328,7 +330,7 @@ export async function runStudy(config: StudyConfig, deps: StudyDeps, opts: Study
       log(`base: ${baseDir} (given)`);
     } else {
       origin = 'pretrained';
-      const key = hashOf({ v: 1, model: config.base.model, pretrain: config.base.pretrain, corpus: { seed: config.corpus.seed, n: config.corpus.generalTrain, files: config.corpus.files.generalTrain ?? null }, backend: config.backend });
+      const key = hashOf({ v: 1, model: config.base.model, pretrain: config.base.pretrain, corpus: { seed: config.corpus.seed, n: config.corpus.generalTrain, files: config.corpus.files.generalTrain ?? null, ...(config.corpus.domainInGeneral ? { task: config.corpus.task, mix: config.corpus.domainInGeneral } : {}) }, backend: config.backend });
       const cacheRoot = path.resolve(opts.cacheDir ?? config.cacheDir ?? path.join(out, 'cache'));
       const entry = path.join(cacheRoot, `base-${key}`);
       baseDir = path.join(entry, 'model');
@@ -396,31 +398,38 @@ export async function runStudy(config: StudyConfig, deps: StudyDeps, opts: Study
     log(`base: general loss ${base.eval.generalLoss.toFixed(4)}, domain loss ${base.eval.domainLoss.toFixed(4)}, accuracy ${(100 * base.eval.accuracy).toFixed(1)}%`);
     progress.update(++done, { run: 'base' });
 
-    // (b)-(d) Variants × seeds.
+    // (b)-(d) Variants × seeds, then the frontier sweep (variants × learning rate × steps × sweep seeds).
     const runs: RunResult[] = [];
+    const sweep: RunResult[] = [];
+    const jobs = [
+      ...seeds.map((seed) => ({ seed, train: config.train, sub: `seed-${seed}`, into: runs })),
+      ...sweepPoints.flatMap((p) => sweepSeeds.map((seed) => ({ seed, train: { ...config.train, lr: p.lr, steps: p.steps }, sub: `lr-${p.lr}-steps-${p.steps}/seed-${seed}`, into: sweep }))),
+    ];
     for (const v of config.variants) {
       const modelDir = v.strategy ? await expandVariant(v) : baseDir;
-      for (const seed of seeds) {
+      for (const job of jobs) {
+        const { seed } = job;
+        const label = job.into === runs ? `${v.name} seed ${seed}` : `${v.name} lr ${job.train.lr} × ${job.train.steps} steps seed ${seed}`;
         if (opts.signal?.aborted) throw new UsageError('study interrupted; run the same command again to resume (finished runs are kept)', 'INTERRUPTED');
-        const runDir = path.join(out, 'runs', v.name, `seed-${seed}`);
+        const runDir = path.join(out, 'runs', v.name, job.sub);
         const resultFile = path.join(runDir, 'result.json');
         // A finished run is reused only when everything it depends on is unchanged.
-        const key = hashOf({ v: 1, variant: v, seed, base: baseDir, baseEval, train: config.train, eval: config.eval, corpus: config.corpus, backend: config.backend });
+        const key = hashOf({ v: 1, variant: v, seed, base: baseDir, baseEval, train: job.train, eval: config.eval, corpus: config.corpus, backend: config.backend });
         const previous = (await pathExists(resultFile)) ? (JSON.parse(await fsp.readFile(resultFile, 'utf8')) as RunResult & { key?: string }) : null;
         if (previous && previous.key === key) {
           delete previous.key;
-          runs.push(previous);
+          job.into.push({ ...previous, lr: job.train.lr });
           reused++;
-          log(`${v.name} seed ${seed}: reusing ${resultFile}`);
+          log(`${label}: reusing ${resultFile}`);
         } else {
-          if (previous) log(`${v.name} seed ${seed}: the configuration changed since ${resultFile} was written; running it again`);
-          const r = await runVariant(v, seed, modelDir, runDir, baseEval, tok);
+          if (previous) log(`${label}: the configuration changed since ${resultFile} was written; running it again`);
+          const r = { ...(await runVariant(v, seed, modelDir, runDir, baseEval, tok, job.train)), lr: job.train.lr };
           await writeJsonAtomic(resultFile, { ...r, key });
-          runs.push(r);
+          job.into.push(r);
           ran++;
-          log(`${v.name} seed ${seed}: general ${r.before.generalLoss.toFixed(3)} → ${r.after.generalLoss.toFixed(3)}, domain ${r.before.domainLoss.toFixed(3)} → ${r.after.domainLoss.toFixed(3)}, accuracy ${(100 * r.after.accuracy).toFixed(1)}% (${r.elapsedS.toFixed(1)} s)`);
+          log(`${label}: general ${r.before.generalLoss.toFixed(3)} → ${r.after.generalLoss.toFixed(3)}, domain ${r.before.domainLoss.toFixed(3)} → ${r.after.domainLoss.toFixed(3)}, accuracy ${(100 * r.after.accuracy).toFixed(1)}% (${r.elapsedS.toFixed(1)} s)`);
         }
-        progress.update(++done, { run: `${v.name}/seed-${seed}` });
+        progress.update(++done, { run: `${v.name}/${job.sub}` });
       }
     }
 
@@ -433,6 +442,7 @@ export async function runStudy(config: StudyConfig, deps: StudyDeps, opts: Study
       backend: { name: deps.backend.name, device },
       base,
       runs,
+      sweep,
       elapsedS: (Date.now() - started) / 1000,
       cpuS: (() => {
         const c = process.cpuUsage(cpu0);
@@ -465,7 +475,7 @@ export async function runStudy(config: StudyConfig, deps: StudyDeps, opts: Study
     return dir;
   }
 
-  async function runVariant(v: VariantSpec, seed: number, modelDir: string, runDir: string, baseEval: BaseResult['eval'], tok: TextTokenizer): Promise<RunResult> {
+  async function runVariant(v: VariantSpec, seed: number, modelDir: string, runDir: string, baseEval: BaseResult['eval'], tok: TextTokenizer, train: StudyConfig['train']): Promise<RunResult> {
     const t0 = Date.now();
     await fsp.rm(runDir, { recursive: true, force: true });
     await fsp.mkdir(runDir, { recursive: true });
@@ -483,7 +493,7 @@ export async function runStudy(config: StudyConfig, deps: StudyDeps, opts: Study
             verifyMaxAbsDiff: manifest.verification?.maxAbsDiff ?? null,
           }
         : null;
-      const exp = experimentFor(config.train, {
+      const exp = experimentFor(train, {
         out: path.join(runDir, 'train'),
         data: domainTrainFile,
         seed,

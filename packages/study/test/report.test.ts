@@ -3,7 +3,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { inflateSync } from 'node:zlib';
 import { resolveStudyConfig } from '../src/config';
-import { computeFindings, meanCurve, movingAverage, renderReportMarkdown, stat, summarizeVariants, writeStudyReport } from '../src/report';
+import { computeFindings, costAtGain, frontierPoints, meanCurve, movingAverage, renderPlots, renderReportMarkdown, stat, summarizeVariants, writeStudyReport } from '../src/report';
 import { lineChartSvg, niceTicks, svgToPng } from '../src/plots';
 import type { RunResult, StudyResults } from '../src/results';
 
@@ -252,13 +252,63 @@ describe('study report', () => {
     expect(f.filter((x) => x.verdict === 'untested').length).toBe(f.length);
   });
 
+  it('marks the Pareto front over variants × lr × steps and ranks variants at equal domain gain', () => {
+    const r = synthetic(PAPER_LIKE);
+    // Sweep points (one seed each): full at a small lr forgets little and learns little; lora at a large
+    // lr; interleaved-2 at a small lr, dominated by interleaved-4's main point.
+    const mk = (variant: string, lr: number, g: number, d: number): RunResult => ({ ...r.runs.find((x) => x.variant === variant)!, seed: 0, lr, after: { generalLoss: g, domainLoss: d, accuracy: 0, correct: 0, total: 10 } });
+    r.sweep = [mk('full', 1e-4, 2.001, 2.9), mk('lora', 0.1, 2.05, 2.4), mk('interleaved-2', 1e-4, 2.1, 2.8)];
+    const pts = frontierPoints(r);
+    expect(pts).toHaveLength(PAPER_LIKE.length + 3);
+    const lr0 = r.config.train.lr;
+    const at = (v: string, lr: number) => pts.find((p) => p.variant === v && p.lr === lr)!;
+    // interleaved-4 at the main point: general 2.02, 2.02, 2.04 from 2.0 (mean +0.08/3), domain 3.0 → 2.3.
+    expect(at('interleaved-4', lr0).generalIncrease).toBeCloseTo(0.08 / 3, 12);
+    expect(at('interleaved-4', lr0).domainDecrease).toBeCloseTo(0.7, 12);
+    expect(at('lora', lr0).onFront).toBe(true); // forgets nothing (general 2.0 = the base's)
+    // full at lr 1e-4 (+0.001, 0.1): only lora's main point forgets less (0), and it learns less (0.04).
+    expect(at('full', 1e-4).onFront).toBe(true);
+    expect(at('interleaved-4', lr0).onFront).toBe(true);
+    expect(at('full', lr0).onFront).toBe(true); // the largest domain gain (0.797)
+    expect(at('interleaved-2', 1e-4).onFront).toBe(false);
+    expect(at('interleaved-2', 1e-4).dominatedBy).toContain(`interleaved-4 lr ${lr0} × 4`);
+    expect(at('bottom-2', lr0).onFront).toBe(false);
+    // Domain gain ≥ 0.65 is reached only by interleaved-4 (0.7, +0.027) and full (0.797, +0.623).
+    expect(costAtGain(pts, 0.65).map((x) => x.variant)).toEqual(['interleaved-4', 'full']);
+    const md = renderReportMarkdown(r);
+    expect(md).toContain('## Forgetting–learning frontier');
+    expect(md).toMatch(/At equal domain gain ≥ 0\.59[78] nats \(75 % of the largest\): least forgetting interleaved-4/);
+  });
+
+  it('gives each variant one colour in every plot and notes an all-zero accuracy chart', () => {
+    const r = synthetic(PAPER_LIKE.map((x) => ({ ...x, acc: x.acc.map(() => 0) })));
+    const plots = renderPlots(r);
+    // Legend entries: a marker element followed by the label's text element.
+    const colourOf = (svg: string, label: string) => new RegExp(`(?:stroke|fill)="(#[0-9A-Fa-f]{6})"[^>]*/>\\n<text[^>]*>${label}</text>`).exec(svg)?.[1];
+    const names = ['full', 'lora', 'interleaved-2', 'bottom-2'];
+    for (const v of names) {
+      const c = colourOf(plots.lossCurves, v);
+      expect(c).toBeDefined();
+      expect(colourOf(plots.generalVsDomain, v)).toBe(c);
+      expect(colourOf(plots.frontier, v)).toBe(c);
+      expect(plots.accuracy).toContain(`fill="${c}"`);
+    }
+    expect(new Set(names.map((v) => colourOf(plots.lossCurves, v))).size).toBe(names.length);
+    expect(plots.accuracy).toContain('accuracy is 0 for the base and every variant');
+    expect(plots.frontier).toContain('no lr × steps sweep in this run');
+    // Seed bands on the loss curves: one shaded polygon per variant.
+    expect((plots.lossCurves.match(/<polygon /g) ?? []).length).toBe(PAPER_LIKE.length);
+    // Scatter points carry their labels.
+    expect(plots.generalVsDomain).toContain('>layers-2</text>');
+  });
+
   it('writes results.json, report.md, well-formed SVGs and legible PNGs', async () => {
     const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'study-report-'));
     try {
       const r = synthetic(PAPER_LIKE);
       const files = await writeStudyReport(dir, r);
       const names = files.map((f) => path.basename(f)).sort();
-      expect(names).toEqual(['accuracy.png', 'accuracy.svg', 'general-vs-domain.png', 'general-vs-domain.svg', 'loss-curves.png', 'loss-curves.svg', 'report.md', 'results.json']);
+      expect(names).toEqual(['accuracy.png', 'accuracy.svg', 'frontier-accuracy.png', 'frontier-accuracy.svg', 'frontier.png', 'frontier.svg', 'general-vs-domain.png', 'general-vs-domain.svg', 'loss-curves.png', 'loss-curves.svg', 'report.md', 'results.json']);
       const json = JSON.parse(await fsp.readFile(path.join(dir, 'results.json'), 'utf8')) as StudyResults & { findings: unknown[] };
       expect(json.runs).toHaveLength(r.runs.length);
       expect(json.runs[0]!.after.generalLoss).toBe(2.01);
@@ -266,7 +316,7 @@ describe('study report', () => {
       const md = await fsp.readFile(path.join(dir, 'report.md'), 'utf8');
       expect(md).toContain('| interleaved-4 | new-blocks | 4 |');
       expect(md).toContain('2.3000 ± 0.0100'); // interleaved-4 domain loss: mean 2.3, sample std 0.01
-      for (const n of ['accuracy', 'general-vs-domain', 'loss-curves']) {
+      for (const n of ['accuracy', 'general-vs-domain', 'loss-curves', 'frontier', 'frontier-accuracy']) {
         const svg = await fsp.readFile(path.join(dir, `${n}.svg`), 'utf8');
         checkWellFormed(svg);
         expect(svg).toContain('interleaved-2');
