@@ -60,7 +60,7 @@ describeWithFixtures('llama-pro eval on stories260K: local backend vs OpenAI-com
     // Short prompts: stories260K has 512 positions and a server rejects longer requests (the local path would
     // truncate from the left, lm-eval style).
     const common = ['--tasks', 'mmlu,gsm8k,perplexity', '--limit', '3', '--num-fewshot', '0', '--subjects', 'abstract_algebra,high_school_mathematics', '--data-dir', DATA, '--out', tmp, '--max-gen-tokens', '24', '--corpus', path.join(tmp, 'corpus.txt')];
-    const local = await runCli(['eval', '--model', dir, '--backend', 'tfjs:wasm', '--name', 'local', ...common]);
+    const local = await runCli(['eval', '--model', dir, '--backend', 'tfjs:wasm', '--name', 'local', '--byte-tokens', ...common]);
     expect(local.stderr).not.toMatch(/llama-pro:/);
     expect(local.code).toBe(0);
     const remote = await runCli(['eval', '--model', server.url, '--served-model', 'stories260K', '--name', 'remote', ...common]);

@@ -39,6 +39,10 @@ describe('llama-pro study --preset micro', () => {
     expect(variants).toEqual(['interleaved-2', 'top-1', 'bottom-1', 'full', 'lora', 'layers-1']);
     expect(res.runs.map((x) => x.seed).sort()).toEqual([0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1]);
     expect(res.base.origin).toBe('pretrained');
+    // The study's base has a real byte-level tokenizer.json, so generate --prompt works on it.
+    const gen = await runCli(['generate', '--model', path.join(res.base.dir), '--prompt', 'Once', '--max-new-tokens', '4', '--temperature', '0', '--json']);
+    expect(gen.stderr).not.toMatch(/llama-pro:/);
+    expect(gen.code).toBe(0);
     expect(res.base.pretrainCurve).toHaveLength(res.config.base.pretrain.steps);
     for (const run of res.runs) {
       // Every run trained the same domain-token budget.
@@ -93,13 +97,18 @@ describe('llama-pro study --preset micro', () => {
 });
 
 describeWithFixtures('llama-pro study --base stories260K', [STORIES260K_BIN], () => {
-  it('runs on the converted real model with byte tokens', async () => {
+  it('refuses the converted real model without a tokenizer, and runs on it with --byte-tokens', async () => {
     const base = path.join(tmp, 'stories260K');
     await convertLlama2c(fixturePath(...STORIES260K_BIN), base);
     const yaml = path.join(tmp, 'stories.yaml');
     await fsp.writeFile(yaml, 'seeds: 1\n');
     const out = path.join(tmp, 'stories-out');
-    const r = await runCli(['study', '--preset', 'micro', '--config', yaml, '--base', base, '--out', out, '--no-png', '--json']);
+    // No tokenizer.json: refused unless byte tokens are asked for.
+    const refused = await runCli(['study', '--preset', 'micro', '--config', yaml, '--base', base, '--out', out, '--no-png', '--json']);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toContain('has no tokenizer.json');
+    expect(refused.stderr).toContain('--byte-tokens');
+    const r = await runCli(['study', '--preset', 'micro', '--config', yaml, '--base', base, '--byte-tokens', '--out', out, '--no-png', '--json']);
     expect(r.stderr).not.toMatch(/unexpected error/);
     expect(r.code).toBe(0);
     const res = await readResults(out);

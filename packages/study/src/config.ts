@@ -100,6 +100,8 @@ export const studyConfigSchema = z
       .object({
         /** An existing HF model directory (e.g. stories260K converted); skips pretraining. */
         path: z.string().optional(),
+        /** Study a given base without tokenizer.json on raw byte tokens (ids 3..258) deliberately; refused otherwise. */
+        byteTokens: z.boolean().default(false),
         model: modelShape,
         pretrain: trainSchema,
       })
@@ -173,13 +175,15 @@ const MINI: StudyConfig = {
   backend: 'onnx',
   corpus: { seed: 20240102, task: 'copy-add', generalTrain: 3000, domainInGeneral: 0.1, generalVal: 64, domainTrain: 2000, domainVal: 64, domainTest: 48, files: {} },
   base: {
+    byteTokens: false,
     model: { hiddenSize: 64, intermediateSize: 172, layers: 4, heads: 4, kvHeads: 4, vocabSize: 259, maxPositions: 256, initStd: 0.05 },
-    pretrain: { steps: 800, batchSize: 8, seqLen: 128, lr: 1e-2, warmupRatio: 0.05, schedule: 'cosine', weightDecay: 0.01, clip: 1 },
+    pretrain: { steps: 500, batchSize: 8, seqLen: 96, lr: 1e-2, warmupRatio: 0.05, schedule: 'cosine', weightDecay: 0.01, clip: 1 },
   },
-  train: { steps: 150, batchSize: 8, seqLen: 128, lr: 3e-3, warmupRatio: 0.1, schedule: 'cosine', weightDecay: 0, clip: 1 },
+  train: { steps: 100, batchSize: 8, seqLen: 96, lr: 3e-3, warmupRatio: 0.1, schedule: 'cosine', weightDecay: 0, clip: 1 },
   variants: defaultVariants(4),
-  sweep: { lrs: [1e-3, 3e-3], steps: [50, 150], seeds: 1 },
-  eval: { generalDocs: 32, domainDocs: 32, testProblems: 48, maxNewTokens: 40, seqLen: 128, batchSize: 16 },
+  // Frontier: a lower and a higher learning rate at half the steps, next to the main point (3e-3 × 100).
+  sweep: { lrs: [1e-3, 1e-2], steps: [50], seeds: 1 },
+  eval: { generalDocs: 32, domainDocs: 32, testProblems: 48, maxNewTokens: 24, seqLen: 128, batchSize: 16 },
 };
 
 /** Seconds, not minutes: for tests and smoke checks. Same structure as mini, tiny sizes. */
@@ -188,6 +192,7 @@ const MICRO: StudyConfig = {
   backend: 'tfjs',
   corpus: { seed: 7, task: 'arithmetic', generalTrain: 60, domainInGeneral: 0, generalVal: 8, domainTrain: 60, domainVal: 8, domainTest: 6, files: {} },
   base: {
+    byteTokens: false,
     model: { hiddenSize: 16, intermediateSize: 32, layers: 2, heads: 2, kvHeads: 2, vocabSize: 259, maxPositions: 192, initStd: 0.05 },
     pretrain: { steps: 3, batchSize: 2, seqLen: 32, lr: 1e-2, warmupRatio: 0, schedule: 'constant', weightDecay: 0, clip: 1 },
   },
@@ -204,7 +209,17 @@ const MICRO: StudyConfig = {
   eval: { generalDocs: 4, domainDocs: 4, testProblems: 4, maxNewTokens: 4, seqLen: 32, batchSize: 4 },
 };
 
-export const STUDY_PRESETS: Readonly<Record<string, StudyConfig>> = { mini: MINI, micro: MICRO };
+/**
+ * The mini protocol (same variants, seeds, domain task, budget and sweep) on a model given with `--base`
+ * (e.g. stories260K converted with its tokenizer), or emitted as LLaMA-Factory jobs (`--engine`).
+ * Nothing is pretrained: `base.path` is required.
+ */
+const PAPER_SHAPE: StudyConfig = { ...structuredClone(MINI), corpus: { ...MINI.corpus, domainInGeneral: 0 } };
+
+export const STUDY_PRESETS: Readonly<Record<string, StudyConfig>> = { mini: MINI, micro: MICRO, 'paper-shape': PAPER_SHAPE };
+
+/** Presets that run on a given base only. */
+export const BASE_REQUIRED_PRESETS: readonly string[] = ['paper-shape'];
 
 type Plain = Record<string, unknown>;
 const isPlain = (v: unknown): v is Plain => typeof v === 'object' && v !== null && !Array.isArray(v);

@@ -114,13 +114,16 @@ export function generateProblem(rng: Rng): MathProblem {
  */
 export function generateCopyAddProblem(rng: Rng): MathProblem {
   const who = pick(rng, NAMES);
+  const { he } = pronoun(who);
   const item = pick(rng, ITEMS);
   const kind = rng.int(3);
+  // The numbers come last in the question, so each one sits at a fixed distance from where the answer
+  // uses it (names and items vary in length before them): copying is a fixed relative offset.
   if (kind === 0) {
     const x = 1 + rng.int(9);
     return {
-      question: `${who} has ${x} ${item}. How many ${item} does ${who} have?`,
-      answer: `${who} has ${x} ${item}.\n#### ${x}`,
+      question: `How many ${item} does ${who} have? ${cap(he)} has ${x}.`,
+      answer: `${x}.\n#### ${x}`,
       value: x,
     };
   }
@@ -128,7 +131,7 @@ export function generateCopyAddProblem(rng: Rng): MathProblem {
   const y = kind === 1 ? 1 : 1 + rng.int(5);
   const v = x + y;
   return {
-    question: `${who} has ${x} ${item} and gets ${y} more. How many ${item} does ${who} have?`,
+    question: `How many ${item} does ${who} have? ${cap(he)} has ${x} and gets ${y} more.`,
     answer: `${x} + ${y} = ${v}.\n#### ${v}`,
     value: v,
   };

@@ -300,6 +300,27 @@ export function movingAverage(points: readonly { x: number; y: number }[], windo
   });
 }
 
+/** Rise (nats) of the training loss above its step-1 value that counts as an early spike. */
+export const SPIKE_NATS = 0.1;
+
+/** Per (variant, lr, steps): mean over seeds of the step-1 loss and of the maximum over the first quarter. */
+export function spikeRows(results: StudyResults): { variant: string; lr: number; steps: number; first: number; max: number; rise: number }[] {
+  const all = [...results.runs, ...(results.sweep ?? [])];
+  const groups = new Map<string, RunResult[]>();
+  for (const r of all) {
+    const k = JSON.stringify([r.variant, r.lr ?? results.config.train.lr, r.steps]);
+    if (!groups.has(k)) groups.set(k, []);
+    groups.get(k)!.push(r);
+  }
+  return [...groups.values()]
+    .filter((rs) => rs.every((r) => r.curve.length > 0))
+    .map((rs) => {
+      const first = stat(rs.map((r) => r.curve[0]!.loss)).mean;
+      const max = stat(rs.map((r) => Math.max(...r.curve.slice(0, Math.max(1, Math.ceil(r.curve.length / 4))).map((p) => p.loss)))).mean;
+      return { variant: rs[0]!.variant, lr: rs[0]!.lr ?? results.config.train.lr, steps: rs[0]!.steps, first, max, rise: max - first };
+    });
+}
+
 export interface FrontierPoint {
   variant: string;
   lr: number;
@@ -445,6 +466,21 @@ export function renderReportMarkdown(results: StudyResults, findings: readonly F
   if (accs.every((a) => a === accs[0])) {
     L.push('');
     L.push(`Exact-match accuracy is ${(100 * accs[0]!).toFixed(1)}% for the base and every run, so at this scale it does not separate the variants; the comparisons rest on the losses. A larger budget (\`train.steps\`, \`base.model\`, \`--config\`) is needed for the model to solve the problems.`);
+  }
+  L.push('');
+  L.push('## Early training-loss spikes');
+  L.push('');
+  const spikes = spikeRows(results);
+  const spiky = spikes.filter((x) => x.rise > SPIKE_NATS);
+  L.push(`A run "spikes" when its training loss rises more than ${SPIKE_NATS} nats above its step-1 loss within the first quarter of training (warmup ${c.train.warmupRatio * 100} % of the steps). ${spiky.length ? `${spiky.length} of ${spikes.length} (variant, lr, steps) points spike:` : `None of the ${spikes.length} (variant, lr, steps) points spikes.`}`);
+  if (spiky.length) {
+    L.push('');
+    L.push('| variant | lr | steps | loss at step 1 | max in first quarter | rise |');
+    L.push('|---|---:|---:|---:|---:|---:|');
+    for (const x of spiky) L.push(`| ${x.variant} | ${x.lr} | ${x.steps} | ${f4(x.first)} | ${f4(x.max)} | +${x.rise.toFixed(3)} |`);
+    const lrs = [...new Set(spikes.map((x) => x.lr))].sort((a, b) => a - b);
+    L.push('');
+    L.push(`Share of points that spike by learning rate: ${lrs.map((lr) => `${lr}: ${spikes.filter((x) => x.lr === lr && x.rise > SPIKE_NATS).length}/${spikes.filter((x) => x.lr === lr).length}`).join(', ')}.`);
   }
   L.push('');
   L.push('## Forgetting–learning frontier');

@@ -22,6 +22,7 @@ import {
   type TrainableLM,
   type TrainingBatch,
   UsageError,
+  byteTokenizerJson,
   expectedShape,
   expectedTensorNames,
   generate,
@@ -32,6 +33,7 @@ import {
   silentProgress,
   writeFileAtomic,
   writeJsonAtomic,
+  writeTokenizerFiles,
 } from '@llama-pro/core';
 import { type BlockInitializer, type ExpansionStrategy, MANIFEST_FILE, expandModel, readExpansionManifest } from '@llama-pro/expand';
 import { type Experiment, type FreezePolicy, type LrSchedule, parseExperiment, readMetrics, runTraining } from '@llama-pro/train';
@@ -61,6 +63,22 @@ export interface StudyOptions {
   signal?: AbortSignal;
   /** Skip the PNG renderings (SVG only). */
   noPng?: boolean;
+  /**
+   * Prepare only (for external engines): write the data, expand every expansion variant and hand each
+   * variant × seed experiment to this callback instead of training here.
+   */
+  prepare?: (jobs: PreparedJob[]) => Promise<void>;
+}
+
+/** One variant × seed of the protocol, ready for an external engine. */
+export interface PreparedJob {
+  variant: string;
+  seed: number;
+  /** The (expanded) model the run starts from, and the domain training file. */
+  modelDir: string;
+  data: string;
+  experiment: Experiment;
+  kind: 'expand' | 'baseline';
 }
 
 export interface StudySummary {
@@ -260,10 +278,20 @@ async function writeInitialModel(dir: string, m: StudyConfig['base']['model'], s
     return { name, dtype: 'F32' as const, shape, source: new Uint8Array(v.buffer) };
   });
   await saveModelDir(dir, { config: raw, tensors }, { force: true });
+  // A real byte-level tokenizer.json (same ids as ByteTokenizer), so `generate --prompt`, `eval` and
+  // `serve` work on the study's bases and their expansions (training export and expand copy it).
+  await writeTokenizerFiles(dir, byteTokenizerJson(m.vocabSize, { modelMaxLength: m.maxPositions }));
 }
 
 function curveOf(records: { step: number; loss?: number }[]): { step: number; loss: number }[] {
   return records.filter((r) => typeof r.loss === 'number').map((r) => ({ step: r.step, loss: r.loss! }));
+}
+
+/** The protocol's jobs (data written, expansions built) for an external engine; nothing is trained here. */
+export async function prepareStudy(config: StudyConfig, deps: StudyDeps, opts: Omit<StudyOptions, 'prepare'>): Promise<PreparedJob[]> {
+  let jobs: PreparedJob[] = [];
+  await runStudy(config, deps, { ...opts, prepare: async (j) => void (jobs = j) });
+  return jobs;
 }
 
 /** Runs (or resumes) the whole study and writes results.json, report.md and the plots into `opts.out`. */
@@ -299,6 +327,7 @@ export async function runStudy(config: StudyConfig, deps: StudyDeps, opts: Study
   await writeJsonl(path.join(dataDir, 'general-val.jsonl'), corpora.generalVal);
   await writeJsonl(path.join(dataDir, 'domain-val.jsonl'), corpora.domainVal);
   await writeFileAtomic(path.join(dataDir, 'domain-test.jsonl'), corpora.domainTest.map((p) => JSON.stringify({ question: p.question, answer: p.answer })).join('\n') + '\n');
+  const dataHash = hashOf([corpora.domainTrain, corpora.generalVal, corpora.domainVal, corpora.domainTest]);
   const generalVal = corpora.generalVal.slice(0, config.eval.generalDocs);
   const domainVal = corpora.domainVal.slice(0, config.eval.domainDocs);
   const test = corpora.domainTest.slice(0, config.eval.testProblems);
@@ -327,15 +356,25 @@ export async function runStudy(config: StudyConfig, deps: StudyDeps, opts: Study
     if (config.base.path) {
       baseDir = path.resolve(config.base.path);
       origin = 'given';
+      if (!(await pathExists(path.join(baseDir, 'tokenizer.json')))) {
+        if (!config.base.byteTokens)
+          throw new UsageError(
+            `${baseDir} has no tokenizer.json: the study would train and evaluate it on raw byte tokens (ids 3..258) instead of its vocabulary. Convert it with its tokenizer (llama-pro convert model.bin out --tokenizer tok512.bin), or pass --byte-tokens to study it on bytes deliberately`,
+          );
+        log(`base: ${baseDir} has no tokenizer.json; byte tokens (ids 3..258) as requested by --byte-tokens`);
+      }
       log(`base: ${baseDir} (given)`);
     } else {
       origin = 'pretrained';
-      const key = hashOf({ v: 1, model: config.base.model, pretrain: config.base.pretrain, corpus: { seed: config.corpus.seed, n: config.corpus.generalTrain, files: config.corpus.files.generalTrain ?? null, ...(config.corpus.domainInGeneral ? { task: config.corpus.task, mix: config.corpus.domainInGeneral } : {}) }, backend: config.backend });
+      // Keyed by the pretraining text itself, so a change of the corpus generator retrains the base.
+      const key = hashOf({ v: 2, model: config.base.model, pretrain: config.base.pretrain, corpus: hashOf(corpora.generalTrain), backend: config.backend });
       const cacheRoot = path.resolve(opts.cacheDir ?? config.cacheDir ?? path.join(out, 'cache'));
       const entry = path.join(cacheRoot, `base-${key}`);
       baseDir = path.join(entry, 'model');
       if (await pathExists(path.join(entry, 'done.json'))) {
         log(`base: cached pretrained model ${baseDir}`);
+        // Bases cached before the study wrote tokenizers get theirs now (the same byte ids).
+        if (!(await pathExists(path.join(baseDir, 'tokenizer.json')))) await writeTokenizerFiles(baseDir, byteTokenizerJson(config.base.model.vocabSize, { modelMaxLength: config.base.model.maxPositions }));
         pretrainCurve = curveOf(await readMetrics(path.join(entry, 'run')));
       } else {
         log(`base: pretraining a ${config.base.model.layers}-layer model (dim ${config.base.model.hiddenSize}) on ${corpora.generalTrain.length} general stories, ${config.base.pretrain.steps} steps → ${entry}`);
@@ -369,6 +408,23 @@ export async function runStudy(config: StudyConfig, deps: StudyDeps, opts: Study
         pretrainCurve = curveOf(await readMetrics(path.join(entry, 'run')));
         await writeJsonAtomic(path.join(entry, 'done.json'), { key, createdAt: new Date().toISOString(), model: config.base.model, pretrain: config.base.pretrain });
       }
+    }
+
+    if (opts.prepare) {
+      const jobs: PreparedJob[] = [];
+      const c0 = await HfCheckpoint.open(baseDir);
+      const vocabSize = c0.config.vocabSize;
+      await c0.close();
+      const tok0 = await loadTokenizerOrBytes(baseDir, vocabSize);
+      for (const v of config.variants) {
+        const modelDir = v.strategy ? await expandVariant(v) : baseDir;
+        for (const seed of seeds) {
+          const policy = { name: v.policy ?? (v.strategy ? 'new-blocks' : 'full'), ...(v.layers ? { layers: v.layers } : {}), ...(v.lora ? { lora: v.lora } : {}) };
+          jobs.push({ variant: v.name, seed, modelDir, data: domainTrainFile, kind: v.strategy ? 'expand' : 'baseline', experiment: experimentFor(config.train, { out: path.join(out, 'runs', v.name, `seed-${seed}`, 'train'), data: domainTrainFile, seed, policy, backend: config.backend, tokenizer: tok0 }) });
+        }
+      }
+      await opts.prepare(jobs);
+      return { out, results: null as unknown as StudyResults, ran: 0, reused: 0, files: [] };
     }
 
     // Base evaluation (seed-independent, deterministic).
@@ -414,7 +470,7 @@ export async function runStudy(config: StudyConfig, deps: StudyDeps, opts: Study
         const runDir = path.join(out, 'runs', v.name, job.sub);
         const resultFile = path.join(runDir, 'result.json');
         // A finished run is reused only when everything it depends on is unchanged.
-        const key = hashOf({ v: 1, variant: v, seed, base: baseDir, baseEval, train: job.train, eval: config.eval, corpus: config.corpus, backend: config.backend });
+        const key = hashOf({ v: 2, variant: v, seed, base: baseDir, baseEval, train: job.train, eval: config.eval, corpus: config.corpus, data: dataHash, backend: config.backend });
         const previous = (await pathExists(resultFile)) ? (JSON.parse(await fsp.readFile(resultFile, 'utf8')) as RunResult & { key?: string }) : null;
         if (previous && previous.key === key) {
           delete previous.key;
