@@ -388,7 +388,7 @@ export function renderReportMarkdown(results: StudyResults, findings: readonly F
   const ppl = (s: Stat) => (Number.isFinite(s.mean) ? Math.exp(s.mean).toFixed(3) : 'n/a');
   L.push('# LLaMA Pro study (miniature)');
   L.push('');
-  L.push(`Generated ${results.createdAt} by @llama-pro/study ${results.versions['@llama-pro/study'] ?? ''} on ${results.backend.name} (${results.backend.device}); ${c.seeds} seed(s); wall time ${results.elapsedS.toFixed(0)} s, CPU time ${results.cpuS.toFixed(0)} s (this invocation; reused runs excluded). Every number below comes from \`results.json\` of this run.`);
+  L.push(`Generated ${results.createdAt} by @llama-pro/study ${results.versions['@llama-pro/study'] ?? ''} on ${results.backend.name} (${results.backend.device}); ${c.seeds} seed(s); wall time ${results.elapsedS.toFixed(0)} s, CPU time ${results.cpuS.toFixed(0)} s (this invocation; reused runs excluded)${results.machine ? ` on ${results.machine.cpus} cores, 1-minute load average ${results.machine.loadAvg.toFixed(1)} at the start${results.machine.loadAvg > results.machine.cpus ? ' (a shared machine: wall time is inflated, CPU time is the cost)' : ''}` : ''}. Every number below comes from \`results.json\` of this run.`);
   L.push('');
   L.push('## Setup');
   L.push('');

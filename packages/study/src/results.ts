@@ -79,4 +79,6 @@ export interface StudyResults {
   elapsedS: number;
   /** CPU seconds (user + system, all threads) of that invocation: what it costs on an idle machine. */
   cpuS: number;
+  /** Cores and 1-minute load average when the invocation started (a shared machine inflates wall time). */
+  machine?: { cpus: number; loadAvg: number };
 }

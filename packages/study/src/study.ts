@@ -10,6 +10,7 @@
  */
 import { createHash } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import {
   HfCheckpoint,
@@ -298,6 +299,7 @@ export async function prepareStudy(config: StudyConfig, deps: StudyDeps, opts: O
 export async function runStudy(config: StudyConfig, deps: StudyDeps, opts: StudyOptions): Promise<StudySummary> {
   const started = Date.now();
   const cpu0 = process.cpuUsage();
+  const machine = { cpus: os.cpus().length, loadAvg: os.loadavg()[0]! };
   const log = deps.log ?? (() => {});
   const progress = deps.progress ?? silentProgress;
   const out = path.resolve(opts.out);
@@ -499,6 +501,7 @@ export async function runStudy(config: StudyConfig, deps: StudyDeps, opts: Study
       base,
       runs,
       sweep,
+      machine,
       elapsedS: (Date.now() - started) / 1000,
       cpuS: (() => {
         const c = process.cpuUsage(cpu0);
