@@ -187,6 +187,8 @@ export function scatterSvg(title: string, xLabel: string, yLabel: string, points
     let ly = Y - 8;
     while (placed.some((q) => Math.abs(q.x - (X + 8)) < 70 && Math.abs(q.y - ly) < 13)) ly += 13;
     placed.push({ x: X + 8, y: ly });
+    // A label pushed away from its point gets a thin leader line back to it.
+    if (ly !== Y - 8) f.parts.push(`<line x1="${(X + 3).toFixed(1)}" y1="${(Y + 3).toFixed(1)}" x2="${(X + 8).toFixed(1)}" y2="${(ly - 4).toFixed(1)}" stroke="${c}" stroke-width="0.8"/>`);
     f.parts.push(`<text x="${(X + 8).toFixed(1)}" y="${ly.toFixed(1)}" font-size="11" font-family="${FONT}" fill="${c}">${escapeXml(text)}</text>`);
   }
   const seen = new Set<string>();
