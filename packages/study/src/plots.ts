@@ -33,7 +33,7 @@ const H = 560;
 const M = { left: 80, right: 220, top: 56, bottom: 64 };
 const FONT = 'Roboto, sans-serif';
 /** Colour-blind-friendly palette (Okabe-Ito plus extras). */
-export const PALETTE = ['#0072B2', '#E69F00', '#009E73', '#D55E00', '#CC79A7', '#56B4E9', '#F0E442', '#000000', '#999999', '#8C564B', '#7F3C8D', '#11A579'];
+export const PALETTE = ['#0072B2', '#E69F00', '#009E73', '#D55E00', '#CC79A7', '#56B4E9', '#A6761D', '#000000', '#999999', '#8C564B', '#7F3C8D', '#11A579'];
 
 /** One colour per name, by its position in `names` (keep `names` the same list for every plot). */
 export function colorMap(names: readonly string[]): (name: string) => string {

@@ -392,8 +392,8 @@ export function renderReportMarkdown(results: StudyResults, findings: readonly F
   L.push('');
   L.push('## Setup');
   L.push('');
-  L.push(`- Base model: ${b.origin === 'pretrained' ? `pretrained here from scratch on ${c.corpus.generalTrain} built-in stories (${c.base.pretrain.steps} steps × ${c.base.pretrain.batchSize} × ${c.base.pretrain.seqLen} tokens, full training)` : `given (${b.dir})`}; ${b.numLayers} layers, ${b.parameters} parameters; byte tokens.`);
-  L.push(`- Domain: built-in arithmetic word problems with worked answers ending in \`#### n\`; every variant trains ${c.train.steps} steps × ${c.train.batchSize} sequences × ${c.train.seqLen} tokens (same data, same seeds, lr ${c.train.lr}, ${c.train.schedule}).`);
+  L.push(`- Base model: ${b.origin === 'pretrained' ? `pretrained here from scratch on ${c.corpus.generalTrain} built-in documents${c.corpus.domainInGeneral ? ` (stories, ${(100 * c.corpus.domainInGeneral).toFixed(0)} % of them domain problems outside the test set: the base's prior domain ability)` : ' (stories)'} (${c.base.pretrain.steps} steps × ${c.base.pretrain.batchSize} × ${c.base.pretrain.seqLen} tokens, full training); byte-level tokenizer.json` : `given (${b.dir})${c.base.byteTokens ? '; raw byte tokens (--byte-tokens)' : "; the model's tokenizer.json"}`}; ${b.numLayers} layers, ${b.parameters} parameters.`);
+  L.push(`- Domain: ${c.corpus.files.domainTrain ? `${c.corpus.files.domainTrain}` : c.corpus.task === 'copy-add' ? 'built-in copy-add problems (copy a number from the question, "+ 1", or a sum of two numbers up to 5)' : 'built-in arithmetic word problems (sums, differences, products)'} with worked answers ending in \`#### n\`; every variant trains ${c.train.steps} steps × ${c.train.batchSize} sequences × ${c.train.seqLen} tokens (same data, same seeds, lr ${c.train.lr}, ${c.train.schedule}).`);
   L.push(`- Evaluation: loss (nats/token) on ${c.eval.generalDocs} held-out stories (general) and ${c.eval.domainDocs} held-out problems (domain); exact match of the greedy \`#### n\` answer on ${b.eval.total} held-out test questions. Perplexity = exp(loss). Values are mean ± sample std over seeds.`);
   L.push('');
   L.push(`Base model: general loss ${f4(b.eval.generalLoss)} (ppl ${Math.exp(b.eval.generalLoss).toFixed(3)}), domain loss ${f4(b.eval.domainLoss)} (ppl ${Math.exp(b.eval.domainLoss).toFixed(3)}), accuracy ${(100 * b.eval.accuracy).toFixed(1)}% (${b.eval.correct}/${b.eval.total}).`);
@@ -469,6 +469,15 @@ export function renderReportMarkdown(results: StudyResults, findings: readonly F
     L.push(`No block-expansion variant raises general perplexity by more than 1.5× at the main setting; the largest ratio is ×${Math.max(...expandR.map((x) => x.r)).toFixed(2)} (${expandR.sort((a, b) => b.r - a.r)[0]!.v.variant}).`);
   }
   const accs = [results.base.eval.accuracy, ...results.runs.map((r) => r.after.accuracy)];
+  if (!accs.every((a) => a === accs[0])) {
+    const byAcc = [...vs].sort((x, y) => y.accuracy.mean - x.accuracy.mean);
+    const above = vs.filter((v) => v.accuracy.mean > b.eval.accuracy);
+    const below = vs.filter((v) => v.accuracy.mean < b.eval.accuracy);
+    L.push('');
+    L.push(
+      `Exact match: the base answers ${(100 * b.eval.accuracy).toFixed(1)}% (${b.eval.correct}/${b.eval.total}); after domain training the best variant is ${byAcc[0]!.variant} (${(100 * byAcc[0]!.accuracy.mean).toFixed(1)}% ± ${(100 * byAcc[0]!.accuracy.std).toFixed(1)}); ${above.length} variant(s) end above the base${above.length ? ` (${above.map((v) => v.variant).join(', ')})` : ''}, ${below.length} below${below.length ? ` (${below.map((v) => v.variant).join(', ')})` : ''}.${below.length > vs.length / 2 ? ' Domain training lowers the domain loss of every variant but lowers exact match for most: the models learn the answer template and the frequent answers faster than copying the question\'s numbers, so at this budget the loss and the accuracy disagree.' : ''}`,
+    );
+  }
   if (accs.every((a) => a === accs[0])) {
     L.push('');
     L.push(`Exact-match accuracy is ${(100 * accs[0]!).toFixed(1)}% for the base and every run, so at this scale it does not separate the variants; the comparisons rest on the losses. A larger budget (\`train.steps\`, \`base.model\`, \`--config\`) is needed for the model to solve the problems.`);

@@ -192,6 +192,8 @@ describe('study report', () => {
     const md = renderReportMarkdown(synthetic(PAPER_LIKE), f);
     expect(md).toContain(`Summary: ${f.length} reproduced, 0 contradicted, 0 inconclusive, 0 untested`);
     expect(md).toMatch(/interleaved-2 0\.3333 >\? top-2 0\.1667 \(p 0\.024\)/);
+    // Accuracy against the base's 0 %: lora stays at 0, every other variant ends above it.
+    expect(md).toContain('Exact match: the base answers 0.0% (0/10); after domain training the best variant is full (53.3% ± 5.8); 6 variant(s) end above the base');
   });
 
   it('reports contradicted findings when a difference is significant the other way', () => {
