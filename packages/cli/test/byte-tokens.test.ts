@@ -90,6 +90,22 @@ describeWithFixtures('tokenizers for llama2.c models', [STORIES260K_BIN], () => 
     expect(tr.code).toBe(0);
   });
 
+  it('study --base on a model with a real tokenizer trains and evaluates through it', async () => {
+    const yaml = path.join(tmp, 'one-seed.yaml');
+    await fsp.writeFile(yaml, 'seeds: 1\nsweep: { lrs: [] }\nvariants:\n  - { name: top-1, strategy: top, params: { blocks: 1 } }\n  - { name: full, policy: full }\n');
+    const out = path.join(tmp, 'study-tok');
+    const r = await runCli(['study', '--preset', 'micro', '--config', yaml, '--base', path.join(tmp, 'with-tok'), '--out', out, '--no-png', '--json']);
+    expect(r.stderr).not.toMatch(/llama-pro:/);
+    expect(r.stderr).not.toContain('byte tokens');
+    expect(r.code).toBe(0);
+    const res = JSON.parse(await fsp.readFile(path.join(out, 'results.json'), 'utf8')) as { runs: { variant: string; identity: { identical: boolean } | null; tokensSeen: number }[] };
+    expect(res.runs.map((x) => x.variant)).toEqual(['top-1', 'full']);
+    expect(res.runs[0]!.identity!.identical).toBe(true);
+    // The experiment the study wrote reads the model's tokenizer.json, not bytes.
+    const exp = JSON.parse(await fsp.readFile(path.join(out, 'runs', 'full', 'seed-0', 'train', 'experiment.json'), 'utf8')) as { data: { tokenizer: string } };
+    expect(exp.data.tokenizer).toBe('auto');
+  });
+
   it('study --preset paper-shape needs --base, and emits the protocol as LLaMA-Factory jobs', async () => {
     const refused = await runCli(['study', '--preset', 'paper-shape', '--out', path.join(tmp, 'ps')]);
     expect(refused.code).toBe(2);
