@@ -83,7 +83,7 @@ describeWithFixtures('llama-pro eval on stories260K: local backend vs OpenAI-com
     // truncate from the left, lm-eval style).
     const common = ['--tasks', 'mmlu,gsm8k,perplexity', '--limit', '3', '--num-fewshot', '0', '--subjects', 'abstract_algebra,high_school_mathematics', '--data-dir', DATA, '--out', tmp, '--max-gen-tokens', '24', '--corpus', path.join(tmp, 'corpus.txt'), '--rolling-scoring', 'text-only'];
     // (text-only: lm-eval's rolling scoring includes BOS, which text prompts to an endpoint cannot score.)
-    const local = await runCli(['eval', '--model', dir, '--backend', 'tfjs:wasm', '--name', 'local', ...common]);
+    const local = await runCli(['eval', '--model', dir, '--backend', 'tfjs:wasm', '--name', 'local', '--byte-tokens', ...common]);
     expect(local.stderr).not.toMatch(/llama-pro:/);
     expect(local.code).toBe(0);
     const remote = await runCli(['eval', '--model', server.url, '--served-model', 'stories260K', '--name', 'remote', ...common]);

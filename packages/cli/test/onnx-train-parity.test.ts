@@ -255,7 +255,7 @@ describe('llama-pro train --backend onnx', () => {
     const grown = path.join(dir, 'grown');
     expect((await runCli(['expand', base, grown, '--strategy', 'top', '--blocks', '1'])).code).toBe(0);
     await fsp.writeFile(path.join(dir, 'corpus.txt'), 'Tom has 3 apples and buys 4 more. 3 + 4 = 7.\n'.repeat(40));
-    const r = await runCli(['train', '--model', grown, '--data', path.join(dir, 'corpus.txt'), '--out', path.join(dir, 'run'), '--steps', '4', '--seq-len', '32', '--batch-size', '2', '--backend', 'onnx', '--json']);
+    const r = await runCli(['train', '--model', grown, '--data', path.join(dir, 'corpus.txt'), '--out', path.join(dir, 'run'), '--steps', '4', '--seq-len', '32', '--batch-size', '2', '--backend', 'onnx', '--json', '--byte-tokens']);
     expect(r.code).toBe(0);
     const s = JSON.parse(r.stdout);
     expect(s).toMatchObject({ finishReason: 'completed', step: 4, policy: 'new-blocks', trainableTensors: 9 });

@@ -19,9 +19,11 @@ it('llama-pro study --preset micro --backend onnx: every variant, exact identity
     const r = await runCli(['study', '--preset', 'micro', '--backend', 'onnx', '--out', out, '--cache-dir', path.join(tmp, 'cache'), '--no-png', '--json']);
     expect(r.stderr).not.toMatch(/unexpected error/);
     expect(r.code).toBe(0);
-    expect(JSON.parse(r.stdout)).toMatchObject({ ran: 12, reused: 0 });
+    // 6 variants × 2 seeds, plus the frontier sweep point lr 3e-3 × 2 steps per variant.
+    expect(JSON.parse(r.stdout)).toMatchObject({ ran: 18, reused: 0 });
     const res = JSON.parse(await fsp.readFile(path.join(out, 'results.json'), 'utf8')) as StudyResults;
     expect(res.runs).toHaveLength(12);
+    expect(res.sweep).toHaveLength(6);
     for (const run of res.runs) {
       expect(run.tokensSeen).toBe(res.config.train.steps * res.config.train.batchSize * res.config.train.seqLen);
       if (run.kind === 'expand') {

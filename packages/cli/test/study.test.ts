@@ -20,8 +20,8 @@ afterAll(async () => {
   await fsp.rm(tmp, { recursive: true, force: true });
 });
 
-async function readResults(out: string): Promise<StudyResults & { findings: { claim: string; reproduced: boolean | null }[] }> {
-  return JSON.parse(await fsp.readFile(path.join(out, 'results.json'), 'utf8')) as StudyResults & { findings: { claim: string; reproduced: boolean | null }[] };
+async function readResults(out: string): Promise<StudyResults & { findings: { claim: string; verdict: string }[] }> {
+  return JSON.parse(await fsp.readFile(path.join(out, 'results.json'), 'utf8')) as StudyResults & { findings: { claim: string; verdict: string }[] };
 }
 
 describe('llama-pro study --preset micro', () => {
@@ -32,12 +32,17 @@ describe('llama-pro study --preset micro', () => {
     expect(r.stderr).not.toMatch(/unexpected error/);
     expect(r.code).toBe(0);
     const summary = JSON.parse(r.stdout) as { ran: number; reused: number };
-    expect(summary).toMatchObject({ ran: 12, reused: 0 });
+    // 6 variants × 2 seeds, and the frontier sweep: lr 3e-3 × 2 steps × 1 seed per variant (lr 1e-2 × 2 is the main point).
+    expect(summary).toMatchObject({ ran: 18, reused: 0 });
     const res = await readResults(out);
     const variants = [...new Set(res.runs.map((x) => x.variant))];
     expect(variants).toEqual(['interleaved-2', 'top-1', 'bottom-1', 'full', 'lora', 'layers-1']);
     expect(res.runs.map((x) => x.seed).sort()).toEqual([0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1]);
     expect(res.base.origin).toBe('pretrained');
+    // The study's base has a real byte-level tokenizer.json, so generate --prompt works on it.
+    const gen = await runCli(['generate', '--model', path.join(res.base.dir), '--prompt', 'Once', '--max-new-tokens', '4', '--temperature', '0', '--json']);
+    expect(gen.stderr).not.toMatch(/llama-pro:/);
+    expect(gen.code).toBe(0);
     expect(res.base.pretrainCurve).toHaveLength(res.config.base.pretrain.steps);
     for (const run of res.runs) {
       // Every run trained the same domain-token budget.
@@ -57,11 +62,14 @@ describe('llama-pro study --preset micro', () => {
     // Seeds change the data order, so the two seeds of a variant differ.
     const full = res.runs.filter((x) => x.variant === 'full');
     expect(full[0]!.after.domainLoss).not.toBe(full[1]!.after.domainLoss);
-    expect(res.findings.find((f) => f.claim.startsWith('Every expanded model'))!.reproduced).toBe(true);
+    expect(res.findings.find((f) => f.claim.startsWith('Every expanded model'))!.verdict).toBe('reproduced');
+    // Two seeds: every statistical finding is untested.
+    for (const f of res.findings.filter((x) => !x.claim.startsWith('Every expanded model'))) expect(f.verdict).toBe('untested');
+    expect(res.sweep!.map((x) => `${x.variant}:${x.lr}:${x.steps}`)).toEqual(variants.map((v) => `${v}:0.003:2`));
     const md = await fsp.readFile(path.join(out, 'report.md'), 'utf8');
     expect(md).toContain("## Which of the paper's findings this run reproduces");
     expect(md).toContain('| interleaved-2 | new-blocks | 2 |');
-    for (const f of ['loss-curves', 'general-vs-domain', 'accuracy']) {
+    for (const f of ['loss-curves', 'general-vs-domain', 'accuracy', 'frontier', 'frontier-accuracy']) {
       expect((await fsp.stat(path.join(out, `${f}.svg`))).size).toBeGreaterThan(500);
       expect((await fsp.readFile(path.join(out, `${f}.png`))).subarray(1, 4).toString()).toBe('PNG');
     }
@@ -69,10 +77,11 @@ describe('llama-pro study --preset micro', () => {
     // Second invocation: everything is reused, numbers unchanged; the cached base is not retrained.
     const again = await runCli(['study', '--preset', 'micro', '--backend', 'tfjs', '--out', out, '--cache-dir', cache, '--json']);
     expect(again.code).toBe(0);
-    expect(JSON.parse(again.stdout)).toMatchObject({ ran: 0, reused: 12 });
+    expect(JSON.parse(again.stdout)).toMatchObject({ ran: 0, reused: 18 });
     expect(again.stderr).toContain('cached pretrained model');
     const res2 = await readResults(out);
     expect(res2.runs).toEqual(res.runs);
+    expect(res2.sweep).toEqual(res.sweep);
   });
 
   it('refuses an unknown preset and an invalid config with a message naming the fix', async () => {
@@ -88,13 +97,18 @@ describe('llama-pro study --preset micro', () => {
 });
 
 describeWithFixtures('llama-pro study --base stories260K', [STORIES260K_BIN], () => {
-  it('runs on the converted real model with byte tokens', async () => {
+  it('refuses the converted real model without a tokenizer, and runs on it with --byte-tokens', async () => {
     const base = path.join(tmp, 'stories260K');
     await convertLlama2c(fixturePath(...STORIES260K_BIN), base);
     const yaml = path.join(tmp, 'stories.yaml');
     await fsp.writeFile(yaml, 'seeds: 1\n');
     const out = path.join(tmp, 'stories-out');
-    const r = await runCli(['study', '--preset', 'micro', '--backend', 'tfjs', '--config', yaml, '--base', base, '--out', out, '--no-png', '--json']);
+    // No tokenizer.json: refused unless byte tokens are asked for.
+    const refused = await runCli(['study', '--preset', 'micro', '--backend', 'tfjs', '--config', yaml, '--base', base, '--out', out, '--no-png', '--json']);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toContain('has no tokenizer.json');
+    expect(refused.stderr).toContain('--byte-tokens');
+    const r = await runCli(['study', '--preset', 'micro', '--backend', 'tfjs', '--config', yaml, '--base', base, '--byte-tokens', '--out', out, '--no-png', '--json']);
     expect(r.stderr).not.toMatch(/unexpected error/);
     expect(r.code).toBe(0);
     const res = await readResults(out);

@@ -37,7 +37,7 @@ describeWithFixtures('train stories260K through the CLI (tfjs)', [STORIES260K_BI
   let corpus: string;
   let general: string;
   let expandedTensors: Map<string, Buffer>;
-  const common = () => ['--data', corpus, '--field', 'answer', '--seq-len', '64', '--batch-size', '4', '--backend', 'tfjs', '--json'];
+  const common = () => ['--data', corpus, '--field', 'answer', '--seq-len', '64', '--batch-size', '4', '--backend', 'tfjs', '--json', '--byte-tokens'];
 
   beforeAll(async () => {
     dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'lp-train-'));
@@ -119,7 +119,7 @@ describeWithFixtures('train stories260K through the CLI (tfjs)', [STORIES260K_BI
       path.join(cfgDir, 'exp.yaml'),
       ['model: ../expanded', 'out: ../run-config', 'steps: 2', 'seqLen: 64', 'batchSize: 2', 'policy:', '  name: layers', '  layers: { bottom: 1 }', 'data:', '  path: ../gsm8k.jsonl', '  field: answer', 'eval: { interval: 0 }', ''].join('\n'),
     );
-    const r = await runCli(['train', '--config', path.join(cfgDir, 'exp.yaml'), '--steps', '3', '--backend', 'tfjs', '--json']);
+    const r = await runCli(['train', '--config', path.join(cfgDir, 'exp.yaml'), '--steps', '3', '--backend', 'tfjs', '--json', '--byte-tokens']);
     expect(r.stderr).not.toMatch(/llama-pro:/);
     expect(r.code).toBe(0);
     const s = JSON.parse(r.stdout);

@@ -17,6 +17,7 @@ export * from './io/safetensors';
 export * from './io/hf-dir';
 export * from './llama2c/import';
 export * from './llama2c/convert';
+export * from './llama2c/tokenizer';
 export * from './tokenizer/tokenizer';
 export * from './contracts/model';
 export { countedTargets } from './contracts/targets';

@@ -73,7 +73,11 @@ export const studyConfigSchema = z
     corpus: z
       .object({
         seed: z.number().int().nonnegative(),
+        /** Built-in domain task: `arithmetic` (GSM8K-style sums, differences, products) or `copy-add` (copy / +1 / small sums). */
+        task: z.enum(['arithmetic', 'copy-add']).default('arithmetic'),
         generalTrain: z.number().int().positive(),
+        /** Share of the general pretraining documents that are domain problems (the base's prior domain ability). */
+        domainInGeneral: z.number().min(0).max(0.5).default(0),
         generalVal: z.number().int().positive(),
         domainTrain: z.number().int().positive(),
         domainVal: z.number().int().positive(),
@@ -96,6 +100,8 @@ export const studyConfigSchema = z
       .object({
         /** An existing HF model directory (e.g. stories260K converted); skips pretraining. */
         path: z.string().optional(),
+        /** Study a given base without tokenizer.json on raw byte tokens (ids 3..258) deliberately; refused otherwise. */
+        byteTokens: z.boolean().default(false),
         model: modelShape,
         pretrain: trainSchema,
       })
@@ -103,6 +109,18 @@ export const studyConfigSchema = z
     /** Domain training, identical for every variant (same token budget, same seeds). */
     train: trainSchema,
     variants: z.array(variantSchema).min(1),
+    /**
+     * The forgetting-learning frontier: every variant is also trained at each learning rate × step count
+     * (with `seeds` seeds; the point equal to `train` reuses the main runs). Empty lists: no sweep.
+     */
+    sweep: z
+      .object({
+        lrs: z.array(z.number().positive()).default([]),
+        steps: z.array(z.number().int().positive()).default([]),
+        seeds: z.number().int().min(1).default(1),
+      })
+      .strict()
+      .default({ lrs: [], steps: [], seeds: 1 }),
     eval: z
       .object({
         /** Held-out documents for the loss/perplexity evaluations (each truncated to the eval seqLen). */
@@ -155,22 +173,26 @@ const MINI: StudyConfig = {
   seeds: 3,
   // onnx trains through generated backward graphs: ~3x faster end to end than tfjs wasm here, same identity.
   backend: DEFAULT_BACKEND,
-  corpus: { seed: 20240102, generalTrain: 3000, generalVal: 64, domainTrain: 2000, domainVal: 64, domainTest: 48, files: {} },
+  corpus: { seed: 20240102, task: 'copy-add', generalTrain: 3000, domainInGeneral: 0.1, generalVal: 64, domainTrain: 2000, domainVal: 64, domainTest: 48, files: {} },
   base: {
+    byteTokens: false,
     model: { hiddenSize: 64, intermediateSize: 172, layers: 4, heads: 4, kvHeads: 4, vocabSize: 259, maxPositions: 256, initStd: 0.05 },
-    pretrain: { steps: 120, batchSize: 8, seqLen: 64, lr: 1e-2, warmupRatio: 0.05, schedule: 'cosine', weightDecay: 0.01, clip: 1 },
+    pretrain: { steps: 500, batchSize: 8, seqLen: 96, lr: 1e-2, warmupRatio: 0.05, schedule: 'cosine', weightDecay: 0.01, clip: 1 },
   },
-  train: { steps: 40, batchSize: 8, seqLen: 64, lr: 1e-2, warmupRatio: 0.1, schedule: 'cosine', weightDecay: 0, clip: 1 },
+  train: { steps: 100, batchSize: 8, seqLen: 96, lr: 3e-3, warmupRatio: 0.1, schedule: 'cosine', weightDecay: 0, clip: 1 },
   variants: defaultVariants(4),
-  eval: { generalDocs: 32, domainDocs: 32, testProblems: 32, maxNewTokens: 44, seqLen: 96, batchSize: 16 },
+  // Frontier: a lower and a higher learning rate at half the steps, next to the main point (3e-3 × 100).
+  sweep: { lrs: [1e-3, 1e-2], steps: [50], seeds: 1 },
+  eval: { generalDocs: 32, domainDocs: 32, testProblems: 48, maxNewTokens: 24, seqLen: 128, batchSize: 16 },
 };
 
 /** Seconds, not minutes: for tests and smoke checks. Same structure as mini, tiny sizes. */
 const MICRO: StudyConfig = {
   seeds: 2,
   backend: DEFAULT_BACKEND,
-  corpus: { seed: 7, generalTrain: 60, generalVal: 8, domainTrain: 60, domainVal: 8, domainTest: 6, files: {} },
+  corpus: { seed: 7, task: 'arithmetic', generalTrain: 60, domainInGeneral: 0, generalVal: 8, domainTrain: 60, domainVal: 8, domainTest: 6, files: {} },
   base: {
+    byteTokens: false,
     model: { hiddenSize: 16, intermediateSize: 32, layers: 2, heads: 2, kvHeads: 2, vocabSize: 259, maxPositions: 192, initStd: 0.05 },
     pretrain: { steps: 3, batchSize: 2, seqLen: 32, lr: 1e-2, warmupRatio: 0, schedule: 'constant', weightDecay: 0, clip: 1 },
   },
@@ -183,10 +205,21 @@ const MICRO: StudyConfig = {
     { name: 'lora', params: {}, policy: 'lora', lora: { rank: 2, alpha: 4, targets: ['self_attn.q_proj', 'self_attn.v_proj'] } },
     { name: 'layers-1', params: {}, policy: 'layers', layers: { indices: [1] } },
   ],
+  sweep: { lrs: [1e-2, 3e-3], steps: [2], seeds: 1 },
   eval: { generalDocs: 4, domainDocs: 4, testProblems: 4, maxNewTokens: 4, seqLen: 32, batchSize: 4 },
 };
 
-export const STUDY_PRESETS: Readonly<Record<string, StudyConfig>> = { mini: MINI, micro: MICRO };
+/**
+ * The mini protocol (same variants, seeds, domain task, budget and sweep) on a model given with `--base`
+ * (e.g. stories260K converted with its tokenizer), or emitted as LLaMA-Factory jobs (`--engine`).
+ * Nothing is pretrained: `base.path` is required.
+ */
+const PAPER_SHAPE: StudyConfig = { ...structuredClone(MINI), corpus: { ...MINI.corpus, domainInGeneral: 0 } };
+
+export const STUDY_PRESETS: Readonly<Record<string, StudyConfig>> = { mini: MINI, micro: MICRO, 'paper-shape': PAPER_SHAPE };
+
+/** Presets that run on a given base only. */
+export const BASE_REQUIRED_PRESETS: readonly string[] = ['paper-shape'];
 
 type Plain = Record<string, unknown>;
 const isPlain = (v: unknown): v is Plain => typeof v === 'object' && v !== null && !Array.isArray(v);

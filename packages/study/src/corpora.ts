@@ -104,6 +104,42 @@ export function generateProblem(rng: Rng): MathProblem {
   };
 }
 
+/**
+ * The `copy-add` domain task, chosen for what a frozen miniature base plus a few new blocks can learn
+ * from domain-only data in a few hundred steps: one third copy problems (the answer is a number stated
+ * in the question: needs the answer format and copying, which the base's attention already does for
+ * names in stories), one third "gets 1 more" (copy plus a successor table of 9 facts) and one third
+ * sums of two small numbers (25 facts). Exact match then separates variants by how much of the new
+ * skill they learned instead of being 0 for all of them.
+ */
+export function generateCopyAddProblem(rng: Rng): MathProblem {
+  const who = pick(rng, NAMES);
+  const { he } = pronoun(who);
+  const item = pick(rng, ITEMS);
+  const kind = rng.int(3);
+  // The numbers come last in the question, so each one sits at a fixed distance from where the answer
+  // uses it (names and items vary in length before them): copying is a fixed relative offset.
+  if (kind === 0) {
+    const x = 1 + rng.int(9);
+    return {
+      question: `How many ${item} does ${who} have? ${cap(he)} has ${x}.`,
+      answer: `${x}.\n#### ${x}`,
+      value: x,
+    };
+  }
+  const x = kind === 1 ? 1 + rng.int(9) : 1 + rng.int(5);
+  const y = kind === 1 ? 1 : 1 + rng.int(5);
+  const v = x + y;
+  return {
+    question: `How many ${item} does ${who} have? ${cap(he)} has ${x} and gets ${y} more.`,
+    answer: `${x} + ${y} = ${v}.\n#### ${v}`,
+    value: v,
+  };
+}
+
+/** Domain tasks by name: `arithmetic` (sums, differences, products up to 18) and `copy-add` (above). */
+export const DOMAIN_TASKS: Readonly<Record<string, (rng: Rng) => MathProblem>> = { arithmetic: generateProblem, 'copy-add': generateCopyAddProblem };
+
 /** Training / validation text of a problem (the format the model learns and is prompted with). */
 export function problemText(p: MathProblem): string {
   return `Question: ${p.question}\nAnswer: ${p.answer}`;
@@ -116,6 +152,12 @@ export function problemPrompt(p: MathProblem): string {
 
 export interface CorpusSizes {
   generalTrain: number;
+  /**
+   * Share of the general training documents replaced by domain problems (drawn outside the test set),
+   * like the little math a general pretraining corpus holds: the base then has some domain ability
+   * (copying numbers into the answer format) for the variants to build on. Default 0.
+   */
+  domainInGeneral?: number;
   generalVal: number;
   domainTrain: number;
   domainVal: number;
@@ -136,7 +178,9 @@ export interface StudyCorpora {
  * are drawn first and their questions are excluded from the training and validation text, so no test
  * question is ever seen in training.
  */
-export function generateCorpora(seed: number, sizes: CorpusSizes): StudyCorpora {
+export function generateCorpora(seed: number, sizes: CorpusSizes, task: keyof typeof DOMAIN_TASKS = 'arithmetic'): StudyCorpora {
+  const generateProblem = DOMAIN_TASKS[task];
+  if (!generateProblem) throw new RangeError(`unknown domain task "${task}"; known: ${Object.keys(DOMAIN_TASKS).join(', ')}`);
   const general = new Rng(seed * 2 + 1);
   const domain = new Rng(seed * 2 + 2);
   const generalVal = Array.from({ length: sizes.generalVal }, () => generateStory(general));
@@ -163,5 +207,16 @@ export function generateCorpora(seed: number, sizes: CorpusSizes): StudyCorpora 
   };
   const domainVal = draw(sizes.domainVal);
   const domainTrain = draw(sizes.domainTrain);
+  const mixed = Math.round((sizes.domainInGeneral ?? 0) * generalTrain.length);
+  if (mixed > 0) {
+    // A separate stream, so that the domain splits do not depend on the mixture; spread evenly.
+    const extra = new Rng(seed * 2 + 3);
+    const every = generalTrain.length / mixed;
+    for (let i = 0; i < mixed; i++) {
+      let p = generateProblem(extra);
+      while (heldOut.has(p.question)) p = generateProblem(extra);
+      generalTrain[Math.floor(i * every)] = problemText(p);
+    }
+  }
   return { seed, generalTrain, generalVal, domainTrain, domainVal, domainTest };
 }

@@ -6,6 +6,10 @@
 export interface Series {
   readonly label: string;
   readonly points: readonly { x: number; y: number }[];
+  /** Fixed colour (the same variant keeps its colour across plots); default: the palette by index. */
+  readonly color?: string;
+  /** A shaded band around the line (e.g. min..max over seeds), same x as `points`. */
+  readonly band?: readonly { x: number; lo: number; hi: number }[];
 }
 
 export interface ScatterPoint {
@@ -17,6 +21,11 @@ export interface ScatterPoint {
   /** Reference points (e.g. the base model) are drawn as hollow squares. */
   readonly reference?: boolean;
   readonly group?: string;
+  readonly color?: string;
+  /** Drawn with a ring (e.g. on the Pareto front). */
+  readonly ring?: boolean;
+  /** Text written next to the point (default: none; the legend names the group). */
+  readonly text?: string;
 }
 
 const W = 900;
@@ -24,7 +33,21 @@ const H = 560;
 const M = { left: 80, right: 220, top: 56, bottom: 64 };
 const FONT = 'Roboto, sans-serif';
 /** Colour-blind-friendly palette (Okabe-Ito plus extras). */
-const PALETTE = ['#0072B2', '#E69F00', '#009E73', '#D55E00', '#CC79A7', '#56B4E9', '#F0E442', '#000000', '#999999', '#8C564B', '#7F3C8D', '#11A579'];
+export const PALETTE = ['#0072B2', '#E69F00', '#009E73', '#D55E00', '#CC79A7', '#56B4E9', '#A6761D', '#000000', '#999999', '#8C564B', '#7F3C8D', '#11A579'];
+
+/** One colour per name, by its position in `names` (keep `names` the same list for every plot). */
+export function colorMap(names: readonly string[]): (name: string) => string {
+  return (name) => {
+    const i = names.indexOf(name);
+    return i < 0 ? '#777777' : PALETTE[i % PALETTE.length]!;
+  };
+}
+
+/** A note in the middle of the plot area (e.g. why a chart shows nothing). */
+function noteText(note: string): string {
+  const pw = W - M.left - M.right;
+  return `<text x="${M.left + pw / 2}" y="${M.top + 40}" text-anchor="middle" font-size="15" font-family="${FONT}" fill="#b00020">${escapeXml(note)}</text>`;
+}
 
 export function escapeXml(s: string): string {
   return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;').replace(/'/g, '&apos;');
@@ -113,29 +136,43 @@ function extent(vals: readonly number[]): [number, number] {
 }
 
 /** Line chart: one polyline per series (e.g. mean training loss per step and variant). */
-export function lineChartSvg(title: string, xLabel: string, yLabel: string, series: readonly Series[]): string {
+export function lineChartSvg(title: string, xLabel: string, yLabel: string, series: readonly Series[], note?: string): string {
   const xs = series.flatMap((s) => s.points.map((p) => p.x));
-  const ys = series.flatMap((s) => s.points.map((p) => p.y));
+  const ys = series.flatMap((s) => [...s.points.map((p) => p.y), ...(s.band ?? []).flatMap((b) => [b.lo, b.hi])]);
   const f = frame(title, xLabel, yLabel, extent(xs), extent(ys));
+  const colorOf = (s: Series, i: number) => s.color ?? PALETTE[i % PALETTE.length]!;
   series.forEach((s, i) => {
-    const color = PALETTE[i % PALETTE.length]!;
+    const band = (s.band ?? []).filter((b) => Number.isFinite(b.lo) && Number.isFinite(b.hi));
+    if (band.length > 1) {
+      const upper = band.map((b) => `${f.sx(b.x).toFixed(1)},${f.sy(b.hi).toFixed(1)}`);
+      const lower = [...band].reverse().map((b) => `${f.sx(b.x).toFixed(1)},${f.sy(b.lo).toFixed(1)}`);
+      f.parts.push(`<polygon points="${[...upper, ...lower].join(' ')}" fill="${colorOf(s, i)}" fill-opacity="0.15" stroke="none"/>`);
+    }
+  });
+  if (note) f.parts.push(noteText(note));
+  series.forEach((s, i) => {
+    const color = colorOf(s, i);
     const pts = s.points.filter((p) => Number.isFinite(p.y)).map((p) => `${f.sx(p.x).toFixed(1)},${f.sy(p.y).toFixed(1)}`);
     if (pts.length === 1) {
       const [px, py] = pts[0]!.split(',');
       f.parts.push(`<circle cx="${px}" cy="${py}" r="3" fill="${color}"/>`);
     } else if (pts.length > 1) f.parts.push(`<polyline fill="none" stroke="${color}" stroke-width="2" points="${pts.join(' ')}"/>`);
   });
-  f.parts.push(...legend(series.map((s, i) => ({ label: s.label, color: PALETTE[i % PALETTE.length]!, marker: 'line' as const }))));
+  f.parts.push(...legend(series.map((s, i) => ({ label: s.label, color: colorOf(s, i), marker: 'line' as const }))));
   return wrap(f.parts);
 }
 
 /** Scatter with error bars on both axes (mean ± std), labelled points; references as hollow squares. */
-export function scatterSvg(title: string, xLabel: string, yLabel: string, points: readonly ScatterPoint[]): string {
+export function scatterSvg(title: string, xLabel: string, yLabel: string, points: readonly ScatterPoint[], o: { note?: string; front?: readonly { x: number; y: number }[] } = {}): string {
   const xs = points.flatMap((p) => [p.x - p.xErr, p.x + p.xErr]);
   const ys = points.flatMap((p) => [p.y - p.yErr, p.y + p.yErr]);
   const f = frame(title, xLabel, yLabel, extent(xs), extent(ys));
   const groups = [...new Set(points.map((p) => p.group ?? p.label))];
-  const colorOf = (p: ScatterPoint) => PALETTE[groups.indexOf(p.group ?? p.label) % PALETTE.length]!;
+  const colorOf = (p: ScatterPoint) => p.color ?? PALETTE[groups.indexOf(p.group ?? p.label) % PALETTE.length]!;
+  if (o.note) f.parts.push(noteText(o.note));
+  if (o.front && o.front.length > 1) f.parts.push(`<polyline fill="none" stroke="#444" stroke-width="1.5" stroke-dasharray="6 4" points="${o.front.map((p) => `${f.sx(p.x).toFixed(1)},${f.sy(p.y).toFixed(1)}`).join(' ')}"/>`);
+  // Labels are placed right of their point and pushed down when they would overlap an earlier one.
+  const placed: { x: number; y: number }[] = [];
   for (const p of points) {
     if (!Number.isFinite(p.x) || !Number.isFinite(p.y)) continue;
     const c = colorOf(p);
@@ -145,8 +182,14 @@ export function scatterSvg(title: string, xLabel: string, yLabel: string, points
     if (p.yErr > 0) f.parts.push(`<line x1="${X.toFixed(1)}" y1="${f.sy(p.y - p.yErr).toFixed(1)}" x2="${X.toFixed(1)}" y2="${f.sy(p.y + p.yErr).toFixed(1)}" stroke="${c}" stroke-width="1.5"/>`);
     if (p.reference) f.parts.push(`<rect x="${(X - 6).toFixed(1)}" y="${(Y - 6).toFixed(1)}" width="12" height="12" fill="#fff" stroke="${c}" stroke-width="2"/>`);
     else f.parts.push(`<circle cx="${X.toFixed(1)}" cy="${Y.toFixed(1)}" r="5" fill="${c}"/>`);
-    // Points are named in the legend; only labels that differ from their legend entry are written next to the point.
-    if ((p.group ?? p.label) !== p.label) f.parts.push(`<text x="${(X + 8).toFixed(1)}" y="${(Y - 8).toFixed(1)}" font-size="12" font-family="${FONT}" fill="#222">${escapeXml(p.label)}</text>`);
+    if (p.ring) f.parts.push(`<circle cx="${X.toFixed(1)}" cy="${Y.toFixed(1)}" r="9" fill="none" stroke="#111" stroke-width="1.5"/>`);
+    const text = p.text ?? p.label;
+    let ly = Y - 8;
+    while (placed.some((q) => Math.abs(q.x - (X + 8)) < 70 && Math.abs(q.y - ly) < 13)) ly += 13;
+    placed.push({ x: X + 8, y: ly });
+    // A label pushed away from its point gets a thin leader line back to it.
+    if (ly !== Y - 8) f.parts.push(`<line x1="${(X + 3).toFixed(1)}" y1="${(Y + 3).toFixed(1)}" x2="${(X + 8).toFixed(1)}" y2="${(ly - 4).toFixed(1)}" stroke="${c}" stroke-width="0.8"/>`);
+    f.parts.push(`<text x="${(X + 8).toFixed(1)}" y="${ly.toFixed(1)}" font-size="11" font-family="${FONT}" fill="${c}">${escapeXml(text)}</text>`);
   }
   const seen = new Set<string>();
   const items: { label: string; color: string; marker: 'dot' | 'square' }[] = [];
@@ -161,20 +204,22 @@ export function scatterSvg(title: string, xLabel: string, yLabel: string, points
 }
 
 /** Vertical bar chart with error bars (e.g. accuracy per variant). */
-export function barChartSvg(title: string, yLabel: string, bars: readonly { label: string; value: number; err: number; reference?: boolean }[]): string {
+export function barChartSvg(title: string, yLabel: string, bars: readonly { label: string; value: number; err: number; reference?: boolean; color?: string }[], note?: string): string {
   const ys = bars.flatMap((b) => [0, b.value + b.err]);
   const [lo, hi] = extent(ys);
   const f = frame(title, '', yLabel, [0, Math.max(1, bars.length)], [Math.min(0, lo), hi > 0 ? hi : 1], false);
   const slot = (f.sx(1) - f.sx(0)) * 0.7;
   bars.forEach((b, i) => {
     const cx = f.sx(i + 0.5);
-    const c = b.reference ? '#999999' : PALETTE[i % PALETTE.length]!;
+    const c = b.color ?? (b.reference ? '#999999' : PALETTE[i % PALETTE.length]!);
     const y0 = f.sy(0);
     const y1 = f.sy(b.value);
     f.parts.push(`<rect x="${(cx - slot / 2).toFixed(1)}" y="${Math.min(y0, y1).toFixed(1)}" width="${slot.toFixed(1)}" height="${Math.abs(y0 - y1).toFixed(1)}" fill="${c}"/>`);
     if (b.err > 0) f.parts.push(`<line x1="${cx.toFixed(1)}" y1="${f.sy(b.value - b.err).toFixed(1)}" x2="${cx.toFixed(1)}" y2="${f.sy(b.value + b.err).toFixed(1)}" stroke="#111" stroke-width="1.5"/>`);
     f.parts.push(`<text transform="translate(${cx.toFixed(1)} ${(H - M.bottom + 14).toFixed(1)}) rotate(30)" font-size="12" font-family="${FONT}" fill="#222">${escapeXml(b.label)}</text>`);
+    f.parts.push(`<text x="${cx.toFixed(1)}" y="${(Math.min(y0, y1) - 4).toFixed(1)}" text-anchor="middle" font-size="11" font-family="${FONT}" fill="#222">${escapeXml(fmt(b.value))}</text>`);
   });
+  if (note) f.parts.push(noteText(note));
   return wrap(f.parts);
 }
 

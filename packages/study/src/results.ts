@@ -50,6 +50,8 @@ export interface RunResult {
   /** A few generations for inspection. */
   samples: { prompt: string; generation: string; gold: string; extracted: string; correct: boolean }[];
   elapsedS: number;
+  /** Learning rate of this run (the sweep varies it). */
+  lr?: number;
 }
 
 export interface BaseResult {
@@ -71,8 +73,12 @@ export interface StudyResults {
   backend: { name: string; device: string };
   base: BaseResult;
   runs: RunResult[];
+  /** Frontier sweep runs (learning rate × steps), the main runs excluded. */
+  sweep?: RunResult[];
   /** Wall-clock seconds of the invocation that wrote the results (reused runs not included). */
   elapsedS: number;
   /** CPU seconds (user + system, all threads) of that invocation: what it costs on an idle machine. */
   cpuS: number;
+  /** Cores and 1-minute load average when the invocation started (a shared machine inflates wall time). */
+  machine?: { cpus: number; loadAvg: number };
 }

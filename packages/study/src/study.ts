@@ -10,6 +10,7 @@
  */
 import { createHash } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import {
   HfCheckpoint,
@@ -22,6 +23,7 @@ import {
   type TrainableLM,
   type TrainingBatch,
   UsageError,
+  byteTokenizerJson,
   expectedShape,
   expectedTensorNames,
   generate,
@@ -32,6 +34,7 @@ import {
   silentProgress,
   writeFileAtomic,
   writeJsonAtomic,
+  writeTokenizerFiles,
 } from '@llama-pro/core';
 import { type BlockInitializer, type ExpansionStrategy, MANIFEST_FILE, expandModel, readExpansionManifest } from '@llama-pro/expand';
 import { type Experiment, type FreezePolicy, type LrSchedule, parseExperiment, readMetrics, runTraining } from '@llama-pro/train';
@@ -61,6 +64,22 @@ export interface StudyOptions {
   signal?: AbortSignal;
   /** Skip the PNG renderings (SVG only). */
   noPng?: boolean;
+  /**
+   * Prepare only (for external engines): write the data, expand every expansion variant and hand each
+   * variant × seed experiment to this callback instead of training here.
+   */
+  prepare?: (jobs: PreparedJob[]) => Promise<void>;
+}
+
+/** One variant × seed of the protocol, ready for an external engine. */
+export interface PreparedJob {
+  variant: string;
+  seed: number;
+  /** The (expanded) model the run starts from, and the domain training file. */
+  modelDir: string;
+  data: string;
+  experiment: Experiment;
+  kind: 'expand' | 'baseline';
 }
 
 export interface StudySummary {
@@ -134,7 +153,7 @@ async function readTestProblems(file: string): Promise<MathProblem[]> {
 
 /** The built-in corpora, with any real corpora from `corpus.files` replacing the matching split. */
 export async function loadStudyCorpora(c: StudyConfig): Promise<StudyCorpora> {
-  const gen = generateCorpora(c.corpus.seed, c.corpus);
+  const gen = generateCorpora(c.corpus.seed, c.corpus, c.corpus.task);
   const f = c.corpus.files;
   return {
     seed: gen.seed,
@@ -260,16 +279,27 @@ async function writeInitialModel(dir: string, m: StudyConfig['base']['model'], s
     return { name, dtype: 'F32' as const, shape, source: new Uint8Array(v.buffer) };
   });
   await saveModelDir(dir, { config: raw, tensors }, { force: true });
+  // A real byte-level tokenizer.json (same ids as ByteTokenizer), so `generate --prompt`, `eval` and
+  // `serve` work on the study's bases and their expansions (training export and expand copy it).
+  await writeTokenizerFiles(dir, byteTokenizerJson(m.vocabSize, { modelMaxLength: m.maxPositions }));
 }
 
 function curveOf(records: { step: number; loss?: number }[]): { step: number; loss: number }[] {
   return records.filter((r) => typeof r.loss === 'number').map((r) => ({ step: r.step, loss: r.loss! }));
 }
 
+/** The protocol's jobs (data written, expansions built) for an external engine; nothing is trained here. */
+export async function prepareStudy(config: StudyConfig, deps: StudyDeps, opts: Omit<StudyOptions, 'prepare'>): Promise<PreparedJob[]> {
+  let jobs: PreparedJob[] = [];
+  await runStudy(config, deps, { ...opts, prepare: async (j) => void (jobs = j) });
+  return jobs;
+}
+
 /** Runs (or resumes) the whole study and writes results.json, report.md and the plots into `opts.out`. */
 export async function runStudy(config: StudyConfig, deps: StudyDeps, opts: StudyOptions): Promise<StudySummary> {
   const started = Date.now();
   const cpu0 = process.cpuUsage();
+  const machine = { cpus: os.cpus().length, loadAvg: os.loadavg()[0]! };
   const log = deps.log ?? (() => {});
   const progress = deps.progress ?? silentProgress;
   const out = path.resolve(opts.out);
@@ -299,12 +329,15 @@ export async function runStudy(config: StudyConfig, deps: StudyDeps, opts: Study
   await writeJsonl(path.join(dataDir, 'general-val.jsonl'), corpora.generalVal);
   await writeJsonl(path.join(dataDir, 'domain-val.jsonl'), corpora.domainVal);
   await writeFileAtomic(path.join(dataDir, 'domain-test.jsonl'), corpora.domainTest.map((p) => JSON.stringify({ question: p.question, answer: p.answer })).join('\n') + '\n');
+  const dataHash = hashOf([corpora.domainTrain, corpora.generalVal, corpora.domainVal, corpora.domainTest]);
   const generalVal = corpora.generalVal.slice(0, config.eval.generalDocs);
   const domainVal = corpora.domainVal.slice(0, config.eval.domainDocs);
   const test = corpora.domainTest.slice(0, config.eval.testProblems);
 
   const seeds = Array.from({ length: config.seeds }, (_, i) => i);
-  const total = 1 + config.variants.length * seeds.length;
+  const sweepPoints = config.sweep.lrs.flatMap((lr) => config.sweep.steps.map((steps) => ({ lr, steps }))).filter((p) => !(p.lr === config.train.lr && p.steps === config.train.steps));
+  const sweepSeeds = Array.from({ length: config.sweep.seeds }, (_, i) => i);
+  const total = 1 + config.variants.length * (seeds.length + sweepPoints.length * sweepSeeds.length);
   let done = 0;
   progress.start(total, 'study');
   let device = deps.backend.name;
@@ -325,15 +358,25 @@ export async function runStudy(config: StudyConfig, deps: StudyDeps, opts: Study
     if (config.base.path) {
       baseDir = path.resolve(config.base.path);
       origin = 'given';
+      if (!(await pathExists(path.join(baseDir, 'tokenizer.json')))) {
+        if (!config.base.byteTokens)
+          throw new UsageError(
+            `${baseDir} has no tokenizer.json: the study would train and evaluate it on raw byte tokens (ids 3..258) instead of its vocabulary. Convert it with its tokenizer (llama-pro convert model.bin out --tokenizer tok512.bin), or pass --byte-tokens to study it on bytes deliberately`,
+          );
+        log(`base: ${baseDir} has no tokenizer.json; byte tokens (ids 3..258) as requested by --byte-tokens`);
+      }
       log(`base: ${baseDir} (given)`);
     } else {
       origin = 'pretrained';
-      const key = hashOf({ v: 1, model: config.base.model, pretrain: config.base.pretrain, corpus: { seed: config.corpus.seed, n: config.corpus.generalTrain, files: config.corpus.files.generalTrain ?? null }, backend: config.backend });
+      // Keyed by the pretraining text itself, so a change of the corpus generator retrains the base.
+      const key = hashOf({ v: 2, model: config.base.model, pretrain: config.base.pretrain, corpus: hashOf(corpora.generalTrain), backend: config.backend });
       const cacheRoot = path.resolve(opts.cacheDir ?? config.cacheDir ?? path.join(out, 'cache'));
       const entry = path.join(cacheRoot, `base-${key}`);
       baseDir = path.join(entry, 'model');
       if (await pathExists(path.join(entry, 'done.json'))) {
         log(`base: cached pretrained model ${baseDir}`);
+        // Bases cached before the study wrote tokenizers get theirs now (the same byte ids).
+        if (!(await pathExists(path.join(baseDir, 'tokenizer.json')))) await writeTokenizerFiles(baseDir, byteTokenizerJson(config.base.model.vocabSize, { modelMaxLength: config.base.model.maxPositions }));
         pretrainCurve = curveOf(await readMetrics(path.join(entry, 'run')));
       } else {
         log(`base: pretraining a ${config.base.model.layers}-layer model (dim ${config.base.model.hiddenSize}) on ${corpora.generalTrain.length} general stories, ${config.base.pretrain.steps} steps → ${entry}`);
@@ -369,6 +412,23 @@ export async function runStudy(config: StudyConfig, deps: StudyDeps, opts: Study
       }
     }
 
+    if (opts.prepare) {
+      const jobs: PreparedJob[] = [];
+      const c0 = await HfCheckpoint.open(baseDir);
+      const vocabSize = c0.config.vocabSize;
+      await c0.close();
+      const tok0 = await loadTokenizerOrBytes(baseDir, vocabSize);
+      for (const v of config.variants) {
+        const modelDir = v.strategy ? await expandVariant(v) : baseDir;
+        for (const seed of seeds) {
+          const policy = { name: v.policy ?? (v.strategy ? 'new-blocks' : 'full'), ...(v.layers ? { layers: v.layers } : {}), ...(v.lora ? { lora: v.lora } : {}) };
+          jobs.push({ variant: v.name, seed, modelDir, data: domainTrainFile, kind: v.strategy ? 'expand' : 'baseline', experiment: experimentFor(config.train, { out: path.join(out, 'runs', v.name, `seed-${seed}`, 'train'), data: domainTrainFile, seed, policy, backend: config.backend, tokenizer: tok0 }) });
+        }
+      }
+      await opts.prepare(jobs);
+      return { out, results: null as unknown as StudyResults, ran: 0, reused: 0, files: [] };
+    }
+
     // Base evaluation (seed-independent, deterministic).
     const baseCkpt = await HfCheckpoint.open(baseDir);
     const tok = await loadTokenizerOrBytes(baseDir, baseCkpt.config.vocabSize);
@@ -396,31 +456,38 @@ export async function runStudy(config: StudyConfig, deps: StudyDeps, opts: Study
     log(`base: general loss ${base.eval.generalLoss.toFixed(4)}, domain loss ${base.eval.domainLoss.toFixed(4)}, accuracy ${(100 * base.eval.accuracy).toFixed(1)}%`);
     progress.update(++done, { run: 'base' });
 
-    // (b)-(d) Variants × seeds.
+    // (b)-(d) Variants × seeds, then the frontier sweep (variants × learning rate × steps × sweep seeds).
     const runs: RunResult[] = [];
+    const sweep: RunResult[] = [];
+    const jobs = [
+      ...seeds.map((seed) => ({ seed, train: config.train, sub: `seed-${seed}`, into: runs })),
+      ...sweepPoints.flatMap((p) => sweepSeeds.map((seed) => ({ seed, train: { ...config.train, lr: p.lr, steps: p.steps }, sub: `lr-${p.lr}-steps-${p.steps}/seed-${seed}`, into: sweep }))),
+    ];
     for (const v of config.variants) {
       const modelDir = v.strategy ? await expandVariant(v) : baseDir;
-      for (const seed of seeds) {
+      for (const job of jobs) {
+        const { seed } = job;
+        const label = job.into === runs ? `${v.name} seed ${seed}` : `${v.name} lr ${job.train.lr} × ${job.train.steps} steps seed ${seed}`;
         if (opts.signal?.aborted) throw new UsageError('study interrupted; run the same command again to resume (finished runs are kept)', 'INTERRUPTED');
-        const runDir = path.join(out, 'runs', v.name, `seed-${seed}`);
+        const runDir = path.join(out, 'runs', v.name, job.sub);
         const resultFile = path.join(runDir, 'result.json');
         // A finished run is reused only when everything it depends on is unchanged.
-        const key = hashOf({ v: 1, variant: v, seed, base: baseDir, baseEval, train: config.train, eval: config.eval, corpus: config.corpus, backend: config.backend });
+        const key = hashOf({ v: 2, variant: v, seed, base: baseDir, baseEval, train: job.train, eval: config.eval, corpus: config.corpus, data: dataHash, backend: config.backend });
         const previous = (await pathExists(resultFile)) ? (JSON.parse(await fsp.readFile(resultFile, 'utf8')) as RunResult & { key?: string }) : null;
         if (previous && previous.key === key) {
           delete previous.key;
-          runs.push(previous);
+          job.into.push({ ...previous, lr: job.train.lr });
           reused++;
-          log(`${v.name} seed ${seed}: reusing ${resultFile}`);
+          log(`${label}: reusing ${resultFile}`);
         } else {
-          if (previous) log(`${v.name} seed ${seed}: the configuration changed since ${resultFile} was written; running it again`);
-          const r = await runVariant(v, seed, modelDir, runDir, baseEval, tok);
+          if (previous) log(`${label}: the configuration changed since ${resultFile} was written; running it again`);
+          const r = { ...(await runVariant(v, seed, modelDir, runDir, baseEval, tok, job.train)), lr: job.train.lr };
           await writeJsonAtomic(resultFile, { ...r, key });
-          runs.push(r);
+          job.into.push(r);
           ran++;
-          log(`${v.name} seed ${seed}: general ${r.before.generalLoss.toFixed(3)} → ${r.after.generalLoss.toFixed(3)}, domain ${r.before.domainLoss.toFixed(3)} → ${r.after.domainLoss.toFixed(3)}, accuracy ${(100 * r.after.accuracy).toFixed(1)}% (${r.elapsedS.toFixed(1)} s)`);
+          log(`${label}: general ${r.before.generalLoss.toFixed(3)} → ${r.after.generalLoss.toFixed(3)}, domain ${r.before.domainLoss.toFixed(3)} → ${r.after.domainLoss.toFixed(3)}, accuracy ${(100 * r.after.accuracy).toFixed(1)}% (${r.elapsedS.toFixed(1)} s)`);
         }
-        progress.update(++done, { run: `${v.name}/seed-${seed}` });
+        progress.update(++done, { run: `${v.name}/${job.sub}` });
       }
     }
 
@@ -433,6 +500,8 @@ export async function runStudy(config: StudyConfig, deps: StudyDeps, opts: Study
       backend: { name: deps.backend.name, device },
       base,
       runs,
+      sweep,
+      machine,
       elapsedS: (Date.now() - started) / 1000,
       cpuS: (() => {
         const c = process.cpuUsage(cpu0);
@@ -465,7 +534,7 @@ export async function runStudy(config: StudyConfig, deps: StudyDeps, opts: Study
     return dir;
   }
 
-  async function runVariant(v: VariantSpec, seed: number, modelDir: string, runDir: string, baseEval: BaseResult['eval'], tok: TextTokenizer): Promise<RunResult> {
+  async function runVariant(v: VariantSpec, seed: number, modelDir: string, runDir: string, baseEval: BaseResult['eval'], tok: TextTokenizer, train: StudyConfig['train']): Promise<RunResult> {
     const t0 = Date.now();
     await fsp.rm(runDir, { recursive: true, force: true });
     await fsp.mkdir(runDir, { recursive: true });
@@ -483,7 +552,7 @@ export async function runStudy(config: StudyConfig, deps: StudyDeps, opts: Study
             verifyMaxAbsDiff: manifest.verification?.maxAbsDiff ?? null,
           }
         : null;
-      const exp = experimentFor(config.train, {
+      const exp = experimentFor(train, {
         out: path.join(runDir, 'train'),
         data: domainTrainFile,
         seed,

@@ -1,5 +1,5 @@
 import { Rng } from '@llama-pro/core';
-import { generateCorpora, generateProblem, problemPrompt, problemText } from '../src/corpora';
+import { generateCopyAddProblem, generateCorpora, generateProblem, problemPrompt, problemText } from '../src/corpora';
 
 const SIZES = { generalTrain: 300, generalVal: 40, domainTrain: 400, domainVal: 40, domainTest: 60 };
 
@@ -66,5 +66,42 @@ describe('built-in corpora', () => {
     const p = generateProblem(new Rng(2));
     expect(problemText(p).startsWith(problemPrompt(p))).toBe(true);
     expect(problemText(p).slice(problemPrompt(p).length)).toBe(' ' + p.answer);
+  });
+});
+
+describe('copy-add task and domain problems in the general corpus', () => {
+  /** Recomputes the answer from the question text (independent of the generator). */
+  function solveCopyAdd(question: string): number {
+    let m = /has (\d+) and gets (\d+) more\.$/.exec(question);
+    if (m) return Number(m[1]) + Number(m[2]);
+    m = /has (\d+)\.$/.exec(question);
+    if (m) return Number(m[1]);
+    throw new Error(`unrecognized question: ${question}`);
+  }
+
+  it('answers are correct, end in #### n, and the numbers close the question', () => {
+    const rng = new Rng(4);
+    const kinds = new Set<string>();
+    for (let i = 0; i < 600; i++) {
+      const p = generateCopyAddProblem(rng);
+      expect(p.value).toBe(solveCopyAdd(p.question));
+      expect(p.answer.endsWith(`\n#### ${p.value}`)).toBe(true);
+      kinds.add(/gets 1 more/.test(p.question) ? 'plus1' : /gets/.test(p.question) ? 'sum' : 'copy');
+    }
+    expect([...kinds].sort()).toEqual(['copy', 'plus1', 'sum']);
+  });
+
+  it('mixes the requested share of problems into general pretraining, never a test question', () => {
+    const sizes = { ...SIZES, generalTrain: 1000, domainInGeneral: 0.1 };
+    const c = generateCorpora(5, sizes, 'copy-add');
+    const mixed = c.generalTrain.filter((t) => t.startsWith('Question: '));
+    expect(mixed).toHaveLength(100);
+    const test = new Set(c.domainTest.map((p) => p.question));
+    for (const t of mixed) expect(test.has(/^Question: (.*)\n/.exec(t)![1]!)).toBe(false);
+    // The domain splits do not depend on the mixture.
+    const plain = generateCorpora(5, { ...sizes, domainInGeneral: 0 }, 'copy-add');
+    expect(plain.domainTrain).toEqual(c.domainTrain);
+    expect(plain.domainTest).toEqual(c.domainTest);
+    expect(plain.generalTrain.filter((t) => t.startsWith('Question: '))).toHaveLength(0);
   });
 });

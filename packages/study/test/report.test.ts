@@ -3,7 +3,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { inflateSync } from 'node:zlib';
 import { resolveStudyConfig } from '../src/config';
-import { computeFindings, meanCurve, movingAverage, renderReportMarkdown, stat, summarizeVariants, writeStudyReport } from '../src/report';
+import { computeFindings, costAtGain, frontierPoints, meanCurve, movingAverage, renderPlots, renderReportMarkdown, stat, summarizeVariants, writeStudyReport } from '../src/report';
 import { lineChartSvg, niceTicks, svgToPng } from '../src/plots';
 import type { RunResult, StudyResults } from '../src/results';
 
@@ -172,46 +172,136 @@ describe('study report', () => {
     expect(curve.map((p) => p.y)).toEqual([1, 2, 3, 4].map((s) => expect.closeTo(3 - 0.2 * s, 12)));
   });
 
-  it('computes the findings from the numbers: a paper-like run reproduces them', () => {
+  it('computes the findings from the numbers: a paper-like run reproduces them, with p-values', () => {
     const f = computeFindings(synthetic(PAPER_LIKE));
     const by = (s: string) => f.find((x) => x.claim.startsWith(s))!;
-    expect(by('Every expanded model').reproduced).toBe(true);
-    expect(by('Interleaved expansion reaches the best domain loss').reproduced).toBe(true);
-    expect(by('Bottom stacking').reproduced).toBe(true);
-    expect(by('Top stacking').reproduced).toBe(true);
-    expect(by('Full fine-tuning forgets').reproduced).toBe(true);
-    expect(by('LoRA under-fits').reproduced).toBe(true);
-    expect(by('Interleaved expansion retains').reproduced).toBe(true);
-    expect(by('More interleaved blocks').reproduced).toBe(true);
+    for (const x of f) expect([x.claim, x.verdict]).toEqual([x.claim, 'reproduced']);
+    // Every pair the claim names is tested: 2 interleaved × (top-2, bottom-2) for the domain-loss claim.
+    expect(by('Interleaved expansion reaches a lower domain loss').comparisons.map((c) => `${c.a}<${c.b}`)).toEqual(['interleaved-2<top-2', 'interleaved-2<bottom-2', 'interleaved-4<top-2', 'interleaved-4<bottom-2']);
+    // Both interleaved counts against both baselines that train original weights.
+    expect(by('Interleaved expansion retains').comparisons).toHaveLength(4);
+    // Hand check of one p-value: interleaved-2 vs top-2 accuracy [0.3, 0.4, 0.3] vs [0.2, 0.2, 0.1]:
+    // equal sample variances 1/300, t = (1/6) / √(2/900) = 3.5355, Welch df = 4, two-sided p = 0.024
+    // (t table: t(0.975; 4) = 2.776, t(0.99; 4) = 3.747; scipy ttest_ind gives 0.02410).
+    const acc = by('Interleaved expansion answers more').comparisons.find((c) => c.a === 'interleaved-2' && c.b === 'top-2')!;
+    expect(acc.t).toBeCloseTo(3.5355339, 6);
+    expect(acc.df).toBeCloseTo(4, 9);
+    expect(acc.p!).toBeGreaterThan(0.01);
+    expect(acc.p!).toBeLessThan(0.05);
+    expect(acc.p!).toBeCloseTo(0.0241, 4);
+    const md = renderReportMarkdown(synthetic(PAPER_LIKE), f);
+    expect(md).toContain(`Summary: ${f.length} reproduced, 0 contradicted, 0 inconclusive, 0 untested`);
+    expect(md).toMatch(/interleaved-2 0\.3333 >\? top-2 0\.1667 \(p 0\.024\)/);
+    // Accuracy against the base's 0 %: lora stays at 0, every other variant ends above it.
+    expect(md).toContain('Exact match: the base answers 0.0% (0/10); after domain training the best variant is full (53.3% ± 5.8); 6 variant(s) end above the base');
   });
 
-  it('reports findings as not reproduced when the numbers say so', () => {
-    // Swap: top gets the best domain loss; full forgets nothing; the identity check fails for one run.
+  it('reports contradicted findings when a difference is significant the other way', () => {
+    // Swap: top gets the best domain loss; full forgets nothing; interleaved-4 forgets more than layers-2
+    // (only the worse interleaved count); the identity check fails for one run.
     const specs = PAPER_LIKE.map((s) => ({ ...s }));
     specs.find((s) => s.variant === 'top-2')!.domain = [2.0, 2.01, 2.02];
-    specs.find((s) => s.variant === 'full')!.general = [1.9, 1.9, 1.9];
-    specs.find((s) => s.variant === 'interleaved-4')!.domain = [2.6, 2.6, 2.6];
+    specs.find((s) => s.variant === 'full')!.general = [1.9, 1.91, 1.9];
+    specs.find((s) => s.variant === 'interleaved-4')!.domain = [2.6, 2.61, 2.6];
+    specs.find((s) => s.variant === 'interleaved-4')!.general = [2.6, 2.61, 2.62];
     const r = synthetic(specs);
     r.runs.find((x) => x.variant === 'bottom-2')!.identity = { baseGeneralLoss: 2, expandedGeneralLoss: 2.0000001, identical: false, verifyMaxAbsDiff: 1e-7 };
     const f = computeFindings(r);
     const by = (s: string) => f.find((x) => x.claim.startsWith(s))!;
-    expect(by('Every expanded model').reproduced).toBe(false);
-    expect(by('Interleaved expansion reaches the best domain loss').reproduced).toBe(false);
-    expect(by('Interleaved expansion reaches the best domain loss').evidence).toContain('top-2');
-    expect(by('Top stacking').reproduced).toBe(false);
-    expect(by('Full fine-tuning forgets').reproduced).toBe(false);
-    expect(by('More interleaved blocks').reproduced).toBe(false);
+    expect(by('Every expanded model').verdict).toBe('contradicted');
+    expect(by('Interleaved expansion reaches a lower domain loss').verdict).toBe('contradicted');
+    expect(by('Interleaved expansion reaches a lower domain loss').evidence).toContain('top-2');
+    expect(by('Top stacking').verdict).toBe('contradicted');
+    expect(by('Full fine-tuning forgets').verdict).toBe('contradicted');
+    expect(by('More interleaved blocks').verdict).toBe('contradicted');
+    // interleaved-2 still beats full and layers-2; interleaved-4 does not: the finding is not reproduced.
+    expect(by('Interleaved expansion retains').verdict).toBe('contradicted');
+    expect(by('Block expansion keeps general ability').verdict).toBe('contradicted');
     const md = renderReportMarkdown(r, f);
-    expect(md).toMatch(/\| Top stacking[^\n]*\| no \|/);
+    expect(md).toMatch(/\| Top stacking[^\n]*\| contradicted \|/);
     expect(md).toContain('| **no** |');
     expect(md).not.toContain('does not separate the variants');
     const zero = synthetic(PAPER_LIKE.map((x) => ({ ...x, acc: x.acc.map(() => 0) })));
     expect(renderReportMarkdown(zero)).toContain('Exact-match accuracy is 0.0% for the base and every run');
   });
 
+  it('calls a difference within seed noise inconclusive, in either direction', () => {
+    const specs = PAPER_LIKE.map((s) => ({ ...s }));
+    // Means 2.667 vs 2.633 with spreads of ±0.2: Welch p ≈ 0.85.
+    specs.find((s) => s.variant === 'interleaved-2')!.domain = [2.5, 2.9, 2.6];
+    specs.find((s) => s.variant === 'top-2')!.domain = [2.7, 2.4, 2.8];
+    const f = computeFindings(synthetic(specs));
+    const top = f.find((x) => x.claim.startsWith('Top stacking'))!;
+    expect(top.verdict).toBe('inconclusive');
+    expect(top.comparisons[0]!.outcome).toBe('not significant');
+    expect(top.comparisons[0]!.p!).toBeGreaterThan(0.5);
+    expect(top.evidence).toContain('n.s.');
+  });
+
+  it('leaves every statistical finding untested with fewer than 3 seeds', () => {
+    for (const n of [1, 2]) {
+      const specs = PAPER_LIKE.map((s) => ({ ...s, general: s.general.slice(0, n), domain: s.domain.slice(0, n), acc: s.acc.slice(0, n) }));
+      const f = computeFindings(synthetic(specs));
+      for (const x of f.filter((y) => !y.claim.startsWith('Every expanded model'))) expect([x.claim, x.verdict]).toEqual([x.claim, 'untested']);
+      // The identity check is exact and needs no seeds.
+      expect(f.find((y) => y.claim.startsWith('Every expanded model'))!.verdict).toBe('reproduced');
+      expect(renderReportMarkdown(synthetic(specs), f)).toContain(`1 reproduced, 0 contradicted, 0 inconclusive, ${f.length - 1} untested`);
+    }
+  });
+
   it('marks findings it cannot test', () => {
     const f = computeFindings(synthetic(PAPER_LIKE.filter((s) => s.variant === 'full')));
-    expect(f.filter((x) => x.reproduced === null).length).toBe(f.length);
+    expect(f.filter((x) => x.verdict === 'untested').length).toBe(f.length);
+  });
+
+  it('marks the Pareto front over variants × lr × steps and ranks variants at equal domain gain', () => {
+    const r = synthetic(PAPER_LIKE);
+    // Sweep points (one seed each): full at a small lr forgets little and learns little; lora at a large
+    // lr; interleaved-2 at a small lr, dominated by interleaved-4's main point.
+    const mk = (variant: string, lr: number, g: number, d: number): RunResult => ({ ...r.runs.find((x) => x.variant === variant)!, seed: 0, lr, after: { generalLoss: g, domainLoss: d, accuracy: 0, correct: 0, total: 10 } });
+    r.sweep = [mk('full', 1e-4, 2.001, 2.9), mk('lora', 0.1, 2.05, 2.4), mk('interleaved-2', 1e-4, 2.1, 2.8)];
+    const pts = frontierPoints(r);
+    expect(pts).toHaveLength(PAPER_LIKE.length + 3);
+    const lr0 = r.config.train.lr;
+    const at = (v: string, lr: number) => pts.find((p) => p.variant === v && p.lr === lr)!;
+    // interleaved-4 at the main point: general 2.02, 2.02, 2.04 from 2.0 (mean +0.08/3), domain 3.0 → 2.3.
+    expect(at('interleaved-4', lr0).generalIncrease).toBeCloseTo(0.08 / 3, 12);
+    expect(at('interleaved-4', lr0).domainDecrease).toBeCloseTo(0.7, 12);
+    expect(at('lora', lr0).onFront).toBe(true); // forgets nothing (general 2.0 = the base's)
+    // full at lr 1e-4 (+0.001, 0.1): only lora's main point forgets less (0), and it learns less (0.04).
+    expect(at('full', 1e-4).onFront).toBe(true);
+    expect(at('interleaved-4', lr0).onFront).toBe(true);
+    expect(at('full', lr0).onFront).toBe(true); // the largest domain gain (0.797)
+    expect(at('interleaved-2', 1e-4).onFront).toBe(false);
+    expect(at('interleaved-2', 1e-4).dominatedBy).toContain(`interleaved-4 lr ${lr0} × 4`);
+    expect(at('bottom-2', lr0).onFront).toBe(false);
+    // Domain gain ≥ 0.65 is reached only by interleaved-4 (0.7, +0.027) and full (0.797, +0.623).
+    expect(costAtGain(pts, 0.65).map((x) => x.variant)).toEqual(['interleaved-4', 'full']);
+    const md = renderReportMarkdown(r);
+    expect(md).toContain('## Forgetting–learning frontier');
+    expect(md).toMatch(/At equal domain gain ≥ 0\.59[78] nats \(75 % of the largest\): least forgetting interleaved-4/);
+  });
+
+  it('gives each variant one colour in every plot and notes an all-zero accuracy chart', () => {
+    const r = synthetic(PAPER_LIKE.map((x) => ({ ...x, acc: x.acc.map(() => 0) })));
+    const plots = renderPlots(r);
+    // Legend entries: a marker element followed by the label's text element.
+    const colourOf = (svg: string, label: string) => new RegExp(`(?:stroke|fill)="(#[0-9A-Fa-f]{6})"[^>]*/>\\n<text[^>]*>${label}</text>`).exec(svg)?.[1];
+    const names = ['full', 'lora', 'interleaved-2', 'bottom-2'];
+    for (const v of names) {
+      const c = colourOf(plots.lossCurves, v);
+      expect(c).toBeDefined();
+      expect(colourOf(plots.generalVsDomain, v)).toBe(c);
+      expect(colourOf(plots.frontier, v)).toBe(c);
+      expect(plots.accuracy).toContain(`fill="${c}"`);
+    }
+    expect(new Set(names.map((v) => colourOf(plots.lossCurves, v))).size).toBe(names.length);
+    expect(plots.accuracy).toContain('accuracy is 0 for the base and every variant');
+    expect(plots.frontier).toContain('no lr × steps sweep in this run');
+    // Seed bands on the loss curves: one shaded polygon per variant.
+    expect((plots.lossCurves.match(/<polygon /g) ?? []).length).toBe(PAPER_LIKE.length);
+    // Scatter points carry their labels.
+    expect(plots.generalVsDomain).toContain('>layers-2</text>');
   });
 
   it('writes results.json, report.md, well-formed SVGs and legible PNGs', async () => {
@@ -220,15 +310,15 @@ describe('study report', () => {
       const r = synthetic(PAPER_LIKE);
       const files = await writeStudyReport(dir, r);
       const names = files.map((f) => path.basename(f)).sort();
-      expect(names).toEqual(['accuracy.png', 'accuracy.svg', 'general-vs-domain.png', 'general-vs-domain.svg', 'loss-curves.png', 'loss-curves.svg', 'report.md', 'results.json']);
+      expect(names).toEqual(['accuracy.png', 'accuracy.svg', 'frontier-accuracy.png', 'frontier-accuracy.svg', 'frontier.png', 'frontier.svg', 'general-vs-domain.png', 'general-vs-domain.svg', 'loss-curves.png', 'loss-curves.svg', 'report.md', 'results.json']);
       const json = JSON.parse(await fsp.readFile(path.join(dir, 'results.json'), 'utf8')) as StudyResults & { findings: unknown[] };
       expect(json.runs).toHaveLength(r.runs.length);
       expect(json.runs[0]!.after.generalLoss).toBe(2.01);
-      expect(json.findings).toHaveLength(8);
+      expect(json.findings).toHaveLength(10);
       const md = await fsp.readFile(path.join(dir, 'report.md'), 'utf8');
       expect(md).toContain('| interleaved-4 | new-blocks | 4 |');
       expect(md).toContain('2.3000 ± 0.0100'); // interleaved-4 domain loss: mean 2.3, sample std 0.01
-      for (const n of ['accuracy', 'general-vs-domain', 'loss-curves']) {
+      for (const n of ['accuracy', 'general-vs-domain', 'loss-curves', 'frontier', 'frontier-accuracy']) {
         const svg = await fsp.readFile(path.join(dir, `${n}.svg`), 'utf8');
         checkWellFormed(svg);
         expect(svg).toContain('interleaved-2');

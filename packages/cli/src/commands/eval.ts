@@ -1,4 +1,5 @@
 import * as path from 'node:path';
+import { existsSync } from 'node:fs';
 import type { Command } from 'commander';
 import { TOKENS, UsageError, resolveRegistry, type ModelBackend } from '@llama-pro/core';
 import {
@@ -19,6 +20,7 @@ import { BACKEND_OPTION_HELP, DEFAULT_BACKEND, parseBackendSpec } from '../backe
 import { progressReporter } from '../output';
 
 interface EvalOpts {
+  byteTokens?: boolean;
   model?: string;
   tasks?: string;
   task?: string;
@@ -94,6 +96,7 @@ export function registerEval(program: Command): void {
     .option('--unsafe-no-sandbox', 'run generated code without isolation where bubblewrap/user namespaces are unavailable (it can read your files and environment)')
     .option('--plugin <module...>', 'extra plugin modules (paths or package names) to load')
     .option('--json', 'print the results.json record instead of the markdown table')
+    .option('--byte-tokens', 'allow a local model without tokenizer.json: prompts and targets as raw byte tokens (ids 3..258)')
     .action(async (opts: EvalOpts) => {
       const tasks = opts.samples ? [opts.task ?? 'humaneval'] : (opts.tasks ?? opts.task ?? '').split(',').map((t) => t.trim()).filter(Boolean);
       if (tasks.length === 0) throw new UsageError('give --tasks (e.g. --tasks humaneval,gsm8k,mmlu) or --task humaneval --samples samples.jsonl');
@@ -132,6 +135,9 @@ export function registerEval(program: Command): void {
       }
 
       let opened: OpenedModel | undefined;
+      // A local model without a tokenizer would be scored on raw bytes, not its vocabulary: only on request.
+      if (!opts.samples && !/^https?:\/\//i.test(opts.model!) && existsSync(path.join(opts.model!, 'config.json')) && !existsSync(path.join(opts.model!, 'tokenizer.json')) && !opts.byteTokens)
+        throw new UsageError(`${opts.model} has no tokenizer.json: evaluation would encode text as raw byte tokens (ids 3..258), not the model's vocabulary. Add its tokenizer (llama-pro convert model.bin out --tokenizer tok.bin), or pass --byte-tokens to evaluate on bytes deliberately`);
       if (!opts.samples) {
         const providers = resolveRegistry<LanguageModelProvider>(container, TOKENS.LanguageModelProvider, 'language-model provider');
         const provider = providers.list().find((p) => p.matches(opts.model!));

@@ -1,10 +1,11 @@
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { Command } from 'commander';
-import { HfCheckpoint, UsageError } from '@llama-pro/core';
-import { initializerRegistry, strategyRegistry } from '@llama-pro/expand';
+import { HfCheckpoint, UsageError, writeFileAtomic } from '@llama-pro/core';
+import { initializerRegistry, readExpansionManifest, strategyRegistry } from '@llama-pro/expand';
 import { freezePolicies, lrSchedules } from '@llama-pro/train';
-import { STUDY_PRESETS, defaultVariants, readStudyYaml, resolveStudyConfig, runStudy } from '@llama-pro/study';
+import { BASE_REQUIRED_PRESETS, STUDY_PRESETS, defaultVariants, prepareStudy, readStudyYaml, resolveStudyConfig, runStudy, type PreparedJob } from '@llama-pro/study';
+import { emitAccelerate, emitLlamaFactory, engineCorpusFromExperiment, engineSettingsFromExperiment } from '@llama-pro/engines';
 import { buildContainer } from '../container';
 import { BACKEND_OPTION_HELP, parseBackendSpec, resolveBackend } from '../backend-option';
 import { progressReporter } from '../output';
@@ -13,6 +14,7 @@ interface StudyFlags {
   preset: string;
   config?: string;
   base?: string;
+  byteTokens?: boolean;
   out: string;
   seeds?: string;
   backend?: string;
@@ -20,6 +22,9 @@ interface StudyFlags {
   plugin?: string[];
   png?: boolean;
   json?: boolean;
+  engine?: string;
+  emit?: string;
+  force?: boolean;
 }
 
 /** Default cache of pretrained study bases: $XDG_CACHE_HOME/llama-pro/study or ~/.cache/llama-pro/study. */
@@ -34,7 +39,8 @@ export function registerStudy(program: Command): void {
     .description("The LLaMA Pro ablation in miniature: pretrain (or take) a base, expand it at several positions and block counts, train every variant and the full / LoRA / layers baselines on the same domain data and seeds, and report which of the paper's findings hold")
     .option('--preset <name>', `preset: ${Object.keys(STUDY_PRESETS).join(', ')}`, 'mini')
     .option('--config <file>', 'study YAML overriding any preset field (seeds, base, train, variants, eval, corpus)')
-    .option('--base <dir>', 'use this HF model directory as the base instead of pretraining one (e.g. stories260K converted; byte tokens when it has no tokenizer.json)')
+    .option('--base <dir>', 'use this HF model directory as the base instead of pretraining one (e.g. stories260K converted with --tokenizer)')
+    .option('--byte-tokens', 'allow a --base without tokenizer.json: train and evaluate it on raw byte tokens (ids 3..258)')
     .option('--out <dir>', 'output directory: results.json, report.md, plots, runs/ (rerun to resume)', 'runs/study')
     .option('--seeds <n>', 'number of seeds per variant')
     .option('--backend <name[:variant]>', BACKEND_OPTION_HELP)
@@ -42,6 +48,9 @@ export function registerStudy(program: Command): void {
     .option('--no-png', 'write SVG plots only')
     .option('--plugin <module...>', 'extra plugin modules (strategies, policies, backends)')
     .option('--json', 'print a JSON summary on stdout')
+    .option('--engine <name>', 'emit the protocol as external-engine jobs instead of training here: llamafactory or accelerate (needs --base and --emit)')
+    .option('--emit <dir>', 'with --engine: where the jobs are written (one per expansion variant × seed)')
+    .option('--force', 'with --engine: replace existing job directories')
     .action(async (o: StudyFlags) => {
       const overrides: Record<string, unknown>[] = [];
       if (o.config) {
@@ -61,7 +70,8 @@ export function registerStudy(program: Command): void {
         if (!Number.isInteger(n) || n < 1) throw new UsageError(`--seeds must be a positive integer, got "${o.seeds}"`);
         flags['seeds'] = n;
       }
-      if (o.base !== undefined) flags['base'] = { path: path.resolve(o.base) };
+      if (o.base !== undefined) flags['base'] = { path: path.resolve(o.base), ...(o.byteTokens ? { byteTokens: true } : {}) };
+      else if (o.byteTokens) flags['base'] = { byteTokens: true };
       if (o.backend !== undefined) {
         const spec = parseBackendSpec(o.backend);
         flags['backend'] = spec.name;
@@ -76,6 +86,10 @@ export function registerStudy(program: Command): void {
         flags['variants'] = defaultVariants(layers);
       }
       overrides.push(flags);
+      if (BASE_REQUIRED_PRESETS.includes(o.preset) && basePath === undefined)
+        throw new UsageError(`preset ${o.preset} runs the study's protocol on a given model: pass --base <dir> (e.g. stories260K converted with --tokenizer tok512.bin); add --engine llamafactory --emit <dir> to write it as LLaMA-Factory jobs for a GPU cluster`);
+      if (o.engine !== undefined && (o.engine !== 'llamafactory' && o.engine !== 'accelerate')) throw new UsageError(`unknown engine "${o.engine}"; known: llamafactory, accelerate`);
+      if (o.engine !== undefined && (!o.emit || basePath === undefined)) throw new UsageError(`--engine ${o.engine} needs --emit <dir> and --base <dir> (the study's protocol is emitted for a given model)`);
       const config = resolveStudyConfig(o.preset, overrides, o.config ?? `preset ${o.preset}`);
       const container = await buildContainer(o.plugin ?? []);
       const { backend } = resolveBackend(container, config.backendVariant ? `${config.backend}:${config.backendVariant}` : config.backend);
@@ -87,6 +101,14 @@ export function registerStudy(program: Command): void {
       };
       process.once('SIGINT', onSigint);
       try {
+        if (o.engine) {
+          const deps = { backend, strategies: strategyRegistry(container), initializers: initializerRegistry(container), policies: freezePolicies(container), schedules: lrSchedules(container), log };
+          const jobs = await prepareStudy(config, deps, { out: o.out, cacheDir: o.cacheDir ?? config.cacheDir ?? defaultStudyCache(), signal: ac.signal });
+          const written = await emitJobs(o.engine, path.resolve(o.emit!), jobs, o.force === true);
+          if (o.json) process.stdout.write(JSON.stringify({ engine: o.engine, emit: o.emit, jobs: written, skipped: jobs.filter((j) => j.kind === 'baseline').map((j) => `${j.variant}/seed-${j.seed}`) }) + '\n');
+          else process.stdout.write(`wrote ${written.length} ${o.engine} job(s) to ${o.emit}; see ${path.join(o.emit!, 'README.md')}\n`);
+          return;
+        }
         const summary = await runStudy(
           config,
           {
@@ -106,4 +128,33 @@ export function registerStudy(program: Command): void {
         process.removeListener('SIGINT', onSigint);
       }
     });
+}
+
+/** One engine job per expansion variant × seed; baselines (full / lora / layers) stay on llama-pro's trainer. */
+async function emitJobs(engine: string, emit: string, jobs: readonly PreparedJob[], force: boolean): Promise<string[]> {
+  const written: string[] = [];
+  for (const j of jobs.filter((x) => x.kind === 'expand')) {
+    const dir = path.join(emit, j.variant, `seed-${j.seed}`);
+    const job = { modelDir: j.modelDir, manifest: await readExpansionManifest(j.modelDir), corpus: engineCorpusFromExperiment(j.experiment, j.data), settings: engineSettingsFromExperiment(j.experiment, 'bf16'), outputDir: 'out' };
+    if (engine === 'llamafactory') await emitLlamaFactory({ ...job, deepspeedStage: 2 }, dir, { force });
+    else await emitAccelerate({ ...job, distributed: 'deepspeed' }, dir, { force });
+    written.push(path.relative(emit, dir));
+  }
+  const skipped = [...new Set(jobs.filter((x) => x.kind === 'baseline').map((x) => x.variant))];
+  await writeFileAtomic(
+    path.join(emit, 'README.md'),
+    [
+      `# LLaMA Pro study protocol as ${engine} jobs`,
+      '',
+      `One job per expansion variant and seed (${written.length}), each in its own directory with its own launch instructions (README.md there). Every job trains the new blocks only, on the same domain data (${jobs[0]?.data ?? ''}) with the same settings and seeds.`,
+      '',
+      ...written.map((w) => `- ${w}`),
+      '',
+      skipped.length ? `Not emitted: the baselines ${skipped.join(', ')} (they train original weights; run them with \`llama-pro study\` or \`llama-pro train --policy ...\`).` : '',
+      '',
+      'After training, bring each run back with `llama-pro import-run` and evaluate it; the model and data paths above must be reachable from the cluster.',
+      '',
+    ].join('\n'),
+  );
+  return written;
 }

@@ -44,6 +44,7 @@ interface TrainFlags {
   backend?: string;
   plugin?: string[];
   json?: boolean;
+  byteTokens?: boolean;
 }
 
 function num(flag: string, v: string | undefined, integer = true): number | undefined {
@@ -170,6 +171,7 @@ export function registerTrain(program: Command): void {
     .option('--backend <name[:variant]>', `${BACKEND_OPTION_HELP}; an experiment file's backend: overrides the default`)
     .option('--plugin <module...>', 'extra plugin modules (policies, schedules, backends)')
     .option('--json', 'print the run summary as one JSON object')
+    .option('--byte-tokens', 'allow a model without tokenizer.json: feed text as raw byte tokens (ids 3..258; same as data.tokenizer: bytes)')
     .action(async (o: TrainFlags) => {
       let exp: Experiment = o.config ? await loadExperimentFile(o.config) : parseExperiment({});
       exp = resolvePaths(o, overrideExperiment(exp, overrides(o)));
@@ -198,8 +200,11 @@ export function registerTrain(program: Command): void {
           manifest: expansion ? { trainable: expansion.trainableTensors, newLayers: expansion.newLayers } : undefined,
           options: { layers: exp.policy.layers, lora: exp.policy.lora },
         });
-        const tokenizer: TextTokenizer = exp.data.tokenizer === 'bytes' ? new ByteTokenizer(ckpt.config.vocabSize) : await loadTokenizerOrBytes(modelDir, ckpt.config.vocabSize);
-        if (tokenizer.kind === 'bytes') log(`${modelDir} has no tokenizer.json: text is fed as byte tokens (ids 3..258)`);
+        const tokenizer: TextTokenizer = exp.data.tokenizer === 'bytes' || o.byteTokens ? new ByteTokenizer(ckpt.config.vocabSize) : await loadTokenizerOrBytes(modelDir, ckpt.config.vocabSize);
+        // Text through a fallback the user did not ask for trains on bytes instead of the model's vocabulary.
+        if (tokenizer.kind === 'bytes' && exp.data.tokenizer !== 'bytes' && !o.byteTokens && exp.data.format !== 'ids')
+          throw new UsageError(`${modelDir} has no tokenizer.json: training would feed text as raw byte tokens (ids 3..258), not the model's vocabulary. Add its tokenizer (llama-pro convert model.bin out --tokenizer tok.bin), train on token ids (--format ids), or pass --byte-tokens to train on bytes deliberately`);
+        if (tokenizer.kind === 'bytes') log(`${modelDir}: text is fed as byte tokens (ids 3..258)`);
         const model = await backend.loadTrainable(ckpt, backendLoadOptions(spec, log));
         const ac = new AbortController();
         const onSigint = () => {
