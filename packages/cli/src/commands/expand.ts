@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { HfCheckpoint, UsageError, nativeIoStatus, parseByteSize } from '@llama-pro/core';
+import { HfCheckpoint, UsageError, exitCleanlyOnInterrupt, nativeIoStatus, parseByteSize } from '@llama-pro/core';
 import { checkOutputPath, expandModel, formatPlanTable, initializerRegistry, planTensors, strategyRegistry } from '@llama-pro/expand';
 import { BACKEND_OPTION_HELP, DEFAULT_BACKEND, backendLoadOptions, resolveBackend } from '../backend-option';
 import { buildContainer } from '../container';
@@ -61,6 +61,7 @@ export function registerExpand(program: Command): void {
     .option('--plugin <spec>', 'load a plugin module (strategies, initializers, backends), repeatable', collect, [])
     .option('--json', 'machine-readable output')
     .action(async (inDir: string, outDir: string, o: ExpandFlags) => {
+      exitCleanlyOnInterrupt();
       const container = await buildContainer(o.plugin);
       const strategy = strategyRegistry(container).get(o.strategy);
       const initializer = initializerRegistry(container).get(o.init);

@@ -22,7 +22,7 @@ export async function convertLlama2c(file: string, outDir: string, options: Conv
       extraFiles: { 'generation_config.json': JSON.stringify({ bos_token_id: 1, eos_token_id: 2 }, null, 2) + '\n' },
       onProgress: options.onProgress,
     },
-    { force: options.force },
+    { force: options.force, owner: 'convert', inputs: [file] },
   );
   return { header: layout.header, shards };
 }
