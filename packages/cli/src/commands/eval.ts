@@ -1,6 +1,7 @@
+import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import type { Command } from 'commander';
-import { TOKENS, UsageError, resolveRegistry, type ModelBackend } from '@llama-pro/core';
+import { OutputError, TOKENS, UsageError, pathExists, resolveRegistry, tempSibling, type ModelBackend } from '@llama-pro/core';
 import {
   compareRuns,
   ensureDataset,
@@ -26,6 +27,7 @@ interface EvalOpts {
   limit?: string;
   out: string;
   name?: string;
+  overwrite?: boolean;
   dataDir?: string;
   cacheDir?: string;
   download: boolean;
@@ -65,7 +67,8 @@ export function registerEval(program: Command): void {
     .option('--num-fewshot <n>', "shots (default: each task's lm-eval default: gsm8k 5, gsm8k_cot 8, mmlu 0, mbpp 3)")
     .option('--limit <n>', 'evaluate only the first N documents (per subject for mmlu)')
     .option('--out <dir>', 'results root; the run is written to <dir>/<name>/', 'results')
-    .option('--name <name>', 'run name (default: <model>-<timestamp>)')
+    .option('--name <name>', 'run name (default: <model>-<timestamp>); an existing run is refused unless --overwrite')
+    .option('--overwrite', 'replace an existing run of the same --name')
     .option('--data-dir <dir>', 'directory with the official datasets: humaneval/, gsm8k/, mmlu/ (else the download cache)')
     .option('--cache-dir <dir>', 'download cache (default ~/.cache/llama-pro/datasets)')
     .option('--no-download', 'never download datasets')
@@ -91,6 +94,7 @@ export function registerEval(program: Command): void {
       if (opts.samples && tasks[0] !== 'humaneval') throw new UsageError('--samples scores HumanEval completions; use --task humaneval');
       if (!opts.samples && !opts.model) throw new UsageError('give --model <dir|http(s) endpoint> (or --samples to score completions)');
       if (opts.generation !== 'completions' && opts.generation !== 'chat') throw new UsageError(`--generation must be completions or chat, got "${opts.generation}"`);
+      const replacing = opts.name !== undefined && (await checkRunName(path.join(opts.out, opts.name), opts.name, opts.overwrite === true));
       const limit = int('--limit', opts.limit, 1);
       const numFewshot = int('--num-fewshot', opts.numFewshot, 0);
       const maxGenTokens = int('--max-gen-tokens', opts.maxGenTokens, 1);
@@ -145,6 +149,9 @@ export function registerEval(program: Command): void {
       if (nSamples !== undefined) options['nSamples'] = nSamples;
       if (temperature !== undefined) options['temperature'] = temperature;
       if (timeoutS !== undefined) options['timeoutS'] = timeoutS;
+      // --overwrite: the earlier run is moved aside (restored if this one fails or is killed) until this one is written.
+      const aside = replacing ? tempSibling(path.resolve(outDir), 'old') : undefined;
+      if (aside) await fsp.rename(outDir, aside);
       try {
         const run = await runEvaluation({
           evaluators,
@@ -163,7 +170,11 @@ export function registerEval(program: Command): void {
           name,
           progress: progressReporter(),
         });
+        if (aside) await fsp.rm(aside, { recursive: true, force: true });
         process.stdout.write(opts.json ? JSON.stringify(run, null, 2) + '\n' : markdownTable(run) + `\nwrote ${outDir}\n`);
+      } catch (e) {
+        if (aside) await fsp.rm(outDir, { recursive: true, force: true }).then(() => fsp.rename(aside, outDir));
+        throw e;
       } finally {
         await opened?.dispose();
       }
@@ -177,4 +188,20 @@ export function registerEval(program: Command): void {
       const recs = await Promise.all(runs.map((r) => readRun(r)));
       process.stdout.write(compareRuns(recs));
     });
+}
+
+/**
+ * `--name` is one path component, and an existing run of that name is kept unless `--overwrite` (which
+ * replaces only an earlier eval run: a directory holding a llama-pro-eval results.json).
+ */
+async function checkRunName(dir: string, name: string, overwrite: boolean): Promise<boolean> {
+  if (name === '' || name === '.' || name === '..' || /[/\\\0]/.test(name)) throw new UsageError(`--name must be a plain name (no "/", not "." or ".."), got ${JSON.stringify(name)}`);
+  if (!(await pathExists(dir))) return false;
+  if (!overwrite) throw new OutputError(`eval run ${dir} already exists; choose another --name or pass --overwrite to replace it`, 'OUTPUT_EXISTS');
+  const isRun = await readRun(dir).then(
+    () => true,
+    () => false,
+  );
+  if (!isRun) throw new OutputError(`${dir} exists and is not an eval run (no llama-pro-eval results.json); --overwrite will not replace it, remove it yourself or choose another --name`, 'OUTPUT_NOT_OURS');
+  return true;
 }

@@ -21,11 +21,14 @@ import { asOutputError, openRegularFile } from './input-files';
 
 /** Marker file in every directory output, naming the command that wrote it (what `--force` may replace). */
 export const OUTPUT_MARKER = '.llama-pro-output.json';
+/** Paths currently being built by this process (removed by `removeActiveTemps` on interrupt). */
+const activeTemps = new Set<string>();
 const TEMP_RE = /^\.(.+)\.(tmp|old)-(\d+)-([0-9a-f]{8})$/;
 
-export function tempSibling(target: string, tag: 'tmp' | 'old' = 'tmp'): string {
+/** `.<name>.<tag>-<pid>-<hex>` next to `target`; asides moved in one replace share their `token` (hex). */
+export function tempSibling(target: string, tag: 'tmp' | 'old' = 'tmp', token: string = randomBytes(4).toString('hex')): string {
   const dir = path.dirname(target);
-  return path.join(dir, `.${path.basename(target)}.${tag}-${process.pid}-${randomBytes(4).toString('hex')}`);
+  return path.join(dir, `.${path.basename(target)}.${tag}-${process.pid}-${token}`);
 }
 
 /** For a temporary sibling's name: what it is a temporary of, its kind and the writer's pid; else null. */
@@ -62,20 +65,67 @@ export async function recoverTempSiblings(dir: string, only?: string): Promise<R
   const removed: string[] = [];
   const restored: string[] = [];
   const entries = await fsp.readdir(dir).catch(() => [] as string[]);
-  const temps = entries.map((e) => ({ e, m: TEMP_RE.exec(e) })).filter((x) => x.m && (only === undefined || x.m[1] === only) && !pidAlive(Number(x.m[3])));
-  // Asides first: a roll-back needs the output path, which a `.tmp-` never holds.
-  for (const { e, m } of temps.sort((a, b) => (a.m![2] === 'old' ? 0 : 1) - (b.m![2] === 'old' ? 0 : 1))) {
-    const p = path.join(dir, e);
-    const target = path.join(dir, m![1]!);
-    if (m![2] === 'old' && !(await pathExists(target))) {
-      await fsp.rename(p, target);
-      restored.push(target);
-      continue;
+  const temps = entries
+    .map((e) => ({ p: path.join(dir, e), m: TEMP_RE.exec(e) }))
+    .filter((x): x is { p: string; m: RegExpExecArray } => x.m !== null && (only === undefined || x.m[1] === only) && !pidAlive(Number(x.m[3])));
+  // Asides moved in one replace share pid and token: if any of their outputs is missing, the replace
+  // was cut short and all of them go back (a model file and its data file must stay a pair); if all
+  // outputs are in place, the replace finished and the asides are deleted.
+  const groups = new Map<string, { p: string; target: string }[]>();
+  for (const { p, m } of temps) {
+    if (m[2] !== 'old') continue;
+    const key = `${m[3]}-${m[4]}`;
+    if (!groups.has(key)) groups.set(key, []);
+    groups.get(key)!.push({ p, target: path.join(dir, m[1]!) });
+  }
+  for (const members of groups.values()) {
+    const missing = await Promise.all(members.map(async (x) => !(await pathExists(x.target))));
+    if (missing.some(Boolean)) {
+      for (const x of members) {
+        await fsp.rm(x.target, { recursive: true, force: true });
+        await fsp.rename(x.p, x.target);
+        restored.push(x.target);
+      }
+    } else {
+      for (const x of members) {
+        await fsp.rm(x.p, { recursive: true, force: true });
+        removed.push(x.p);
+      }
     }
+  }
+  for (const { p, m } of temps) {
+    if (m[2] !== 'tmp') continue;
     await fsp.rm(p, { recursive: true, force: true });
     removed.push(p);
   }
   return { removed, restored };
+}
+
+/**
+ * Renames each finished temporary onto its target, in order, keeping every existing target aside (one
+ * shared token, see `recoverTempSiblings`) until all are in place, then deleting the asides. A run
+ * killed midway leaves either the old set or the new set once the next run has recovered.
+ */
+export async function renameIntoPlace(pairs: readonly { tmp: string; target: string }[]): Promise<void> {
+  const token = randomBytes(4).toString('hex');
+  const asides: string[] = [];
+  for (const { target } of pairs) {
+    if (!(await pathExists(target))) continue;
+    const old = tempSibling(target, 'old', token);
+    await fsp.rename(target, old);
+    asides.push(old);
+  }
+  for (const { tmp, target } of pairs) {
+    await fsp.rename(tmp, target);
+    activeTemps.delete(tmp);
+  }
+  for (const d of new Set(pairs.map((x) => path.dirname(x.target)))) await fsyncPath(d);
+  for (const a of asides) await fsp.rm(a, { recursive: true, force: true });
+}
+
+/** Registers a temporary this process is writing, so that an interrupt removes it (`exitCleanlyOnInterrupt`). */
+export function trackTemp(tmp: string): void {
+  activeTemps.add(tmp);
 }
 
 async function fsyncPath(p: string): Promise<void> {
@@ -139,8 +189,6 @@ async function realish(p: string): Promise<string> {
   }
 }
 
-/** Paths currently being built by this process (removed by `removeActiveTemps` on interrupt). */
-const activeTemps = new Set<string>();
 
 /** Synchronously deletes this process's unfinished temporaries (for a signal handler); returns them. */
 export function removeActiveTemps(): string[] {
@@ -285,19 +333,7 @@ export async function buildDirAtomic<T>(target: string, build: (tmpDir: string) 
     throw asOutputError(e, target);
   }
   try {
-    if (await pathExists(resolved)) {
-      // Keep the previous output until the new one is in place: aside, in, then delete the aside.
-      const old = tempSibling(resolved, 'old');
-      await fsp.rename(resolved, old);
-      await fsp.rename(tmp, resolved);
-      activeTemps.delete(tmp);
-      await fsyncPath(path.dirname(resolved));
-      await fsp.rm(old, { recursive: true, force: true });
-    } else {
-      await fsp.rename(tmp, resolved);
-      activeTemps.delete(tmp);
-    }
-    await fsyncPath(path.dirname(resolved));
+    await renameIntoPlace([{ tmp, target: resolved }]);
   } catch (e) {
     throw asOutputError(e, target);
   }
