@@ -123,6 +123,31 @@ describe('convert --force never deletes its input or a directory it did not writ
   });
 });
 
+describe('export-onnx --force', () => {
+  it('replaces only an ONNX model this command wrote, with its .data, and leaves no asides', async () => {
+    const bin = await llama2cFile(path.join(dir, 'onnx-src.bin'), TINY);
+    const model = path.join(dir, 'onnx-src');
+    expect((await runCli(['convert', bin, model])).code).toBe(0);
+    const od = path.join(dir, 'onnx-out');
+    await fsp.mkdir(od);
+    const out = path.join(od, 'm.onnx');
+    expect((await runCli(['export-onnx', model, out, '--external-data', 'always'])).code).toBe(0);
+    const r = await runCli(['export-onnx', model, out, '--external-data', 'always', '--force']);
+    expect(humanLines(r.stderr)).toEqual([]);
+    expect(r.code).toBe(0);
+    expect((await fsp.readdir(od)).sort()).toEqual(['m.onnx', 'm.onnx.data']);
+    const foreign = path.join(od, 'notes.onnx');
+    await fsp.writeFile(foreign, 'my own file, not a model');
+    const f = await runCli(['export-onnx', model, foreign, '--force']);
+    expect(f.code).toBe(1);
+    expect(f.stderr).toMatch(/notes\.onnx exists and is not an ONNX model written by `llama-pro export-onnx`; --force will not replace it/);
+    expect(await fsp.readFile(foreign, 'utf8')).toBe('my own file, not a model');
+    await fsp.writeFile(path.join(od, 'lone.onnx.data'), 'someone else\'s data');
+    const lone = await runCli(['export-onnx', model, path.join(od, 'lone.onnx'), '--external-data', 'always', '--force']);
+    expect(lone.stderr).toMatch(/lone\.onnx\.data exists without its model/);
+  });
+});
+
 describe('expand <file.bin> (issue 18 item 4)', () => {
   it('says to run llama-pro convert first', async () => {
     const bin = await llama2cFile(path.join(dir, 'stories.bin'), TINY);

@@ -135,7 +135,15 @@ export class HfCheckpoint implements WeightSource {
   /** Opens `dir`, validating shards, the index and (unless `validate: false`) names and shapes against the config. */
   static async open(dir: string, options: { validate?: boolean } = {}): Promise<HfCheckpoint> {
     const rawConfig = await readConfigJson(dir);
-    const config = normalizeConfig(rawConfig);
+    let config: LlamaConfig;
+    try {
+      config = normalizeConfig(rawConfig);
+    } catch (e) {
+      // Name the file: normalizeConfig knows only "config.json".
+      if (!(e instanceof ConfigError)) throw e;
+      const file = path.join(dir, 'config.json');
+      throw new ConfigError(e.message.startsWith('config.json') ? file + e.message.slice('config.json'.length) : `${file}: ${e.message}`, e.code);
+    }
     const indexPath = path.join(dir, INDEX_FILE);
     const singlePath = path.join(dir, SINGLE_FILE);
     const shards: SafetensorsFile[] = [];

@@ -17,6 +17,8 @@ export type InputErrorFactory = (detail: string, code: string) => LlamaProError;
 export const MAX_JSON_DEPTH = 128;
 /** Size cap for config.json-like files (real configs are a few KB; the largest with label maps < 1 MB). */
 export const MAX_CONFIG_JSON_BYTES = 16 << 20;
+/** Size cap for tokenizer.json / tokenizer_config.json (the largest public ones, e.g. Gemma's, are ~35 MB). */
+export const MAX_TOKENIZER_JSON_BYTES = 512 << 20;
 /** Size cap for `model.safetensors.index.json` (~100 KB for a 70B model with 723 tensors). */
 export const MAX_INDEX_JSON_BYTES = 64 << 20;
 
