@@ -1,7 +1,7 @@
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import type { Command } from 'commander';
-import { OutputError, TOKENS, UsageError, pathExists, resolveRegistry, tempSibling, type ModelBackend } from '@llama-pro/core';
+import { OutputError, TOKENS, UsageError, pathExists, recoverTempSiblings, renameIntoPlace, resolveRegistry, tempSibling, trackTemp, type ModelBackend } from '@llama-pro/core';
 import {
   compareRuns,
   ensureDataset,
@@ -149,9 +149,10 @@ export function registerEval(program: Command): void {
       if (nSamples !== undefined) options['nSamples'] = nSamples;
       if (temperature !== undefined) options['temperature'] = temperature;
       if (timeoutS !== undefined) options['timeoutS'] = timeoutS;
-      // --overwrite: the earlier run is moved aside (restored if this one fails or is killed) until this one is written.
-      const aside = replacing ? tempSibling(path.resolve(outDir), 'old') : undefined;
-      if (aside) await fsp.rename(outDir, aside);
+      // The run is written to a temporary sibling and renamed into place when complete; with --overwrite the
+      // earlier run stays until then (and comes back if this one is killed, see core's renameIntoPlace).
+      const tmpRun = tempSibling(path.resolve(outDir));
+      trackTemp(tmpRun);
       try {
         const run = await runEvaluation({
           evaluators,
@@ -166,14 +167,15 @@ export function registerEval(program: Command): void {
           model,
           addBos: opened ? opened.addBos : null,
           tokenizer: opened?.tokenizer ?? null,
-          outDir,
+          outDir: tmpRun,
           name,
           progress: progressReporter(),
         });
-        if (aside) await fsp.rm(aside, { recursive: true, force: true });
+        if (!replacing && (await pathExists(outDir))) throw new OutputError(`eval run ${outDir} appeared while this run was going; choose another --name`, 'OUTPUT_EXISTS');
+        await renameIntoPlace([{ tmp: tmpRun, target: path.resolve(outDir) }]);
         process.stdout.write(opts.json ? JSON.stringify(run, null, 2) + '\n' : markdownTable(run) + `\nwrote ${outDir}\n`);
       } catch (e) {
-        if (aside) await fsp.rm(outDir, { recursive: true, force: true }).then(() => fsp.rename(aside, outDir));
+        await fsp.rm(tmpRun, { recursive: true, force: true });
         throw e;
       } finally {
         await opened?.dispose();
@@ -196,6 +198,7 @@ export function registerEval(program: Command): void {
  */
 async function checkRunName(dir: string, name: string, overwrite: boolean): Promise<boolean> {
   if (name === '' || name === '.' || name === '..' || /[/\\\0]/.test(name)) throw new UsageError(`--name must be a plain name (no "/", not "." or ".."), got ${JSON.stringify(name)}`);
+  await recoverTempSiblings(path.dirname(path.resolve(dir)), name); // a run killed midway: drop its temporary, restore an earlier run
   if (!(await pathExists(dir))) return false;
   if (!overwrite) throw new OutputError(`eval run ${dir} already exists; choose another --name or pass --overwrite to replace it`, 'OUTPUT_EXISTS');
   const isRun = await readRun(dir).then(

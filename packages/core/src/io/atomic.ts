@@ -23,6 +23,8 @@ import { asOutputError, openRegularFile } from './input-files';
 export const OUTPUT_MARKER = '.llama-pro-output.json';
 /** Paths currently being built by this process (removed by `removeActiveTemps` on interrupt). */
 const activeTemps = new Set<string>();
+/** Previous outputs this process has moved aside mid-replace: aside -> target (put back on interrupt). */
+const activeAsides = new Map<string, string>();
 const TEMP_RE = /^\.(.+)\.(tmp|old)-(\d+)-([0-9a-f]{8})$/;
 
 /** `.<name>.<tag>-<pid>-<hex>` next to `target`; asides moved in one replace share their `token` (hex). */
@@ -112,6 +114,7 @@ export async function renameIntoPlace(pairs: readonly { tmp: string; target: str
   for (const { target } of pairs) {
     if (!(await pathExists(target))) continue;
     const old = tempSibling(target, 'old', token);
+    activeAsides.set(old, target);
     await fsp.rename(target, old);
     asides.push(old);
   }
@@ -120,6 +123,7 @@ export async function renameIntoPlace(pairs: readonly { tmp: string; target: str
     activeTemps.delete(tmp);
   }
   for (const d of new Set(pairs.map((x) => path.dirname(x.target)))) await fsyncPath(d);
+  for (const a of asides) activeAsides.delete(a);
   for (const a of asides) await fsp.rm(a, { recursive: true, force: true });
 }
 
@@ -190,11 +194,26 @@ async function realish(p: string): Promise<string> {
 }
 
 
-/** Synchronously deletes this process's unfinished temporaries (for a signal handler); returns them. */
+/**
+ * Synchronously deletes this process's unfinished temporaries and puts back any previous output a
+ * replace in progress had moved aside (for a signal handler); returns the deleted temporaries.
+ */
 export function removeActiveTemps(): string[] {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const fs = require('node:fs') as typeof import('node:fs');
   const out = [...activeTemps];
+  // A replace cut between its renames: every output of the group goes back to its previous version.
+  for (const [aside, target] of activeAsides) {
+    try {
+      if (fs.existsSync(aside)) {
+        fs.rmSync(target, { recursive: true, force: true });
+        fs.renameSync(aside, target);
+      }
+    } catch {
+      // the next run's recoverTempSiblings puts it back
+    }
+    activeAsides.delete(aside);
+  }
   for (const p of out) {
     try {
       fs.rmSync(p, { recursive: true, force: true });
