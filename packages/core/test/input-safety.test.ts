@@ -15,6 +15,7 @@ import {
   MAX_JSON_DEPTH,
   OutputError,
   SafetensorsError,
+  asOutputError,
   SafetensorsFile,
   buildDirAtomic,
   copyAuxFiles,
@@ -276,6 +277,15 @@ describe('write errors name the output', () => {
     expect(e).toBeInstanceOf(OutputError);
     expect(e.message).toBe(`cannot write ${target}: no space left on device (ENOSPC); free space or choose another output path`);
     expect((await fsp.readdir(dir)).filter((f) => f.startsWith('.full-out'))).toEqual([]);
+  });
+
+  it('an errno error of the native copy addon (a code, no syscall) names the output too', () => {
+    // @llama-pro/native-io rejects with an Error whose `code` is the errno name (native/copy_range.c).
+    const e = asOutputError(Object.assign(new Error('copy_file_range failed'), { code: 'ENOSPC' }), '/out/model');
+    expect(e).toBeInstanceOf(OutputError);
+    expect((e as Error).message).toBe('cannot write /out/model: no space left on device (ENOSPC); free space or choose another output path');
+    const typed = new OutputError('already typed');
+    expect(asOutputError(typed, '/out/model')).toBe(typed);
   });
 
   it('an errno failure in an atomic file write names the file', async () => {

@@ -198,9 +198,11 @@ export function writeErrnoDetail(e: unknown): string | undefined {
 
 /** An errno error raised while writing `target` as an OutputError naming it; anything else is returned as it is. */
 export function asOutputError(e: unknown, target: string): unknown {
-  // Duck-typed: Node's system errors come from another realm under some hosts (jest's vm), where
-  // `instanceof Error` is false.
-  if (e instanceof LlamaProError || typeof e !== 'object' || e === null || typeof (e as NodeJS.ErrnoException).syscall !== 'string') return e;
+  // Duck-typed: Node's system errors come from another realm under some hosts (jest's vm, where
+  // `instanceof Error` is false), and the native copy addon's errors carry an errno `code` without `syscall`.
+  if (e instanceof LlamaProError || typeof e !== 'object' || e === null) return e;
+  const { syscall, code } = e as NodeJS.ErrnoException;
+  if (typeof syscall !== 'string' && !(typeof code === 'string' && /^E[A-Z0-9]+$/.test(code))) return e;
   const detail = writeErrnoDetail(e);
   return detail ? new OutputError(`cannot write ${target}: ${detail}`, 'OUTPUT_WRITE') : e;
 }
