@@ -237,7 +237,8 @@ export function exitCleanlyOnInterrupt(label = 'llama-pro'): void {
   interruptInstalled = true;
   const handler = (signal: NodeJS.Signals) => {
     const removed = removeActiveTemps();
-    process.stderr.write(`${label}: interrupted (${signal}); ${removed.length ? `removed the unfinished output ${removed.join(', ')}` : 'nothing was written'}\n`);
+    // On a terminal a progress bar may own the current line: start a fresh one.
+    process.stderr.write(`${process.stderr.isTTY ? '\n' : ''}${label}: interrupted (${signal}); ${removed.length ? `removed the unfinished output ${removed.join(', ')}` : 'nothing was written'}\n`);
     process.exit(signal === 'SIGINT' ? 130 : 143);
   };
   process.once('SIGINT', handler);
