@@ -35,7 +35,10 @@ import {
   OutputError,
   layerTensorName,
   pathExists,
+  recoverTempSiblings,
+  renameIntoPlace,
   tempSibling,
+  trackTemp,
   type LlamaConfig,
   type WeightSource,
 } from '@llama-pro/core';
@@ -370,14 +373,13 @@ export interface ExportOnnxResult {
   dataBytes: number;
 }
 
-async function syncAndRename(tmp: string, target: string): Promise<void> {
+async function syncFile(tmp: string): Promise<void> {
   const fh = await fsp.open(tmp, 'r+');
   try {
     await fh.sync();
   } finally {
     await fh.close();
   }
-  await fsp.rename(tmp, target);
 }
 
 /**
@@ -397,8 +399,11 @@ export async function exportLlamaOnnx(source: WeightSource, outFile: string, opt
     }
   }
   await fsp.mkdir(path.dirname(out), { recursive: true });
+  await recoverTempSiblings(path.dirname(out));
   const tmpModel = tempSibling(out);
   const tmpData = tempSibling(dataFile);
+  trackTemp(tmpModel);
+  trackTemp(tmpData);
   try {
     let modelBytes: Uint8Array;
     let dataBytes = 0;
@@ -415,8 +420,10 @@ export async function exportLlamaOnnx(source: WeightSource, outFile: string, opt
       modelBytes = await exportLlamaOnnxBytes(source, options.onProgress);
     }
     await fsp.writeFile(tmpModel, modelBytes, { flag: 'wx' });
-    if (external) await syncAndRename(tmpData, dataFile);
-    await syncAndRename(tmpModel, out);
+    if (external) await syncFile(tmpData);
+    await syncFile(tmpModel);
+    // Data first, model last; replaced files stay aside until both are in (crash-safe, see renameIntoPlace).
+    await renameIntoPlace([...(external ? [{ tmp: tmpData, target: dataFile }] : []), { tmp: tmpModel, target: out }]);
     return { file: out, dataFile: external ? dataFile : undefined, modelBytes: modelBytes.byteLength, dataBytes };
   } catch (e) {
     await fsp.rm(tmpModel, { force: true });

@@ -9,8 +9,22 @@ export * from './di/registry';
 export * from './di/plugins';
 export * from './config/llama-config';
 export { layerTensorSuffixes, expectedShape, expectedTensorNames } from './config/tensor-names';
+export { CONFIG_LIMITS, MAX_PARAMETERS, checkConfigAgainstTensors, checkConfigBounds } from './config/bounds';
 export * from './io/dtype';
 export * from './io/atomic';
+export {
+  MAX_CONFIG_JSON_BYTES,
+  MAX_INDEX_JSON_BYTES,
+  MAX_JSON_DEPTH,
+  MAX_TOKENIZER_JSON_BYTES,
+  asOutputError,
+  fileMessage,
+  openRegularFile,
+  readJsonFile,
+  type InputErrorFactory,
+  type OpenedInput,
+  type ReadJsonOptions,
+} from './io/input-files';
 export * from './io/checksum';
 export { nativeIoStatus, tuneAllocatorForInference, type NativeIoStatus, type RangeCopier } from './io/native';
 export * from './io/safetensors';

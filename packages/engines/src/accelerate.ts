@@ -120,6 +120,6 @@ export async function emitAccelerate(job: AccelerateJob, emitDir: string, option
       await fsp.chmod(path.join(tmp, 'train_accelerate.py'), 0o755);
       return Object.keys(files).sort();
     },
-    options,
+    { ...options, owner: 'train --engine accelerate' },
   );
 }

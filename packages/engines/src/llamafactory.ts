@@ -156,6 +156,6 @@ export async function emitLlamaFactory(job: LlamaFactoryJob, emitDir: string, op
       for (const [name, text] of Object.entries(files)) await fsp.writeFile(path.join(tmp, name), text);
       return Object.keys(files).sort();
     },
-    options,
+    { ...options, owner: 'train --engine llamafactory' },
   );
 }

@@ -7,7 +7,6 @@
  * built in a temporary sibling directory and renamed into place at the very end (after the optional
  * identity check), so an interrupted run never leaves anything at the output path.
  */
-import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import {
   isParameterTensor,
@@ -18,14 +17,18 @@ import {
   HfCheckpoint,
   LlamaProError,
   type ModelBackend,
-  OutputError,
   type OutputTensor,
   type TokenBatch,
   type TensorInfo,
+  type AtomicDirOptions,
+  MAX_INDEX_JSON_BYTES,
+  OutputError,
   buildDirAtomic,
+  checkReplaceable,
   isInside,
+  readJsonFile,
+  recoverTempSiblings,
   parseLayerTensorName,
-  pathExists,
   withLayerCount,
   writeJsonAtomic,
   writeModelFiles,
@@ -161,49 +164,48 @@ export interface ExpandResult {
   readonly copy: CopyStats;
 }
 
-/** Refuses outputs that would clobber the input or an existing directory; run before any write. */
+/** Whether `dir` is an earlier `expand` output (marker, or the llama_pro.json manifest of versions before the marker). */
+async function isExpandOutput(dir: string): Promise<boolean> {
+  try {
+    const m = await readJsonFile(path.join(dir, MANIFEST_FILE), (d, c) => new CheckpointError(d, c), { maxBytes: MAX_INDEX_JSON_BYTES });
+    return (m as { format?: unknown } | null)?.format === MANIFEST_FORMAT;
+  } catch {
+    return false;
+  }
+}
+
+/** What `--force` may replace for `expand`: only its own previous outputs, never the input. */
+export function expandOutputOptions(input: string, force = false): AtomicDirOptions {
+  return { force, owner: 'expand', marker: false, isPreviousOutput: isExpandOutput, inputs: [input] };
+}
+
+/**
+ * Refuses outputs that would clobber the input, an existing directory (without `force`), or, with
+ * `force`, anything that is not a previous `expand` output; run before any write.
+ */
 export async function checkOutputPath(input: string, output: string, force = false): Promise<void> {
   const inAbs = path.resolve(input);
   const outAbs = path.resolve(output);
   if (isInside(outAbs, inAbs)) throw new OutputError(`output ${output} is inside the input model ${input}; choose a path outside it`, 'OUTPUT_INSIDE_INPUT');
   if (isInside(inAbs, outAbs)) throw new OutputError(`output ${output} contains the input model ${input}; replacing it would destroy the input, choose another path`, 'OUTPUT_CONTAINS_INPUT');
-  if (!force && (await pathExists(outAbs))) throw new OutputError(`output ${output} already exists; choose another path or pass --force to replace it`, 'OUTPUT_EXISTS');
-}
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
+  await checkReplaceable(path.resolve(output), expandOutputOptions(input, force));
 }
 
 /**
- * Removes temporary siblings of `target` left by a killed run (`.<name>.tmp-<pid>-<hex>` whose process
- * no longer exists). Returns the removed paths.
+ * Cleans up after killed runs next to `target` (see core's `recoverTempSiblings`: dead runs' temporaries
+ * are deleted, a previous output moved aside by a run killed mid-replace is renamed back). Returns the
+ * removed paths.
  */
 export async function removeStaleTemps(target: string): Promise<string[]> {
-  const dir = path.dirname(path.resolve(target));
-  const base = path.basename(target);
-  const entries = await fsp.readdir(dir).catch(() => [] as string[]);
-  const removed: string[] = [];
-  for (const e of entries) {
-    if (!e.startsWith(`.${base}.`)) continue;
-    const m = /^\.(.*)\.(tmp|old)-(\d+)-[0-9a-f]+$/.exec(e);
-    if (!m || m[1] !== base || pidAlive(Number(m[3]))) continue;
-    await fsp.rm(path.join(dir, e), { recursive: true, force: true });
-    removed.push(path.join(dir, e));
-  }
-  return removed;
+  return (await recoverTempSiblings(path.dirname(path.resolve(target)), path.basename(target))).removed;
 }
 
 /** Expands `input` into `output` following `plan`, streaming; see the module comment. */
 export async function expandModel(opts: ExpandOptions): Promise<ExpandResult> {
   const input = path.resolve(opts.input);
   const output = path.resolve(opts.output);
-  await checkOutputPath(input, output, opts.force);
   await removeStaleTemps(output);
+  await checkOutputPath(input, output, opts.force);
   const ckpt = await HfCheckpoint.open(input);
   let hasher: FileHasher | undefined;
   try {
@@ -278,7 +280,7 @@ export async function expandModel(opts: ExpandOptions): Promise<ExpandResult> {
         await writeJsonAtomic(path.join(tmp, MANIFEST_FILE), manifest);
         return { output, manifest, copy: written.copy, ...(verification ? { verification } : {}) };
       },
-      { force: opts.force },
+      expandOutputOptions(input, opts.force),
     );
   } finally {
     await hasher?.close();

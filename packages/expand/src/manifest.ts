@@ -3,10 +3,9 @@
  * and exactly which tensors are trainable. The trainer reads it through `readExpansionManifest`;
  * nobody needs to guess new layers from tensor names.
  */
-import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { z } from 'zod';
-import { CheckpointError } from '@llama-pro/core';
+import { CheckpointError, MAX_INDEX_JSON_BYTES, fileMessage, readJsonFile } from '@llama-pro/core';
 
 export const MANIFEST_FILE = 'llama_pro.json';
 export const MANIFEST_FORMAT = 'llama-pro.expansion';
@@ -84,20 +83,14 @@ export function parseExpansionManifest(value: unknown, source = MANIFEST_FILE): 
 /** Reads and validates `<dir>/llama_pro.json`. */
 export async function readExpansionManifest(dir: string): Promise<ExpansionManifest> {
   const file = path.join(dir, MANIFEST_FILE);
-  let text: string;
+  let json: unknown;
   try {
-    text = await fsp.readFile(file, 'utf8');
+    json = await readJsonFile(file, (detail, code) => new CheckpointError(fileMessage(file, detail), code === 'INPUT_MISSING' ? 'MANIFEST_MISSING' : 'MANIFEST_INVALID'), { maxBytes: MAX_INDEX_JSON_BYTES });
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
+    if ((e as CheckpointError).code === 'MANIFEST_MISSING') {
       throw new CheckpointError(`${dir} has no ${MANIFEST_FILE}; it was not produced by llama-pro expand (run \`llama-pro expand\` first)`, 'MANIFEST_MISSING');
     }
     throw e;
-  }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (e) {
-    throw new CheckpointError(`${file} is not valid JSON: ${(e as Error).message}`, 'MANIFEST_INVALID');
   }
   return parseExpansionManifest(json, file);
 }

@@ -176,12 +176,18 @@ describe('expandModel errors leave the input untouched and write nothing', () =>
     expect(await snapshot(input)).toEqual(before);
   });
 
-  it('existing output without --force; with --force it is replaced', async () => {
+  it('existing output without --force; with --force only a previous expand output is replaced', async () => {
     const out = path.join(dir, 'exists');
     await fsp.mkdir(out);
     await fsp.writeFile(path.join(out, 'keep.txt'), 'x');
     await expect(expandModel({ input, output: out, plan, initializer: zeroOutputInitializer })).rejects.toThrow(/already exists; choose another path or pass --force/);
     expect(await fsp.readdir(out)).toEqual(['keep.txt']);
+    // issue 16.4: --force replaced any directory, model or not; a directory that expand did not write stays.
+    await expect(expandModel({ input, output: out, plan, initializer: zeroOutputInitializer, force: true })).rejects.toThrow(/is not a previous output of `llama-pro expand`.*--force will not replace it/);
+    expect(await fsp.readdir(out)).toEqual(['keep.txt']);
+    await fsp.rm(out, { recursive: true });
+    await expandModel({ input, output: out, plan, initializer: zeroOutputInitializer });
+    await fsp.writeFile(path.join(out, 'stale.txt'), 'from the previous output');
     await expandModel({ input, output: out, plan, initializer: zeroOutputInitializer, force: true });
     expect((await fsp.readdir(out)).sort()).toEqual(['config.json', MANIFEST_FILE, 'model.safetensors']);
   });

@@ -6,7 +6,7 @@
  */
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
-import { type RngState, SafetensorsFile, buildDirAtomic, decodeToFloat32, writeJsonAtomic, writeSafetensors } from '@llama-pro/core';
+import { type RngState, SafetensorsFile, buildDirAtomic, decodeToFloat32, readJsonFile, recoverTempSiblings, writeJsonAtomic, writeSafetensors } from '@llama-pro/core';
 import type { AdamWState } from './optim/adamw';
 import type { DataPosition } from './data/loader';
 import { RunError } from './errors';
@@ -65,7 +65,8 @@ export async function saveCheckpoint(
       await writeSafetensors(path.join(tmp, 'optimizer.safetensors'), optTensors);
       await writeJsonAtomic(path.join(tmp, 'state.json'), state);
     },
-    { force: true },
+    // Only an earlier checkpoint of this run is replaced (a resume re-saving a step it had saved).
+    { force: true, owner: 'train', marker: false, isPreviousOutput: isCheckpointDir },
   );
   const all = await listCheckpoints(runDir);
   for (const old of all.slice(0, Math.max(0, all.length - keep))) await fsp.rm(old.dir, { recursive: true, force: true });
@@ -122,8 +123,21 @@ export async function loadCheckpoint(dir: string): Promise<CheckpointData> {
   return { dir, state, values, optimizer: { step: state.optimizerStep, expAvg, expAvgSq } };
 }
 
-/** The newest checkpoint of a run, or null when there is none. */
+async function isCheckpointDir(dir: string): Promise<boolean> {
+  try {
+    const s = (await readJsonFile(path.join(dir, 'state.json'), (d, c) => new RunError(d, c))) as { format?: unknown } | null;
+    return s?.format === 'llama-pro.train-checkpoint';
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * The newest checkpoint of a run, or null when there is none. Temporaries of killed runs
+ * (`.step-*.tmp-<pid>-*`) are cleaned up first, so a resumed run does not carry them along.
+ */
 export async function latestCheckpoint(runDir: string): Promise<CheckpointData | null> {
+  await recoverTempSiblings(path.join(runDir, CHECKPOINTS_DIR));
   const all = await listCheckpoints(runDir);
   const last = all[all.length - 1];
   return last ? loadCheckpoint(last.dir) : null;

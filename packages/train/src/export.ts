@@ -4,7 +4,8 @@
  * tensors are identical by construction. A training manifest records the run.
  */
 import type { HfCheckpoint, OutputTensor } from '@llama-pro/core';
-import { encodeFromFloat32, isFloatDType, saveModelDir } from '@llama-pro/core';
+import * as path from 'node:path';
+import { encodeFromFloat32, isFloatDType, pathExists, saveModelDir } from '@llama-pro/core';
 import { RunError } from './errors';
 
 export const TRAIN_MANIFEST_FILE = 'llama_pro_train.json';
@@ -41,7 +42,8 @@ export async function exportModel(o: ExportOptions): Promise<{ totalBytes: numbe
       extraFiles: { ...o.extraFiles, [TRAIN_MANIFEST_FILE]: JSON.stringify(o.manifest, null, 2) + '\n' },
       onProgress: o.onProgress,
     },
-    { force: o.force },
+    // Replaces only an earlier export of a run (it holds the run manifest), never the model it came from.
+    { force: o.force, owner: 'train', marker: false, inputs: [o.source.dir], isPreviousOutput: (d) => pathExists(path.join(d, TRAIN_MANIFEST_FILE)) },
   );
   return { totalBytes: r.totalBytes, files: r.shards.map((s) => s.file) };
 }

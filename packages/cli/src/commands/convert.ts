@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { convertLlama2c, parseByteSize, parseFloatDType, isInside } from '@llama-pro/core';
+import { convertLlama2c, exitCleanlyOnInterrupt, parseByteSize, parseFloatDType, isInside } from '@llama-pro/core';
 import { OutputError } from '@llama-pro/core';
 import { humanBytes, progressReporter } from '../output';
 
@@ -15,6 +15,7 @@ export function registerConvert(program: Command): void {
     .option('--force', 'replace an existing output directory')
     .option('--json', 'print a JSON summary')
     .action(async (checkpoint: string, outDir: string, opts: { dtype: string; shardSize: string; force?: boolean; json?: boolean; tokenizer?: string }) => {
+      exitCleanlyOnInterrupt();
       if (isInside(outDir, checkpoint)) throw new OutputError('output directory must not be the input file');
       const progress = progressReporter();
       let started = false;

@@ -1,7 +1,8 @@
+import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { existsSync } from 'node:fs';
 import type { Command } from 'commander';
-import { TOKENS, UsageError, resolveRegistry, type ModelBackend } from '@llama-pro/core';
+import { OutputError, TOKENS, UsageError, pathExists, recoverTempSiblings, renameIntoPlace, resolveRegistry, tempSibling, trackTemp, type ModelBackend } from '@llama-pro/core';
 import {
   compareRuns,
   ensureDataset,
@@ -29,6 +30,7 @@ interface EvalOpts {
   limit?: string;
   out: string;
   name?: string;
+  overwrite?: boolean;
   dataDir?: string;
   cacheDir?: string;
   download: boolean;
@@ -72,7 +74,8 @@ export function registerEval(program: Command): void {
     .option('--num-fewshot <n>', "shots (default: each task's lm-eval default: gsm8k 5, gsm8k_cot 8, mmlu 0, mbpp 3)")
     .option('--limit <n>', 'evaluate only the first N documents (per subject for mmlu)')
     .option('--out <dir>', 'results root; the run is written to <dir>/<name>/', 'results')
-    .option('--name <name>', 'run name (default: <model>-<timestamp>)')
+    .option('--name <name>', 'run name (default: <model>-<timestamp>); an existing run is refused unless --overwrite')
+    .option('--overwrite', 'replace an existing run of the same --name')
     .option('--data-dir <dir>', 'directory with the official datasets: humaneval/, gsm8k/, mmlu/ (else the download cache)')
     .option('--cache-dir <dir>', 'download cache (default ~/.cache/llama-pro/datasets)')
     .option('--no-download', 'never download datasets')
@@ -103,6 +106,7 @@ export function registerEval(program: Command): void {
       if (opts.samples && tasks[0] !== 'humaneval') throw new UsageError('--samples scores HumanEval completions; use --task humaneval');
       if (!opts.samples && !opts.model) throw new UsageError('give --model <dir|http(s) endpoint> (or --samples to score completions)');
       if (opts.generation !== 'completions' && opts.generation !== 'chat') throw new UsageError(`--generation must be completions or chat, got "${opts.generation}"`);
+      const replacing = opts.name !== undefined && (await checkRunName(path.join(opts.out, opts.name), opts.name, opts.overwrite === true));
       const limit = int('--limit', opts.limit, 1);
       const numFewshot = int('--num-fewshot', opts.numFewshot, 0);
       const maxGenTokens = int('--max-gen-tokens', opts.maxGenTokens, 1);
@@ -169,6 +173,10 @@ export function registerEval(program: Command): void {
       if (ks !== undefined) options['ks'] = ks;
       if (temperature !== undefined) options['temperature'] = temperature;
       if (timeoutS !== undefined) options['timeoutS'] = timeoutS;
+      // The run is written to a temporary sibling and renamed into place when complete; with --overwrite the
+      // earlier run stays until then (and comes back if this one is killed, see core's renameIntoPlace).
+      const tmpRun = tempSibling(path.resolve(outDir));
+      trackTemp(tmpRun);
       try {
         const run = await runEvaluation({
           evaluators,
@@ -183,11 +191,16 @@ export function registerEval(program: Command): void {
           model,
           addBos: opened ? opened.addBos : null,
           tokenizer: opened?.tokenizer ?? null,
-          outDir,
+          outDir: tmpRun,
           name,
           progress: progressReporter(),
         });
+        if (!replacing && (await pathExists(outDir))) throw new OutputError(`eval run ${outDir} appeared while this run was going; choose another --name`, 'OUTPUT_EXISTS');
+        await renameIntoPlace([{ tmp: tmpRun, target: path.resolve(outDir) }]);
         process.stdout.write(opts.json ? JSON.stringify(run, null, 2) + '\n' : markdownTable(run) + `\nwrote ${outDir}\n`);
+      } catch (e) {
+        await fsp.rm(tmpRun, { recursive: true, force: true });
+        throw e;
       } finally {
         await opened?.dispose();
       }
@@ -201,4 +214,21 @@ export function registerEval(program: Command): void {
       const recs = await Promise.all(runs.map((r) => readRun(r)));
       process.stdout.write(compareRuns(recs));
     });
+}
+
+/**
+ * `--name` is one path component, and an existing run of that name is kept unless `--overwrite` (which
+ * replaces only an earlier eval run: a directory holding a llama-pro-eval results.json).
+ */
+async function checkRunName(dir: string, name: string, overwrite: boolean): Promise<boolean> {
+  if (name === '' || name === '.' || name === '..' || /[/\\\0]/.test(name)) throw new UsageError(`--name must be a plain name (no "/", not "." or ".."), got ${JSON.stringify(name)}`);
+  await recoverTempSiblings(path.dirname(path.resolve(dir)), name); // a run killed midway: drop its temporary, restore an earlier run
+  if (!(await pathExists(dir))) return false;
+  if (!overwrite) throw new OutputError(`eval run ${dir} already exists; choose another --name or pass --overwrite to replace it`, 'OUTPUT_EXISTS');
+  const isRun = await readRun(dir).then(
+    () => true,
+    () => false,
+  );
+  if (!isRun) throw new OutputError(`${dir} exists and is not an eval run (no llama-pro-eval results.json); --overwrite will not replace it, remove it yourself or choose another --name`, 'OUTPUT_NOT_OURS');
+  return true;
 }

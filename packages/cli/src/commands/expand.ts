@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { HfCheckpoint, UsageError, nativeIoStatus, parseByteSize } from '@llama-pro/core';
+import { HfCheckpoint, UsageError, exitCleanlyOnInterrupt, nativeIoStatus, parseByteSize } from '@llama-pro/core';
 import { type VerifyMode, checkOutputPath, expandModel, loadExpandConfig, parseExpandConfig, formatPlanTable, initializerRegistry, planTensors, strategyRegistry } from '@llama-pro/expand';
 import { BACKEND_OPTION_HELP, DEFAULT_BACKEND, backendLoadOptions, resolveBackend } from '../backend-option';
 import { buildContainer } from '../container';
@@ -66,6 +66,7 @@ export function registerExpand(program: Command): void {
     .option('--plugin <spec>', 'load a plugin module (strategies, initializers, backends), repeatable', collect, [])
     .option('--json', 'machine-readable output')
     .action(async (inArg: string | undefined, outArg: string | undefined, o: ExpandFlags, cmd: Command) => {
+      exitCleanlyOnInterrupt();
       const fromCli = (k: string): boolean => cmd.getOptionValueSource(k) === 'cli';
       const file = o.config ? await loadExpandConfig(o.config) : parseExpandConfig({});
       const inDir = inArg ?? (file.input !== undefined ? await resolveModelSpec(file.input, { progress: progressReporter() }) : undefined);

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { HfCheckpoint, OutputError, UsageError, isInside } from '@llama-pro/core';
+import { HfCheckpoint, OutputError, UsageError, exitCleanlyOnInterrupt, isInside, openRegularFile, pathExists } from '@llama-pro/core';
 import { exportLlamaOnnx } from '@llama-pro/backend-onnx';
 import { humanBytes, progressReporter } from '../output';
 
@@ -17,6 +17,8 @@ export function registerExportOnnx(program: Command): void {
       const externalData = modes[opts.externalData];
       if (externalData === undefined) throw new UsageError(`--external-data must be auto, always or never, got "${opts.externalData}"`);
       if (isInside(out, modelDir)) throw new OutputError(`output ${out} must not be inside the model directory ${modelDir}`);
+      exitCleanlyOnInterrupt();
+      if (opts.force) await checkOnnxReplaceable(out);
       const ckpt = await HfCheckpoint.open(modelDir);
       const progress = progressReporter();
       try {
@@ -33,4 +35,35 @@ export function registerExportOnnx(program: Command): void {
         await ckpt.close();
       }
     });
+}
+
+/**
+ * ONNX models this command writes name "llama-pro" as producer_name (ModelProto field 2). protobuf
+ * writers emit it within the first fields (after ir_version and the small opset_import list), so the
+ * first 64 KiB hold it: bytes 0x12 (field 2, length-delimited), 0x09 (9 bytes), "llama-pro".
+ */
+async function isLlamaProOnnx(file: string): Promise<boolean> {
+  try {
+    const { fh } = await openRegularFile(file, (d, c) => new OutputError(d, c));
+    try {
+      const head = Buffer.alloc(64 << 10);
+      const { bytesRead } = await fh.read(head, 0, head.length, 0);
+      return head.subarray(0, bytesRead).includes(Buffer.concat([Buffer.from([0x12, 0x09]), Buffer.from('llama-pro')]));
+    } finally {
+      await fh.close();
+    }
+  } catch {
+    return false;
+  }
+}
+
+/** `--force` replaces only an ONNX model (and its .data) that this command wrote, never another file. */
+async function checkOnnxReplaceable(out: string): Promise<void> {
+  const hasModel = await pathExists(out);
+  if (hasModel && !(await isLlamaProOnnx(out))) {
+    throw new OutputError(`output ${out} exists and is not an ONNX model written by \`llama-pro export-onnx\`; --force will not replace it, remove it yourself or choose another path`, 'OUTPUT_NOT_OURS');
+  }
+  if (!hasModel && (await pathExists(`${out}.data`))) {
+    throw new OutputError(`${out}.data exists without its model ${out}, so it cannot be told apart from someone else's file; --force will not replace it, remove it yourself or choose another path`, 'OUTPUT_NOT_OURS');
+  }
 }

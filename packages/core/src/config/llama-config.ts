@@ -9,6 +9,7 @@ import { ConfigError } from '../errors';
 import { type FloatDType, dtypeFromTorch } from '../io/dtype';
 import { parseRope, type RopeScaling } from '../model/rope';
 import { parseAttentionWindows, type AttentionWindows } from '../model/positions';
+import { checkConfigBounds } from './bounds';
 
 export type Architecture = 'llama' | 'mistral' | 'qwen2' | 'mixtral';
 
@@ -140,7 +141,7 @@ export function normalizeConfig(rawInput: unknown): LlamaConfig {
   const eos = raw['eos_token_id'];
   const eosTokenIds = Array.isArray(eos) ? eos.map((e, i) => optId(e, `eos_token_id[${i}]`)!) : eos === undefined || eos === null ? [] : [optId(eos, 'eos_token_id')!];
   const numExperts = architecture === 'mixtral' ? int(raw, 'num_local_experts') : 0;
-  return {
+  return checkConfigBounds({
     architecture,
     architectureClass: cls ?? Object.entries(ARCHITECTURES).find(([, a]) => a === architecture)![0],
     hiddenSize,
@@ -167,7 +168,7 @@ export function normalizeConfig(rawInput: unknown): LlamaConfig {
     numExperts,
     numExpertsPerToken: architecture === 'mixtral' ? int(raw, 'num_experts_per_tok', 2) : 0,
     raw: { ...raw },
-  };
+  });
 }
 
 /**

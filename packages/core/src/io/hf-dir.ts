@@ -10,7 +10,9 @@ import { type LlamaConfig, normalizeConfig } from '../config/llama-config';
 import { expectedShape, expectedTensorNames } from '../config/tensor-names';
 import { type DType, type FloatDType, decodeToFloat32, dtypeSize, isFloatDType } from './dtype';
 import { type CopyStats, SafetensorsFile, SafetensorsWriter, type SafetensorsWriterOptions, type TensorInfo, type TensorSpec, numel } from './safetensors';
-import { buildDirAtomic, writeJsonAtomic, type AtomicDirOptions } from './atomic';
+import { buildDirAtomic, temporaryOutputOf, writeJsonAtomic, type AtomicDirOptions } from './atomic';
+import { MAX_CONFIG_JSON_BYTES, MAX_INDEX_JSON_BYTES, fileKind, fileMessage, openRegularFile, readJsonFile } from './input-files';
+import { checkConfigAgainstTensors } from '../config/bounds';
 
 export const SINGLE_FILE = 'model.safetensors';
 export const INDEX_FILE = 'model.safetensors.index.json';
@@ -59,24 +61,64 @@ export function parseByteSize(s: string | number): number {
   return v;
 }
 
-export async function readConfigJson(dir: string): Promise<Record<string, unknown>> {
-  const file = path.join(dir, 'config.json');
-  let text: string;
+/** A typed error for a file of a model directory: content problems are ConfigError, access problems CheckpointError. */
+function dirFileError(file: string, contentError: (m: string, code: string) => Error = (m, c) => new ConfigError(m, c)) {
+  return (detail: string, code: string) => {
+    const msg = fileMessage(file, detail);
+    return code === 'INPUT_MISSING' || code === 'INPUT_NOT_REGULAR' || code === 'INPUT_UNREADABLE' ? new CheckpointError(msg, code) : (contentError(msg, code) as CheckpointError);
+  };
+}
+
+/** Why `dir` is not a model directory (it exists but is a file or something else), as one line, or null. */
+async function notADirectory(dir: string): Promise<string | null> {
+  let st;
   try {
-    text = await fsp.readFile(file, 'utf8');
+    st = await fsp.stat(dir);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') {
-      const isDir = await fsp.stat(dir).then((s) => s.isDirectory(), () => false);
-      throw new CheckpointError(isDir ? `${dir} has no config.json; it is not a Hugging Face model directory` : `model directory ${dir} does not exist`, 'CHECKPOINT_MISSING');
-    }
-    throw new CheckpointError(`cannot read ${file}: ${code ?? (e as Error).message}`);
+    if (code === 'ENOENT' || code === 'ENOTDIR') return `model directory ${dir} does not exist`;
+    return `cannot read model directory ${dir} (${code ?? (e as Error).message})`;
   }
+  if (st.isDirectory()) return null;
+  if (!st.isFile()) return `${dir} is a ${fileKind(st)}, not a Hugging Face model directory`;
+  // A file: say what to do with a llama2.c checkpoint instead of failing on <file>/config.json.
+  const llama2c = /\.bin$/i.test(dir) || (await looksLikeLlama2c(dir));
+  return llama2c
+    ? `${dir} is a llama2.c checkpoint file, not a Hugging Face model directory; convert it first: llama-pro convert ${dir} <out-dir>`
+    : `${dir} is a file, not a Hugging Face model directory (a directory holding config.json and model.safetensors)`;
+}
+
+async function looksLikeLlama2c(file: string): Promise<boolean> {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { readLlama2cLayout } = require('../llama2c/import') as typeof import('../llama2c/import');
+  return readLlama2cLayout(file).then(
+    () => true,
+    () => false,
+  );
+}
+
+/** Reads `<dir>/config.json`: a regular file, size- and depth-capped; every failure is typed. */
+export async function readConfigJson(dir: string): Promise<Record<string, unknown>> {
+  const why = await notADirectory(dir);
+  if (why) throw new CheckpointError(why, 'CHECKPOINT_MISSING');
+  const temp = temporaryOutputOf(dir);
+  // This process's own temporary (e.g. `expand --verify` reading its output before publishing it) is fine.
+  if (temp && temp.pid !== process.pid) {
+    throw new CheckpointError(
+      `${dir} is an unfinished temporary output of llama-pro (${temp.kind === 'tmp' ? 'being written' : 'a previous output moved aside during --force'} by process ${temp.pid} for ${temp.target}), not a model; run the command again, which cleans it up`,
+      'CHECKPOINT_TEMPORARY',
+    );
+  }
+  const file = path.join(dir, 'config.json');
+  let json: unknown;
   try {
-    return JSON.parse(text) as Record<string, unknown>;
+    json = await readJsonFile(file, dirFileError(file), { maxBytes: MAX_CONFIG_JSON_BYTES });
   } catch (e) {
-    throw new ConfigError(`${file} is not valid JSON: ${(e as Error).message}`);
+    if ((e as CheckpointError).code === 'INPUT_MISSING') throw new CheckpointError(`${dir} has no config.json; it is not a Hugging Face model directory`, 'CHECKPOINT_MISSING');
+    throw e;
   }
+  if (json === null || typeof json !== 'object' || Array.isArray(json)) throw new ConfigError(`${file} must hold a JSON object`);
+  return json as Record<string, unknown>;
 }
 
 /** An opened HF checkpoint; tensors are read lazily by byte range. */
@@ -93,7 +135,15 @@ export class HfCheckpoint implements WeightSource {
   /** Opens `dir`, validating shards, the index and (unless `validate: false`) names and shapes against the config. */
   static async open(dir: string, options: { validate?: boolean } = {}): Promise<HfCheckpoint> {
     const rawConfig = await readConfigJson(dir);
-    const config = normalizeConfig(rawConfig);
+    let config: LlamaConfig;
+    try {
+      config = normalizeConfig(rawConfig);
+    } catch (e) {
+      // Name the file: normalizeConfig knows only "config.json".
+      if (!(e instanceof ConfigError)) throw e;
+      const file = path.join(dir, 'config.json');
+      throw new ConfigError(e.message.startsWith('config.json') ? file + e.message.slice('config.json'.length) : `${file}: ${e.message}`, e.code);
+    }
     const indexPath = path.join(dir, INDEX_FILE);
     const singlePath = path.join(dir, SINGLE_FILE);
     const shards: SafetensorsFile[] = [];
@@ -109,7 +159,6 @@ export class HfCheckpoint implements WeightSource {
           byFile.get(file)!.push(name);
         }
         for (const [file, names] of [...byFile].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
-          if (path.basename(file) !== file) throw new CheckpointError(`${indexPath}: shard name "${file}" must be a plain file name`);
           const shardPath = path.join(dir, file);
           if (!(await exists(shardPath))) throw new CheckpointError(`${indexPath} lists shard ${file}, which is missing from ${dir}; the download or copy is incomplete`, 'CHECKPOINT_MISSING_SHARD');
           const st = await SafetensorsFile.open(shardPath);
@@ -134,7 +183,12 @@ export class HfCheckpoint implements WeightSource {
         );
       }
       const ckpt = new HfCheckpoint(dir, rawConfig, config, shards, where, sharded);
-      if (options.validate !== false) ckpt.validate();
+      if (options.validate !== false) {
+        // Before any per-layer work: the config may not claim more than the files hold.
+        const elements = [...where].reduce((a, [n, st]) => a + numel(st.info(n).shape), 0);
+        checkConfigAgainstTensors(config, where.size, elements, dir);
+        ckpt.validate();
+      }
       return ckpt;
     } catch (e) {
       await Promise.all(shards.map((s) => s.close()));
@@ -243,16 +297,25 @@ async function exists(p: string): Promise<boolean> {
   );
 }
 
+/** A shard name from an index: a plain file name in the model directory (no "", ".", "..", "/" or NUL). */
+function badShardName(file: string): string | null {
+  if (file === '') return 'is empty';
+  if (file === '.' || file === '..') return `is "${file}", a directory`;
+  if (file.includes('\0')) return 'contains a NUL byte';
+  if (file.includes('/') || file.includes('\\') || path.basename(file) !== file) return 'must be a plain file name in the model directory, without "/"';
+  if (file.length > 255) return 'is longer than a file name can be';
+  return null;
+}
+
 async function readIndex(indexPath: string): Promise<Record<string, string>> {
-  let json: unknown;
-  try {
-    json = JSON.parse(await fsp.readFile(indexPath, 'utf8'));
-  } catch (e) {
-    throw new CheckpointError(`${indexPath} is not valid JSON: ${(e as Error).message}`, 'CHECKPOINT_INDEX');
-  }
+  const json = await readJsonFile(indexPath, dirFileError(indexPath, (m, c) => new CheckpointError(m, c === 'INPUT_JSON' ? 'CHECKPOINT_INDEX' : c)), { maxBytes: MAX_INDEX_JSON_BYTES });
   const wm = (json as { weight_map?: unknown } | null)?.weight_map;
   if (!wm || typeof wm !== 'object' || Array.isArray(wm)) throw new CheckpointError(`${indexPath} has no "weight_map" object`, 'CHECKPOINT_INDEX');
-  for (const [k, v] of Object.entries(wm)) if (typeof v !== 'string') throw new CheckpointError(`${indexPath}: weight_map["${k}"] must be a file name`, 'CHECKPOINT_INDEX');
+  for (const [k, v] of Object.entries(wm)) {
+    if (typeof v !== 'string') throw new CheckpointError(`${indexPath}: weight_map["${k}"] must be a file name`, 'CHECKPOINT_INDEX');
+    const why = badShardName(v);
+    if (why) throw new CheckpointError(`${indexPath}: weight_map["${k}"] = ${JSON.stringify(v.slice(0, 300))} ${why}`, 'CHECKPOINT_INDEX');
+  }
   return wm as Record<string, string>;
 }
 
@@ -372,15 +435,17 @@ export async function writeModelFiles(dir: string, opts: WriteModelOptions): Pro
   return { shards, totalBytes, copy };
 }
 
-/** Copies tokenizer / generation files byte for byte; returns the names copied. */
+/** Copies tokenizer / generation files byte for byte; returns the names copied. Only regular files are copied. */
 export async function copyAuxFiles(from: string, to: string): Promise<string[]> {
   const copied: string[] = [];
   for (const f of AUX_FILES) {
     const src = path.join(from, f);
-    if (await exists(src)) {
-      await fsp.copyFile(src, path.join(to, f));
-      copied.push(f);
-    }
+    if (!(await exists(src))) continue;
+    // Refuse a FIFO or device (copying would block or never end) before copying.
+    const { fh } = await openRegularFile(src, (d, c) => new CheckpointError(fileMessage(src, d), c));
+    await fh.close();
+    await fsp.copyFile(src, path.join(to, f));
+    copied.push(f);
   }
   return copied;
 }

@@ -10,6 +10,7 @@ import { createReadStream, promises as fsp } from 'node:fs';
 import { SafetensorsError } from '../errors';
 import { type DType, dtypeSize, isDType } from './dtype';
 import { tempSibling } from './atomic';
+import { MAX_JSON_DEPTH, errnoDetail, jsonDepthViolation, openRegularFile } from './input-files';
 import { type RangeCopier, rangeCopier } from './native';
 
 /** Upper bound on the JSON header (the reference implementation's limit is 100 MB). */
@@ -45,11 +46,15 @@ export function parseSafetensorsHeader(file: string, headerBytes: Uint8Array, fi
   const headerLength = headerBytes.byteLength;
   let text: string;
   try {
-    text = new TextDecoder('utf-8', { fatal: true }).decode(headerBytes);
+    text = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(headerBytes);
   } catch {
     return fail('header is not valid UTF-8; the file is not a safetensors file or is corrupt', 'SAFETENSORS_HEADER');
   }
-  if (!text.startsWith('{')) fail('header does not start with "{"; the file is not a safetensors file or is corrupt', 'SAFETENSORS_HEADER');
+  // The first byte itself must be "{": a UTF-8 byte-order mark is not JSON (the reference reader,
+  // serde_json, refuses it too), and TextDecoder would silently strip one.
+  if (headerBytes[0] === 0xef && headerBytes[1] === 0xbb && headerBytes[2] === 0xbf) fail('header starts with a UTF-8 byte-order mark; safetensors headers are plain JSON, the file is corrupt', 'SAFETENSORS_HEADER');
+  if (headerBytes[0] !== 0x7b || !text.startsWith('{')) fail('header does not start with "{"; the file is not a safetensors file or is corrupt', 'SAFETENSORS_HEADER');
+  if (jsonDepthViolation(text, MAX_JSON_DEPTH) >= 0) fail(`header JSON nests deeper than ${MAX_JSON_DEPTH} levels; the file is corrupt`, 'SAFETENSORS_HEADER');
   let json: unknown;
   try {
     json = JSON.parse(text);
@@ -127,15 +132,9 @@ export class SafetensorsFile {
 
   /** Opens and validates `file`. Throws SafetensorsError without large allocations on malformed input. */
   static async open(file: string): Promise<SafetensorsFile> {
-    let fh: fsp.FileHandle;
+    const { fh, stat } = await openRegularFile(file, (detail, code) => new SafetensorsError(file, detail, code === 'INPUT_MISSING' ? 'SAFETENSORS_MISSING' : code === 'INPUT_TRUNCATED' ? 'SAFETENSORS_TRUNCATED' : code));
     try {
-      fh = await fsp.open(file, 'r');
-    } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code;
-      throw new SafetensorsError(file, code === 'ENOENT' ? 'file not found' : `cannot open (${code ?? (e as Error).message})`, 'SAFETENSORS_MISSING');
-    }
-    try {
-      const { size } = await fh.stat();
+      const size = stat.size;
       if (size < 8) throw new SafetensorsError(file, `file is ${size} bytes, shorter than the 8-byte header length; it is truncated`, 'SAFETENSORS_TRUNCATED');
       const lenBuf = Buffer.alloc(8);
       await readExactly(fh, lenBuf, 0, file);
@@ -239,7 +238,12 @@ export class SafetensorsFile {
 async function readExactly(fh: fsp.FileHandle, buf: Uint8Array, position: number, file: string): Promise<void> {
   let off = 0;
   while (off < buf.byteLength) {
-    const { bytesRead } = await fh.read(buf, off, buf.byteLength - off, position + off);
+    let bytesRead: number;
+    try {
+      ({ bytesRead } = await fh.read(buf, off, buf.byteLength - off, position + off));
+    } catch (e) {
+      throw new SafetensorsError(file, errnoDetail(e).detail, 'SAFETENSORS_READ');
+    }
     if (bytesRead === 0) throw new SafetensorsError(file, `unexpected end of file at byte ${position + off}; the file is truncated`, 'SAFETENSORS_TRUNCATED');
     off += bytesRead;
   }

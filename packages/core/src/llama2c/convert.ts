@@ -30,7 +30,7 @@ export async function convertLlama2c(file: string, outDir: string, options: Conv
       },
       onProgress: options.onProgress,
     },
-    { force: options.force },
+    { force: options.force, owner: 'convert', inputs: [file] },
   );
   return { header: layout.header, shards };
 }

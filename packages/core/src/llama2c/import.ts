@@ -19,6 +19,8 @@ import { Llama2cError } from '../errors';
 import { EMBED, FINAL_NORM, LM_HEAD, layerTensorName } from '../config/tensor-names';
 import { type FloatDType, dtypeToTorch, encodeFromFloat32 } from '../io/dtype';
 import type { OutputTensor } from '../io/hf-dir';
+import { openRegularFile, readFully } from '../io/input-files';
+import { CONFIG_LIMITS } from '../config/bounds';
 
 export const LLAMA2C_MAGIC = 0x616b3432;
 
@@ -63,8 +65,21 @@ function validateHeader(file: string, h: Llama2cHeader): void {
     ['vocab_size', h.vocabSize],
     ['seq_len', h.seqLen],
   ];
+  // Ceilings: the config.json bounds of the same quantities (see config/bounds.ts), so a header cannot
+  // make the reader lay out more tensors than any real model has.
+  const limits: Record<string, number> = {
+    dim: CONFIG_LIMITS.hidden_size,
+    hidden_dim: CONFIG_LIMITS.intermediate_size,
+    n_layers: CONFIG_LIMITS.num_hidden_layers,
+    n_heads: CONFIG_LIMITS.num_attention_heads,
+    n_kv_heads: CONFIG_LIMITS.num_key_value_heads,
+    vocab_size: CONFIG_LIMITS.vocab_size,
+    seq_len: 1 << 24,
+  };
   for (const [k, v] of fields) {
-    if (!Number.isInteger(v) || v <= 0 || v > 1 << 24) throw new Llama2cError(file, `header field ${k} = ${v} is not a plausible size; this is not a llama2.c checkpoint or it is corrupt`);
+    if (!Number.isInteger(v) || v <= 0 || v > limits[k]!) {
+      throw new Llama2cError(file, `header field ${k} = ${v} is not a plausible size (1..${limits[k]}); this is not a llama2.c checkpoint or it is corrupt`);
+    }
   }
   if (h.dim % h.nHeads !== 0) throw new Llama2cError(file, `dim ${h.dim} is not divisible by n_heads ${h.nHeads}`);
   if (h.nHeads % h.nKvHeads !== 0) throw new Llama2cError(file, `n_heads ${h.nHeads} is not a multiple of n_kv_heads ${h.nKvHeads}`);
@@ -73,24 +88,19 @@ function validateHeader(file: string, h: Llama2cHeader): void {
 
 /** Reads the header and computes where every tensor lives; checks the file size. */
 export async function readLlama2cLayout(file: string): Promise<Llama2cLayout> {
-  let fh: fsp.FileHandle;
-  try {
-    fh = await fsp.open(file, 'r');
-  } catch (e) {
-    throw new Llama2cError(file, (e as NodeJS.ErrnoException).code === 'ENOENT' ? 'file not found' : `cannot open: ${(e as Error).message}`);
+  const pre = await fsp.stat(file).catch(() => null);
+  if (pre?.isDirectory()) {
+    const bins = (await fsp.readdir(file).catch(() => [] as string[])).filter((f) => f.endsWith('.bin')).sort();
+    throw new Llama2cError(
+      file,
+      `is a directory; pass the llama2.c checkpoint file itself${bins.length ? ` (here: ${bins.map((b) => path.join(file, b)).join(', ')})` : ' (a .bin file written by llama2.c export.py)'}`,
+    );
   }
+  const { fh, stat: st } = await openRegularFile(file, (detail) => new Llama2cError(file, detail));
   try {
-    const st = await fh.stat();
-    if (st.isDirectory()) {
-      const bins = (await fsp.readdir(file).catch(() => [] as string[])).filter((f) => f.endsWith('.bin')).sort();
-      throw new Llama2cError(
-        file,
-        `is a directory; pass the llama2.c checkpoint file itself${bins.length ? ` (here: ${bins.map((b) => path.join(file, b)).join(', ')})` : ' (a .bin file written by llama2.c export.py)'}`,
-      );
-    }
     const size = st.size;
     const head = Buffer.alloc(Math.min(size, 256));
-    await fh.read(head, 0, head.length, 0);
+    await readFully(fh, head, 0, (detail) => new Llama2cError(file, detail));
     if (size < 28) throw new Llama2cError(file, `file is ${size} bytes, shorter than a llama2.c header (28 bytes); it is truncated`);
     const magic = head.readUInt32LE(0);
     let h: Llama2cHeader;
@@ -131,7 +141,7 @@ export async function readLlama2cLayout(file: string): Promise<Llama2cLayout> {
       dataStart = 28;
     }
     validateHeader(file, h);
-    const layout = computeLayout(h, dataStart);
+    const layout = computeLayout(file, h, dataStart);
     if (size < layout.expectedSize) {
       throw new Llama2cError(file, `file is ${size} bytes but the header (dim ${h.dim}, ${h.nLayers} layers, vocab ${h.vocabSize}) needs ${layout.expectedSize}; it is truncated`);
     }
@@ -144,7 +154,7 @@ export async function readLlama2cLayout(file: string): Promise<Llama2cLayout> {
   }
 }
 
-function computeLayout(h: Llama2cHeader, dataStart: number): Llama2cLayout {
+function computeLayout(file: string, h: Llama2cHeader, dataStart: number): Llama2cLayout {
   const { dim, hiddenDim, nLayers: L, nHeads, nKvHeads, vocabSize: V, seqLen } = h;
   const headSize = dim / nHeads;
   const kvDim = nKvHeads * headSize;
@@ -155,7 +165,7 @@ function computeLayout(h: Llama2cHeader, dataStart: number): Llama2cLayout {
     segments.push({ name, shape, offset: off, quantized, permuteHeads });
     const n = shape.reduce((a, b) => a * b, 1);
     if (quantized) {
-      if (n % h.groupSize !== 0) throw new Llama2cError('<llama2.c>', `tensor ${name} (${n} values) is not a multiple of group size ${h.groupSize}`);
+      if (n % h.groupSize !== 0) throw new Llama2cError(file, `tensor ${name} (${n} values) is not a multiple of group size ${h.groupSize}`);
       off += n + (n / h.groupSize) * 4;
     } else off += n * 4;
   };
@@ -213,18 +223,19 @@ export function permuteRotaryRows(w: Float32Array, nHeads: number, rows: number,
   return out;
 }
 
-async function readSegment(fh: fsp.FileHandle, seg: Segment, groupSize: number): Promise<Float32Array> {
+async function readSegment(file: string, fh: fsp.FileHandle, seg: Segment, groupSize: number): Promise<Float32Array> {
   const n = seg.shape.reduce((a, b) => a * b, 1);
+  const fail = (detail: string) => new Llama2cError(file, detail);
   let values: Float32Array;
   if (!seg.quantized) {
     const buf = Buffer.alloc(n * 4);
-    await fh.read(buf, 0, buf.length, seg.offset);
+    await readFully(fh, buf, seg.offset, fail);
     values = new Float32Array(buf.buffer, buf.byteOffset, n);
   } else {
     const q = Buffer.alloc(n);
-    await fh.read(q, 0, n, seg.offset);
+    await readFully(fh, q, seg.offset, fail);
     const s = Buffer.alloc((n / groupSize) * 4);
-    await fh.read(s, 0, s.length, seg.offset + n);
+    await readFully(fh, s, seg.offset + n, fail);
     const scales = new Float32Array(s.buffer, s.byteOffset, n / groupSize);
     const qi = new Int8Array(q.buffer, q.byteOffset, n);
     values = new Float32Array(n);
@@ -288,9 +299,9 @@ export function llama2cTensors(file: string, layout: Llama2cLayout, dtype: Float
     dtype,
     shape: seg.shape,
     source: async function* () {
-      const fh = await fsp.open(file, 'r');
+      const { fh } = await openRegularFile(file, (detail) => new Llama2cError(file, detail));
       try {
-        yield encodeFromFloat32(await readSegment(fh, seg, layout.header.groupSize), dtype);
+        yield encodeFromFloat32(await readSegment(file, fh, seg, layout.header.groupSize), dtype);
       } finally {
         await fh.close();
       }

@@ -3,10 +3,10 @@
  * and a byte-level fallback for models without a tokenizer whose vocabulary has sentencepiece
  * byte-fallback pieces (`<0x00>`..`<0xFF>` at ids 3..258, as llama2.c / LLaMA vocabularies do).
  */
-import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import type { Tokenizer as HfTokenizer } from '@huggingface/tokenizers' with { 'resolution-mode': 'import' };
 import { CheckpointError } from '../errors';
+import { MAX_TOKENIZER_JSON_BYTES, fileMessage, readJsonFile } from '../io/input-files';
 
 // The package ships a CommonJS build for Node; its typings are declared ESM-only.
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -117,17 +117,20 @@ function tokenContent(v: unknown): string | null {
 export async function loadTokenizer(dir: string): Promise<TextTokenizer> {
   const tjPath = path.join(dir, 'tokenizer.json');
   let tj: Record<string, unknown>;
+  // Regular files only, size- and depth-capped (a FIFO or /dev/zero here used to hang or fill memory).
+  const tokFail = (file: string) => (detail: string, code: string) => new CheckpointError(fileMessage(file, detail), code === 'INPUT_MISSING' ? 'TOKENIZER_MISSING' : 'TOKENIZER_INVALID');
   try {
-    tj = JSON.parse(await fsp.readFile(tjPath, 'utf8')) as Record<string, unknown>;
+    tj = (await readJsonFile(tjPath, tokFail(tjPath), { maxBytes: MAX_TOKENIZER_JSON_BYTES })) as Record<string, unknown>;
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new CheckpointError(`${dir} has no tokenizer.json; pass token ids instead, or use the byte tokenizer`, 'TOKENIZER_MISSING');
-    throw new CheckpointError(`${tjPath} is not valid JSON: ${(e as Error).message}`, 'TOKENIZER_INVALID');
+    if ((e as CheckpointError).code === 'TOKENIZER_MISSING') throw new CheckpointError(`${dir} has no tokenizer.json; pass token ids instead, or use the byte tokenizer`, 'TOKENIZER_MISSING');
+    throw e;
   }
   let tc: Record<string, unknown> = {};
+  const tcPath = path.join(dir, 'tokenizer_config.json');
   try {
-    tc = JSON.parse(await fsp.readFile(path.join(dir, 'tokenizer_config.json'), 'utf8')) as Record<string, unknown>;
+    tc = (await readJsonFile(tcPath, tokFail(tcPath), { maxBytes: MAX_TOKENIZER_JSON_BYTES })) as Record<string, unknown>;
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw new CheckpointError(`${dir}/tokenizer_config.json is not valid JSON: ${(e as Error).message}`, 'TOKENIZER_INVALID');
+    if ((e as CheckpointError).code !== 'TOKENIZER_MISSING') throw e;
   }
   let tok: HfTokenizer;
   try {
