@@ -169,6 +169,7 @@ export async function buildTrainingGraph(source: WeightSource, opts: TrainGraphO
     sinSigned: await g.weight('rope.sin_signed', [T, 1, hd], sinT),
     seqLen: T,
     headDim: hd,
+    rotaryDim: hd,
   };
   const maskV = new Float32Array(T * G * T);
   for (let r = 0; r < T * G; r++) for (let s = 0; s < T; s++) maskV[r * T + s] = s <= Math.floor(r / G) ? 0 : MASK_MIN;
