@@ -12,8 +12,11 @@ import * as ort from 'onnxruntime-node';
 // Cyclic (train/model uses OnnxBackend for session options), but only used at call time: safe under CommonJS.
 import { loadOnnxTrainable, type OnnxTrainableLM } from './train/model';
 import {
-  IGNORE_INDEX,
   UsageError,
+  checkTargets,
+  checkTokenBatch,
+  countedTargets,
+  positionIds,
   pathExists,
   tuneAllocatorForInference,
   type BackendLoadOptions,
@@ -105,18 +108,6 @@ export interface OnnxStepOutputs {
   readonly present: ort.Tensor[];
 }
 
-function checkIds(ids: Int32Array, B: number, T: number, V: number): void {
-  if (!Number.isInteger(B) || B < 1) throw new UsageError(`batch size must be a positive integer, got ${B}`);
-  if (!Number.isInteger(T) || T < 1) throw new UsageError(`sequence length must be a positive integer, got ${T}`);
-  if (ids.length !== B * T) throw new UsageError(`ids has ${ids.length} elements but batchSize*seqLen = ${B}*${T} = ${B * T}`);
-  for (let i = 0; i < ids.length; i++) {
-    const id = ids[i]!;
-    if (id < 0 || id >= V) {
-      throw new UsageError(`token id ${id} at row ${Math.floor(i / T)}, position ${i % T} is outside the vocabulary [0, ${V}); check the tokenizer matches the model`, 'TOKEN_OUT_OF_VOCAB');
-    }
-  }
-}
-
 function toInt64(a: ArrayLike<number>): BigInt64Array {
   const out = new BigInt64Array(a.length);
   for (let i = 0; i < a.length; i++) out[i] = BigInt(a[i]!);
@@ -145,7 +136,7 @@ export class OnnxCausalLM implements CausalLM {
     const c = this.config;
     const session = this.live();
     const { batchSize: B, seqLen: T } = inp;
-    checkIds(inp.ids, B, T, c.vocabSize);
+    checkTokenBatch(c, { ids: inp.ids, batchSize: B, seqLen: T });
     const L = c.numHiddenLayers;
     const KV = c.numKeyValueHeads;
     const hd = c.headDim;
@@ -164,26 +155,17 @@ export class OnnxCausalLM implements CausalLM {
       });
     }
     const S = P + T;
-    if (S > c.maxPositionEmbeddings) throw new UsageError(`sequence length ${S} exceeds the model's ${c.maxPositionEmbeddings} positions`, 'SEQUENCE_TOO_LONG');
+    checkTokenBatch(c, { ids: inp.ids, batchSize: B, seqLen: T, attentionMask: inp.attentionMask }, { pastLength: P, maskCoversPast: true });
     const mask = inp.attentionMask ?? new Uint8Array(B * S).fill(1);
-    if (mask.length !== B * S) {
-      throw new UsageError(`attention mask has ${mask.length} elements; expected batch * (past + new) = ${B} * (${P} + ${T}) = ${B * S} (is the past length right?)`, 'PAST_MISMATCH');
-    }
-    for (let i = 0; i < mask.length; i++) if (mask[i] !== 0 && mask[i] !== 1) throw new UsageError(`attention mask values must be 0 or 1, got ${mask[i]} at index ${i}`);
     let pos = inp.positionIds;
     if (pos) {
       if (pos.length !== B * T) throw new UsageError(`position ids have ${pos.length} elements; expected ${B * T}`);
       for (const p of pos) if (p < 0 || p >= c.maxPositionEmbeddings) throw new UsageError(`position id ${p} is outside [0, ${c.maxPositionEmbeddings})`);
     } else {
-      const computed = new Int32Array(B * T);
-      for (let b = 0; b < B; b++) {
-        let n = 0;
-        for (let s = 0; s < S; s++) {
-          if (s >= P) computed[b * T + s - P] = n;
-          n += mask[b * S + s]!;
-        }
-      }
-      pos = computed;
+      // core's position rule over the whole row (cache and new tokens).
+      const all = positionIds(mask, B, S);
+      pos = new Int32Array(B * T);
+      for (let b = 0; b < B; b++) pos.set(all.subarray(b * S + P, (b + 1) * S), b * T);
     }
     const keep = inp.logitsToKeep ?? 0;
     if (!Number.isInteger(keep) || keep < 0 || keep > T) throw new UsageError(`logitsToKeep must be an integer in [0, ${T}], got ${keep}`);
@@ -221,18 +203,18 @@ export class OnnxCausalLM implements CausalLM {
     return { data: logits.data as Float32Array, batchSize: batch.batchSize, seqLen: batch.seqLen, vocabSize: this.config.vocabSize };
   }
 
+  /** Log-probabilities of the counted targets, 0 elsewhere (core's contracts/targets). */
   async tokenLogprobs(batch: TrainingBatch): Promise<Float32Array> {
     const { batchSize: B, seqLen: T } = batch;
     const V = this.config.vocabSize;
-    if (batch.targets.length !== B * T) throw new UsageError(`targets has ${batch.targets.length} elements; expected batchSize*seqLen = ${B * T}`);
-    for (const t of batch.targets) {
-      if (t !== IGNORE_INDEX && (t < 0 || t >= V)) throw new UsageError(`target id ${t} is outside the vocabulary [0, ${V}) and is not the ignore index ${IGNORE_INDEX}`, 'TOKEN_OUT_OF_VOCAB');
-    }
+    checkTokenBatch(this.config, batch);
+    checkTargets(this.config, batch);
+    const { counted } = countedTargets(batch.targets, batch.attentionMask);
     const { data } = await this.forward(batch);
     const out = new Float32Array(B * T);
     for (let i = 0; i < B * T; i++) {
+      if (!counted[i]) continue;
       const t = batch.targets[i]!;
-      if (t === IGNORE_INDEX) continue;
       const row = data.subarray(i * V, (i + 1) * V);
       let max = -Infinity;
       for (let v = 0; v < V; v++) if (row[v]! > max) max = row[v]!;

@@ -12,14 +12,19 @@
  * transposed, [in, out]); the 1/sqrt(headDim) attention scale is folded into the q projection (RoPE is
  * linear, so this commutes); grouped-query attention reshapes q to [B, kvHeads, T*group, headDim] and
  * multiplies with the un-repeated K/V; rotate-half RoPE takes cos/sin computed in-graph from
- * position_ids and the (scaled) inverse frequencies; the LM head is a Gemm with transB on the
- * [V, D] matrix, so a tied head shares the embedding initializer.
+ * position_ids and core's inverse frequencies and attention scaling (model/rope); the attention mask
+ * follows core's rule (model/positions: causal, padding keys masked except a query's own, per-layer
+ * sliding windows); the LM head is a Gemm with transB on the [V, D] matrix, so a tied head shares the
+ * embedding initializer.
  */
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import {
   ConfigError,
   EMBED,
+  MASK,
+  checkRepresentable,
+  ropeFrequencies,
   FINAL_NORM,
   LM_HEAD,
   OutputError,
@@ -31,11 +36,10 @@ import {
 } from '@llama-pro/core';
 import { onnx } from 'onnx-proto';
 import { DT, EmbeddedSink, GraphBuilder, encodeModel, valueInfo, type InitializerSink } from './graph';
-import { ropeInvFreq } from './rope';
 
 export const ONNX_OPSET = 17;
 /** Bumped whenever the exported graph changes (part of the export cache key). */
-export const EXPORT_FORMAT_VERSION = 1;
+export const EXPORT_FORMAT_VERSION = 2;
 /** Protobuf cannot hold more than 2 GiB; models above this size need an external data file. */
 export const PROTOBUF_LIMIT_BYTES = 2 ** 31 - 1;
 /** Default threshold above which `export` writes weights to an external data file. */
@@ -51,18 +55,13 @@ export const pastValueName = (layer: number): string => `past_key_values.${layer
 export const presentKeyName = (layer: number): string => `present.${layer}.key`;
 export const presentValueName = (layer: number): string => `present.${layer}.value`;
 
-/** Float32 minimum, as Hugging Face uses for masked attention scores (finite, so fully masked rows stay finite). */
-const MASK_MIN = -3.4028234663852886e38;
-
 export interface ExportProgress {
   (done: number, total: number): void;
 }
 
 /** Refuses configurations the graph does not implement. */
 export function checkExportable(c: LlamaConfig): void {
-  if (c.numExperts > 0) throw new ConfigError(`${c.architectureClass} (mixture of experts) cannot be exported to ONNX by llama-pro; only dense LLaMA-family models`, 'CONFIG_UNSUPPORTED_ARCHITECTURE');
-  if (c.hiddenAct !== 'silu') throw new ConfigError(`hidden_act "${c.hiddenAct}" is not supported by the onnx exporter`);
-  ropeInvFreq(c); // validates rope_scaling
+  checkRepresentable(c, 'onnx');
 }
 
 /** Bytes of float32 weights the export will hold. */
@@ -153,13 +152,26 @@ export async function buildLlamaModel(source: WeightSource, sink: InitializerSin
   let x = g.op1('Gather', [embed, INPUT_IDS], { axis: 0 });
   tick();
 
-  // --- rotary cos/sin [B,T,1,hd] (rotate-half layout: cat(freqs, freqs); sin signed as cat(-sin, sin))
-  const invFreq = ropeInvFreq(c);
-  const inv = g.f32([...invFreq]);
+  // --- rotary cos/sin [B,T,1,hd] (rotate-half layout: cat(freqs, freqs); sin signed as cat(-sin, sin)),
+  // times the attention scaling (yarn, longrope)
   const posF = g.op1('Cast', [POSITION_IDS], { to: DT.FLOAT });
+  const rs = c.ropeScaling;
+  const short = ropeFrequencies(c);
+  let inv = g.f32([...short.invFreq]);
+  if (rs?.type === 'longrope') {
+    // transformers switches to the long factors when a forward's largest position + 1 exceeds the original length.
+    const long = ropeFrequencies(c, rs.originalMaxPositionEmbeddings + 1);
+    const seqLen = g.op1('Add', [g.op1('ReduceMax', [POSITION_IDS], { keepdims: 0 }), g.i64([1], true)]);
+    inv = g.op1('Where', [g.op1('Greater', [seqLen, g.i64([rs.originalMaxPositionEmbeddings], true)]), g.f32([...long.invFreq]), inv]);
+  }
   const freqs = g.op1('Mul', [g.op1('Unsqueeze', [posF, g.i64([2])]), inv]); // [B,T,hd/2]
-  const cosH = g.op1('Cos', [freqs]);
-  const sinH = g.op1('Sin', [freqs]);
+  let cosH = g.op1('Cos', [freqs]);
+  let sinH = g.op1('Sin', [freqs]);
+  if (short.attentionScaling !== 1) {
+    const a = g.f32([short.attentionScaling], true);
+    cosH = g.op1('Mul', [cosH, a]);
+    sinH = g.op1('Mul', [sinH, a]);
+  }
   const cos = g.op1('Unsqueeze', [g.op1('Concat', [cosH, cosH], { axis: -1 }), g.i64([2])]);
   const sinS = g.op1('Unsqueeze', [g.op1('Concat', [g.op1('Neg', [sinH]), sinH], { axis: -1 }), g.i64([2])]);
   const halves = g.i64([hd / 2, hd / 2]);
@@ -169,27 +181,31 @@ export async function buildLlamaModel(source: WeightSource, sink: InitializerSin
     return g.op1('Add', [g.op1('Mul', [t, cos]), g.op1('Mul', [swapped, sinS])]);
   };
 
-  // --- additive attention mask: causal over absolute positions P..P+T-1, and padding
+  // --- additive attention masks (core's model/positions rule): query q (sequence index P..P+T-1) sees key k
+  // iff k <= q, k is real or k = q, and q - k < window on sliding-window layers; one mask per window kind.
   const S = g.op1('Shape', [ATTENTION_MASK], { start: 1, end: 2 });
   const T = g.op1('Shape', [INPUT_IDS], { start: 1, end: 2 });
   const zeroS = g.i64([0], true);
   const oneS = g.i64([1], true);
   const Ss = g.op1('Squeeze', [S, g.i64([0])]);
   const Ps = g.op1('Squeeze', [g.op1('Sub', [S, T]), g.i64([0])]);
-  const kpos = g.op1('Range', [zeroS, Ss, oneS]);
-  const qpos = g.op1('Range', [Ps, Ss, oneS]);
-  const causal = g.op1('LessOrEqual', [g.op1('Unsqueeze', [kpos, g.i64([0])]), g.op1('Unsqueeze', [qpos, g.i64([1])])]); // [T,S]
+  const kpos = g.op1('Unsqueeze', [g.op1('Range', [zeroS, Ss, oneS]), g.i64([0])]); // [1,S]
+  const qpos = g.op1('Unsqueeze', [g.op1('Range', [Ps, Ss, oneS]), g.i64([1])]); // [T,1]
+  const causal = g.op1('LessOrEqual', [kpos, qpos]); // [T,S]
+  const own = g.op1('Equal', [kpos, qpos]); // [T,S]
   const notPad = g.op1('Unsqueeze', [g.op1('Cast', [ATTENTION_MASK], { to: DT.BOOL }), g.i64([1])]); // [B,1,S]
-  const allowed = g.op1('And', [causal, notPad]); // [B,T,S]
-  const mask3 = g.op1('Where', [allowed, g.f32([0], true), g.f32([MASK_MIN], true)]); // [B,T,S]
-  // Scores are laid out [B, KV, T*G, S] (rows ordered t, then g): repeat each mask row G times once here.
-  let maskAdd: string;
-  if (G === 1) maskAdd = g.op1('Unsqueeze', [mask3, g.i64([1])]);
-  else {
+  const allowed = g.op1('And', [causal, g.op1('Or', [notPad, own])]); // [B,T,S]
+  const maskFor = (window: number | null): string => {
+    const ok = window === null ? allowed : g.op1('And', [allowed, g.op1('Less', [g.op1('Sub', [qpos, kpos]), g.i64([window], true)])]);
+    const mask3 = g.op1('Where', [ok, g.f32([0], true), g.f32([MASK], true)]); // [B,T,S]
+    // Scores are laid out [B, KV, T*G, S] (rows ordered t, then g): repeat each mask row G times once here.
+    if (G === 1) return g.op1('Unsqueeze', [mask3, g.i64([1])]);
     const rep = g.op1('Expand', [g.op1('Unsqueeze', [mask3, g.i64([2])]), g.i64([1, 1, G, 1])]); // [B,T,G,S]
     const shp = g.op1('Concat', [g.op1('Shape', [INPUT_IDS], { start: 0, end: 1 }), g.i64([1, -1]), S], { axis: 0 });
-    maskAdd = g.op1('Reshape', [rep, shp]); // [B,1,T*G,S]
-  }
+    return g.op1('Reshape', [rep, shp]); // [B,1,T*G,S]
+  };
+  const masks = new Map<number | null, string>();
+  for (const w of c.attentionWindows) if (!masks.has(w)) masks.set(w, maskFor(w));
 
   const eps = g.f32([c.rmsNormEps], true);
   const two = g.f32([2], true);
@@ -235,7 +251,7 @@ export async function buildLlamaModel(source: WeightSource, sink: InitializerSin
     const kAll = g.op1('Concat', [pastKeyName(i), kNew], { axis: 2 }, presentKeyName(i)); // [B,KV,S,hd]
     const vAll = g.op1('Concat', [pastValueName(i), vNew], { axis: 2 }, presentValueName(i));
     const scores = g.op1('MatMul', [qg, g.op1('Transpose', [kAll], { perm: [0, 1, 3, 2] })]); // [B,KV,T*G,S]
-    const probs = g.op1('Softmax', [g.op1('Add', [scores, maskAdd])], { axis: -1 });
+    const probs = g.op1('Softmax', [g.op1('Add', [scores, masks.get(c.attentionWindows[i]!)!])], { axis: -1 });
     const ctx = g.op1('Reshape', [g.op1('MatMul', [probs, vAll]), g.i64([0, 0, -1, G * hd])]); // [B,KV,T,G*hd]
     const merged = g.op1('Reshape', [g.op1('Transpose', [ctx], { perm: [0, 2, 1, 3] }), g.i64([0, 0, -1])]); // [B,T,H*hd]
     const hAttn = g.op1('Add', [x, linear(merged, wo, bo)]);

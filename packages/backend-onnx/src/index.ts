@@ -2,5 +2,4 @@
 export * from './export';
 export * from './backend';
 export * from './plugin';
-export { ropeInvFreq } from './rope';
 export * from './train';

@@ -79,8 +79,10 @@ describe('onnx backend input validation (typed errors, never native failures)', 
     await expect(backend.load(ckpt, { graphOptimizationLevel: 'max' as never })).rejects.toThrow(/unknown graph optimization level "max"/);
     const moe: WeightSource = { config: normalizeConfig({ ...tinyRawConfig(), architectures: ['MixtralForCausalLM'], num_local_experts: 2 }), tensorNames: () => [], info: () => { throw new Error('unused'); }, readFloat32: () => Promise.reject(new Error('unused')) };
     await expect(backend.load(moe)).rejects.toBeInstanceOf(ConfigError);
-    const yarn: WeightSource = { ...moe, config: normalizeConfig(tinyRawConfig({ extra: { rope_scaling: { rope_type: 'yarn', factor: 4 } } })) };
-    await expect(backend.load(yarn)).rejects.toThrow(/rope_scaling type "yarn" is not supported by the onnx backend/);
+    // Unknown rope types are refused when the config is read, naming the key and the value.
+    expect(() => normalizeConfig(tinyRawConfig({ extra: { rope_scaling: { rope_type: 'su', factor: 4 } } }))).toThrow(/"rope_scaling.rope_type" is "su", which llama-pro does not implement/);
+    const chunked: WeightSource = { ...moe, config: normalizeConfig(tinyRawConfig({ extra: { attention_chunk_size: 8 } })) };
+    await expect(backend.load(chunked)).rejects.toThrow(/"attention_chunk_size" is 8 .*which the onnx backend does not implement/);
     await expect(backend.load(ckpt, { onnxFile: path.join(tmp, 'missing.onnx') })).rejects.toMatchObject({ code: 'ONNX_LOAD' });
   });
 

@@ -1,22 +1,30 @@
 /**
  * A LLaMA-family decoder (LLaMA, Mistral, Qwen2 dense) on TensorFlow.js with Hugging Face semantics:
- * RMSNorm, rotate-half rotary embeddings (rope_theta; no rope_scaling), grouped-query
- * attention, SwiGLU MLP, optional q/k/v/o/MLP biases, tied or untied head; batched inputs with an
- * attention mask (padding on either side; position = number of real tokens before the token).
+ * RMSNorm, rotate-half rotary embeddings with every rope scaling core's model/rope implements,
+ * grouped-query attention with per-layer sliding windows, SwiGLU MLP, optional q/k/v/o/MLP biases, tied
+ * or untied head; batched inputs with an attention mask. Positions, masks, validation and the padded
+ * targets contract come from core (model/positions, model/validate, contracts/targets), shared with
+ * the onnx backend.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import {
   CheckpointError,
-  ConfigError,
   EMBED,
   FINAL_NORM,
-  IGNORE_INDEX,
   LM_HEAD,
   UsageError,
+  additiveMask,
+  checkRepresentable,
+  checkTargets,
+  checkTensorShape,
+  checkTokenBatch,
+  cosSin,
+  countedTargets,
   expectedShape,
   expectedTensorNames,
   layerTensorName,
   numel,
+  positionIds,
   type DecodeSession,
   type GradientResult,
   type LlamaConfig,
@@ -33,9 +41,6 @@ import { activateVariant, type TfjsVariant } from './variant';
 /** Parameter bytes above which the wasm engine (4 GiB address space) cannot also hold activations. */
 const WASM_PARAM_BYTES = 3 * 2 ** 30;
 
-/** Additive attention bias for disallowed keys (finite, so fully masked rows stay finite). */
-const MASKED = -1e9;
-
 interface Param {
   /** Hugging Face layout, e.g. [out, in] for linear weights. */
   w: tf.Tensor;
@@ -48,39 +53,9 @@ interface LayerCache {
   v: tf.Tensor4D; // [B, kvH, S, hd]
 }
 
-/** Inverse rotary frequencies, in float32 arithmetic like Hugging Face and llama2.c. */
-function inverseFrequencies(c: LlamaConfig): Float64Array {
-  const half = c.headDim / 2;
-  const inv = new Float64Array(half);
-  const rs = c.ropeScaling;
-  if (rs) {
-    const type = String(rs['rope_type'] ?? rs['type'] ?? 'default');
-    if (type !== 'default') {
-      throw new ConfigError(`rope_scaling type "${type}" is not implemented by the tfjs backend (only unscaled rotary embeddings); use a model without it or another backend`, 'CONFIG_UNSUPPORTED_ROPE');
-    }
-  }
-  for (let i = 0; i < half; i++) {
-    const exponent = Math.fround((2 * i) / c.headDim);
-    inv[i] = Math.fround(1 / Math.fround(Math.pow(c.ropeTheta, exponent)));
-  }
-  return inv;
-}
-
-function checkBatch(batch: TokenBatch, vocab: number, what = 'batch'): void {
-  const { batchSize: B, seqLen: T, ids, attentionMask } = batch;
-  if (!Number.isInteger(B) || B < 1 || !Number.isInteger(T) || T < 1) throw new UsageError(`${what}: batchSize and seqLen must be positive integers, got ${B} x ${T}`);
-  if (ids.length !== B * T) throw new UsageError(`${what}: ids has ${ids.length} entries, expected batchSize*seqLen = ${B * T}`);
-  if (attentionMask && attentionMask.length !== B * T) throw new UsageError(`${what}: attentionMask has ${attentionMask.length} entries, expected ${B * T}`);
-  for (let i = 0; i < ids.length; i++) {
-    const id = ids[i]!;
-    if (id < 0 || id >= vocab) throw new UsageError(`${what}: token id ${id} at index ${i} is outside the vocabulary [0, ${vocab})`);
-  }
-}
-
 export class TfjsLlama implements TrainableLM {
   readonly device: string;
   private readonly params = new Map<string, Param>();
-  private readonly invFreq: Float64Array;
   private disposed = false;
 
   private constructor(
@@ -88,16 +63,11 @@ export class TfjsLlama implements TrainableLM {
     readonly variant: TfjsVariant,
   ) {
     this.device = `tfjs:${variant}`;
-    this.invFreq = inverseFrequencies(config);
   }
 
   /** Checks the config is one this backend runs, before any weights are read. */
   static checkConfig(c: LlamaConfig): void {
-    if (c.numExperts > 0) {
-      throw new ConfigError(`${c.architectureClass} is a mixture-of-experts model (${c.numExperts} experts); the tfjs backend runs dense models only (expansion still works on it)`, 'CONFIG_UNSUPPORTED_MOE');
-    }
-    if (c.hiddenAct !== 'silu') throw new ConfigError(`activation "${c.hiddenAct}" is not supported by the tfjs backend (silu only)`);
-    inverseFrequencies(c);
+    checkRepresentable(c, 'tfjs');
   }
 
   /** Bytes the parameters take on the engine (matrices are kept in two layouts). */
@@ -127,11 +97,8 @@ export class TfjsLlama implements TrainableLM {
     try {
       for (const name of expectedTensorNames(c)) {
         if (!have.has(name)) throw new CheckpointError(`checkpoint has no tensor "${name}", which the config requires; the checkpoint is incomplete or does not match config.json`, 'CHECKPOINT_MISSING_TENSOR');
+        checkTensorShape(c, name, source.info(name).shape);
         const shape = expectedShape(c, name)!;
-        const got = source.info(name).shape;
-        if (got.length !== shape.length || got.some((d, i) => d !== shape[i])) {
-          throw new CheckpointError(`tensor "${name}" has shape [${got.join(', ')}], but the config implies [${shape.join(', ')}]`, 'CHECKPOINT_SHAPE');
-        }
         m.setTensor(name, await source.readFloat32(name), shape);
       }
     } catch (e) {
@@ -194,24 +161,12 @@ export class TfjsLlama implements TrainableLM {
 
   // ---------------------------------------------------------------- forward
 
-  /** cos/sin [B, 1, T, hd] for the given positions [B*T]. */
-  private ropeTables(positions: Float64Array, B: number, T: number): { cos: tf.Tensor; sin: tf.Tensor } {
+  /** cos/sin [B, 1, T, hd] for the given positions [B*T] (core's model/rope). */
+  private ropeTables(positions: Int32Array, B: number, T: number): { cos: tf.Tensor; sin: tf.Tensor } {
     const hd = this.config.headDim;
-    const half = hd / 2;
-    const cos = new Float32Array(B * T * hd);
-    const sin = new Float32Array(B * T * hd);
-    for (let r = 0; r < B * T; r++) {
-      const pos = positions[r]!;
-      for (let i = 0; i < half; i++) {
-        const angle = Math.fround(pos * this.invFreq[i]!);
-        const c = Math.cos(angle);
-        const s = Math.sin(angle);
-        cos[r * hd + i] = c;
-        cos[r * hd + half + i] = c;
-        sin[r * hd + i] = s;
-        sin[r * hd + half + i] = s;
-      }
-    }
+    let maxPos = 0;
+    for (const p of positions) maxPos = Math.max(maxPos, p);
+    const { cos, sin } = cosSin(this.config, positions, maxPos + 1);
     return { cos: tf.tensor4d(cos, [B, 1, T, hd]), sin: tf.tensor4d(sin, [B, 1, T, hd]) };
   }
 
@@ -237,23 +192,16 @@ export class TfjsLlama implements TrainableLM {
     const S = S0 + T;
     const trainable = o.trainable ?? new Set<string>();
 
-    // Positions and the additive attention bias [B, 1, T, S] (causal over sequence index, padding masked).
-    const positions = new Float64Array(N);
-    const bias = new Float32Array(B * T * S).fill(MASKED);
+    // Positions (real tokens before each one) and the additive attention bias [B, 1, T, S] per window
+    // kind (core's model/positions: causal over sequence index, padding keys masked, sliding windows).
+    const positions = positionIds(mask, B, T, o.pastReal);
+    const fullMask = new Uint8Array(B * S);
     for (let b = 0; b < B; b++) {
-      let real = o.pastReal?.[b] ?? 0;
-      const past = o.pastMask?.[b];
-      for (let t = 0; t < T; t++) {
-        const isReal = mask ? mask[b * T + t] !== 0 : true;
-        positions[b * T + t] = real;
-        if (isReal) real++;
-        const row = (b * T + t) * S;
-        for (let s = 0; s < S0; s++) if (past![s]) bias[row + s] = 0;
-        for (let s = 0; s <= t; s++) if (!mask || mask[b * T + s] !== 0) bias[row + S0 + s] = 0;
-        bias[row + S0 + t] = 0; // a padding query attends at least to itself, so its row stays finite
-      }
+      if (S0 > 0) fullMask.set(o.pastMask![b]!, b * S);
+      for (let t = 0; t < T; t++) fullMask[b * S + S0 + t] = mask ? mask[b * T + t]! : 1;
     }
-    const biasT = tf.tensor4d(bias, [B, 1, T, S]);
+    const biasByWindow = new Map<number | null, tf.Tensor4D>();
+    for (const win of c.attentionWindows) if (!biasByWindow.has(win)) biasByWindow.set(win, tf.tensor4d(additiveMask(fullMask, B, T, S, win), [B, 1, T, S]));
     const { cos, sin } = this.ropeTables(positions, B, T);
     const idsT = tf.tensor1d(ids, 'int32');
     const rot = rotateHalfMatrix(hd);
@@ -286,7 +234,7 @@ export class TfjsLlama implements TrainableLM {
       o.newCache?.push({ k, v });
       // Grouped-query attention without repeating k/v: the rep query heads of a kv head share its batch entry.
       // (Batched products take the engine's general path either way, where a transposed operand costs nothing.)
-      const scores = tf.add(tf.reshape(tf.matMul(tf.reshape(q, [B, KV, rep * T, hd]), k, false, true), [B, H, T, S]), biasT);
+      const scores = tf.add(tf.reshape(tf.matMul(tf.reshape(q, [B, KV, rep * T, hd]), k, false, true), [B, H, T, S]), biasByWindow.get(c.attentionWindows[l]!)!);
       const probs = tf.reshape(tf.softmax(scores), [B, KV, rep * T, S]);
       const ctx = tf.reshape(tf.transpose(tf.reshape(tf.matMul(probs, v), [B, H, T, hd]), [0, 2, 1, 3]), [N, H * hd]);
       h = tf.add(h, linB(l, 'self_attn.o_proj', ctx, c.oBias));
@@ -305,7 +253,7 @@ export class TfjsLlama implements TrainableLM {
 
   async forward(batch: TokenBatch): Promise<Logits> {
     await this.ready();
-    checkBatch(batch, this.config.vocabSize);
+    checkTokenBatch(this.config, batch);
     const logits = tf.tidy(() => this.decoder(batch.ids, batch.batchSize, batch.seqLen, batch.attentionMask, {}));
     try {
       const data = (await logits.data()) as Float32Array;
@@ -315,31 +263,24 @@ export class TfjsLlama implements TrainableLM {
     }
   }
 
-  /** Flat gather indices, clamped targets and per-row weights (1/count for counted rows, else 0). */
+  /** Flat gather indices, clamped targets and which targets count (core's contracts/targets). */
   private targetsInfo(batch: TrainingBatch): { flat: Int32Array; clamped: Int32Array; valid: Uint8Array; count: number } {
-    const { batchSize: B, seqLen: T, targets, attentionMask } = batch;
+    checkTargets(this.config, batch);
     const V = this.config.vocabSize;
-    if (targets.length !== B * T) throw new UsageError(`targets has ${targets.length} entries, expected batchSize*seqLen = ${B * T}`);
-    const flat = new Int32Array(B * T);
-    const clamped = new Int32Array(B * T);
-    const valid = new Uint8Array(B * T);
-    let count = 0;
-    for (let i = 0; i < B * T; i++) {
-      const t = targets[i]!;
-      if (t === IGNORE_INDEX) continue;
-      if (!Number.isInteger(t) || t < 0 || t >= V) throw new UsageError(`target ${t} at index ${i} is outside the vocabulary [0, ${V}) and is not the ignore index ${IGNORE_INDEX}`);
-      if (attentionMask && attentionMask[i] === 0) continue; // targets at padding positions do not count
-      clamped[i] = t;
-      flat[i] = i * V + t;
-      valid[i] = 1;
-      count++;
+    const { counted, count } = countedTargets(batch.targets, batch.attentionMask);
+    const flat = new Int32Array(counted.length);
+    const clamped = new Int32Array(counted.length);
+    for (let i = 0; i < counted.length; i++) {
+      if (!counted[i]) continue;
+      clamped[i] = batch.targets[i]!;
+      flat[i] = i * V + clamped[i]!;
     }
-    return { flat, clamped, valid, count };
+    return { flat, clamped, valid: counted, count };
   }
 
   async tokenLogprobs(batch: TrainingBatch): Promise<Float32Array> {
     await this.ready();
-    checkBatch(batch, this.config.vocabSize);
+    checkTokenBatch(this.config, batch);
     const info = this.targetsInfo(batch);
     const out = tf.tidy(() => {
       const z = this.decoder(batch.ids, batch.batchSize, batch.seqLen, batch.attentionMask, {});
@@ -365,7 +306,7 @@ export class TfjsLlama implements TrainableLM {
 
   async lossAndGradients(batch: TrainingBatch, trainable: readonly string[]): Promise<GradientResult> {
     await this.ready();
-    checkBatch(batch, this.config.vocabSize);
+    checkTokenBatch(this.config, batch);
     const names = [...new Set(trainable)];
     for (const n of names) this.param(n);
     const info = this.targetsInfo(batch);
@@ -416,8 +357,8 @@ export class TfjsLlama implements TrainableLM {
   }
 
   /** @internal */
-  checkInput(batch: TokenBatch, what: string): void {
-    checkBatch(batch, this.config.vocabSize, what);
+  checkInput(batch: TokenBatch, pastLength: number): void {
+    checkTokenBatch(this.config, batch, { pastLength });
   }
 
   private disposeParams(): void {
@@ -468,7 +409,7 @@ class TfjsDecodeSession implements DecodeSession {
   async step(batch: TokenBatch): Promise<Float32Array> {
     if (this.closed) throw new UsageError('this decode session has been disposed');
     if (batch.batchSize !== this.batchSize) throw new UsageError(`decode step has batch size ${batch.batchSize}, but the session was started for ${this.batchSize}`);
-    this.model.checkInput(batch, 'decode step');
+    this.model.checkInput(batch, this.length);
     await this.model.activate();
     const B = this.batchSize;
     const T = batch.seqLen;

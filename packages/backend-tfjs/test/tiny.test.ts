@@ -220,7 +220,8 @@ describe('tfjs backend: resources and errors', () => {
     }
     const withConfig = (patch: Record<string, unknown>) => ({ ...ck, config: { ...ck.config, ...patch }, tensorNames: () => ck.tensorNames(), info: (n: string) => ck.info(n), readFloat32: (n: string) => ck.readFloat32(n) });
     await expect(tfjsBackend.load(withConfig({ numExperts: 8 }), { variant: 'cpu' })).rejects.toThrow(/mixture-of-experts/);
-    await expect(tfjsBackend.load(withConfig({ ropeScaling: { rope_type: 'yarn', factor: 4 } }), { variant: 'cpu' })).rejects.toThrow(/rope_scaling type "yarn" is not implemented/);
+    await expect(tfjsBackend.load(withConfig({ attentionChunkSize: 8 }), { variant: 'cpu' })).rejects.toThrow(/"attention_chunk_size" is 8 .*which the tfjs backend does not implement/);
+    await expect(tfjsBackend.load(withConfig({ partialRotaryFactor: 0.5 }), { variant: 'cpu' })).rejects.toThrow(/"partial_rotary_factor" is 0.5/);
     // A 1B-parameter config cannot fit the wasm engine's 4 GiB: refused before any weight is read.
     await expect(tfjsBackend.load(withConfig({ hiddenSize: 2048, intermediateSize: 5632, numHiddenLayers: 22, numAttentionHeads: 32, numKeyValueHeads: 4, headDim: 64, vocabSize: 32000 }), { variant: 'wasm' })).rejects.toThrow(/more than the wasm engine's 4 GiB/);
   });

@@ -29,6 +29,7 @@ describe('config normalization', () => {
     const c = normalizeConfig({ ...llama7b, architectures: ['MistralForCausalLM'], model_type: 'mistral', num_key_value_heads: 8, rope_theta: 1e6, sliding_window: 4096, torch_dtype: 'bfloat16' });
     expect(c).toMatchObject({ architecture: 'mistral', numKeyValueHeads: 8, ropeTheta: 1e6, torchDtype: 'BF16' });
     expect(c.raw['sliding_window']).toBe(4096);
+    expect(c.attentionWindows).toEqual(new Array(32).fill(4096));
   });
 
   it('Qwen2: q/k/v biases but no o_proj bias, tied head, explicit head_dim, eos list', () => {
@@ -36,10 +37,10 @@ describe('config normalization', () => {
     expect(c).toMatchObject({ qkvBias: true, oBias: false, tieWordEmbeddings: true, headDim: 64, eosTokenIds: [151643, 151645] });
   });
 
-  it('attention_bias and mlp_bias on LLaMA; rope_scaling kept as given', () => {
+  it('attention_bias and mlp_bias on LLaMA; rope_scaling typed', () => {
     const scaling = { rope_type: 'llama3', factor: 8.0, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 8192 };
     const c = normalizeConfig({ ...llama7b, attention_bias: true, mlp_bias: true, rope_scaling: scaling });
-    expect(c).toMatchObject({ qkvBias: true, oBias: true, mlpBias: true, ropeScaling: scaling });
+    expect(c).toMatchObject({ qkvBias: true, oBias: true, mlpBias: true, ropeScaling: { type: 'llama3', factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositionEmbeddings: 8192 } });
   });
 
   it('model_type alone is enough when architectures is absent', () => {

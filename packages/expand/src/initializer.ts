@@ -2,7 +2,7 @@
  * Block initializers: how an inserted copy differs from its source block. Registered under
  * `TOKENS.BlockInitializer`.
  */
-import { CheckpointError, type LlamaConfig, type Named } from '@llama-pro/core';
+import { CheckpointError, layerTensorEntry, type LlamaConfig, type Named } from '@llama-pro/core';
 
 export interface BlockInitializer extends Named {
   readonly name: string;
@@ -14,9 +14,12 @@ export interface BlockInitializer extends Named {
   zeroedSuffixes(config: LlamaConfig, suffixes: readonly string[]): string[];
 }
 
-const ATTN_OUT = /^self_attn\.o_proj\.(weight|bias)$/;
-const MLP_OUT = /^mlp\.down_proj\.(weight|bias)$/;
-const MOE_OUT = /^block_sparse_moe\.experts\.\d+\.w2\.(weight|bias)$/;
+/** The branch (attention or MLP) whose output a residual-output tensor writes, from the tensor table's role. */
+function residualBranch(suffix: string): 'attn' | 'mlp' | null {
+  const e = layerTensorEntry(suffix);
+  if (!e?.residualOutput) return null;
+  return e.role === 'attn_out' || e.role === 'attn_out_bias' ? 'attn' : 'mlp';
+}
 
 /**
  * The paper's identity initialization: the residual branches' output projections are zero, so the new
@@ -27,8 +30,8 @@ export const zeroOutputInitializer: BlockInitializer = {
   name: 'zero-output',
   description: 'copy the block, then zero self_attn.o_proj and mlp.down_proj (every expert w2 in MoE); the grown model computes the same function',
   zeroedSuffixes(config, suffixes) {
-    const attn = suffixes.filter((s) => ATTN_OUT.test(s));
-    const mlp = suffixes.filter((s) => (config.numExperts > 0 ? MOE_OUT : MLP_OUT).test(s));
+    const attn = suffixes.filter((s) => residualBranch(s) === 'attn');
+    const mlp = suffixes.filter((s) => residualBranch(s) === 'mlp');
     if (!attn.some((s) => s.endsWith('.weight'))) throw new CheckpointError('zero-output: the block has no self_attn.o_proj.weight; the checkpoint is not a LLaMA-family decoder', 'CHECKPOINT_MISSING_TENSOR');
     if (config.numExperts > 0 ? mlp.filter((s) => s.endsWith('.weight')).length !== config.numExperts : !mlp.some((s) => s.endsWith('.weight'))) {
       throw new CheckpointError(

@@ -21,18 +21,21 @@ import {
   FINAL_NORM,
   IGNORE_INDEX,
   LM_HEAD,
+  MASK,
   UsageError,
+  attends,
+  cosSin,
   expectedShape,
   expectedTensorNames,
+  layerTensorByRole,
   layerTensorName,
-  parseLayerTensorName,
   type LlamaConfig,
+  type TensorRole,
   type WeightSource,
 } from '@llama-pro/core';
 import type { onnx } from 'onnx-proto';
 import { DT, GraphBuilder, valueInfo } from '../graph';
 import { checkExportable } from '../export';
-import { ropeInvFreq } from '../rope';
 import { Tape, add, attention, embed, headCrossEntropy, linear, rmsNorm, rope, swiglu, type AttentionOptions, type Projection, type RopeTables } from '../grad';
 
 export const TRAIN_OPSET = 17;
@@ -40,40 +43,6 @@ export const TRAIN_IDS = 'ids';
 export const TRAIN_TARGETS = 'targets';
 export const TRAIN_LOSS = 'loss';
 export const gradName = (param: string): string => `grad.${param}`;
-
-const MASK_MIN = -3.4028234663852886e38;
-
-const STAGES_PER_LAYER = 6;
-const LAYER_STAGE: Record<string, number> = {
-  'input_layernorm.weight': 0,
-  'self_attn.q_proj.weight': 1,
-  'self_attn.k_proj.weight': 1,
-  'self_attn.v_proj.weight': 1,
-  'self_attn.q_proj.bias': 1,
-  'self_attn.k_proj.bias': 1,
-  'self_attn.v_proj.bias': 1,
-  'self_attn.o_proj.weight': 2,
-  'self_attn.o_proj.bias': 2,
-  'post_attention_layernorm.weight': 3,
-  'mlp.gate_proj.weight': 4,
-  'mlp.up_proj.weight': 4,
-  'mlp.gate_proj.bias': 4,
-  'mlp.up_proj.bias': 4,
-  'mlp.down_proj.weight': 5,
-  'mlp.down_proj.bias': 5,
-};
-
-/** Position of a tensor's first use in forward order (embedding 0, then the layers, final norm, head). */
-export function stagePosition(c: LlamaConfig, name: string): number {
-  if (name === EMBED) return 0;
-  const L = c.numHiddenLayers;
-  if (name === FINAL_NORM) return 1 + L * STAGES_PER_LAYER;
-  if (name === LM_HEAD) return 2 + L * STAGES_PER_LAYER;
-  const p = parseLayerTensorName(name);
-  const s = p ? LAYER_STAGE[p.suffix] : undefined;
-  if (!p || s === undefined || p.layer >= L) throw new UsageError(`"${name}" is not a parameter of this model`, 'UNKNOWN_PARAMETER');
-  return 1 + p.layer * STAGES_PER_LAYER + s;
-}
 
 /** Checks trainable names against the model; returns them deduplicated in canonical order. */
 export function checkTrainable(c: LlamaConfig, trainable: readonly string[]): string[] {
@@ -105,11 +74,45 @@ export interface TrainGraph {
   readonly seqLen: number;
 }
 
+/**
+ * Rotary tables [T, 1, hd] for positions 0..T-1 from core's cosSin (RoPE scaling and attention factor
+ * included; dynamic and longrope see the sequence length T as inference does): cos, and sin signed as
+ * cat(-sin, sin) over the rotated channels (cos 1, sin 0 on channels a partial rotary leaves alone).
+ */
+async function ropeTables(g: GraphBuilder, c: LlamaConfig, T: number): Promise<RopeTables> {
+  const hd = c.headDim;
+  const { cos, sin, width: rd } = cosSin(c, Int32Array.from({ length: T }, (_, t) => t), T);
+  const cosT = new Float32Array(T * hd).fill(1);
+  const sinT = new Float32Array(T * hd);
+  for (let t = 0; t < T; t++) {
+    for (let j = 0; j < rd; j++) {
+      cosT[t * hd + j] = cos[t * rd + j]!;
+      sinT[t * hd + j] = j < rd / 2 ? -sin[t * rd + j]! : sin[t * rd + j]!;
+    }
+  }
+  return {
+    cos: await g.weight('rope.cos', [T, 1, hd], cosT),
+    sinSigned: await g.weight('rope.sin_signed', [T, 1, hd], sinT),
+    seqLen: T,
+    headDim: hd,
+    rotaryDim: rd,
+  };
+}
+
+/** Additive mask [T*G, T] for the query rows of grouped attention (row r is query r / G), by core's rule. */
+function attentionMask(T: number, G: number, window: number | null): Float32Array {
+  const m = new Float32Array(T * G * T);
+  for (let r = 0; r < T * G; r++) {
+    const q = Math.floor(r / G);
+    for (let k = 0; k < T; k++) m[r * T + k] = attends(q, k, true, window) ? 0 : MASK;
+  }
+  return m;
+}
+
 /** Builds the training graph for `source` (weights read tensor by tensor). */
 export async function buildTrainingGraph(source: WeightSource, opts: TrainGraphOptions): Promise<TrainGraph> {
   const c = source.config;
   checkExportable(c);
-  if (c.ropeScaling) ropeInvFreq(c);
   const T = opts.seqLen;
   if (!Number.isInteger(T) || T < 1) throw new UsageError(`sequence length must be a positive integer, got ${T}`);
   if (T > c.maxPositionEmbeddings) throw new ConfigError(`sequence length ${T} exceeds max_position_embeddings ${c.maxPositionEmbeddings}`);
@@ -148,58 +151,45 @@ export async function buildTrainingGraph(source: WeightSource, opts: TrainGraphO
   const tape = new Tape(g);
   for (const n of trainable) tape.watch(n);
 
-  // ---- constants: rotary tables for positions 0..T-1, the causal mask, the score scale
+  // ---- constants: rotary tables for positions 0..T-1, one additive mask per attention window, the score scale
   const scale = g.f32([1 / Math.sqrt(hd)], true);
-  const inv = ropeInvFreq(c);
-  const cosT = new Float32Array(T * hd);
-  const sinT = new Float32Array(T * hd);
-  for (let t = 0; t < T; t++) {
-    for (let i = 0; i < hd / 2; i++) {
-      const a = Math.fround(t * inv[i]!);
-      const co = Math.cos(a);
-      const si = Math.sin(a);
-      cosT[t * hd + i] = co;
-      cosT[t * hd + hd / 2 + i] = co;
-      sinT[t * hd + i] = -si;
-      sinT[t * hd + hd / 2 + i] = si;
+  const tables = await ropeTables(g, c, T);
+  const masks = new Map<number | null, string>();
+  const maskFor = async (window: number | null): Promise<string> => {
+    const w = window !== null && window < T ? window : null; // a window >= T is plain causal attention
+    let m = masks.get(w);
+    if (!m) {
+      m = await g.weight(w === null ? 'attention.causal_mask' : `attention.window_${w}_mask`, [T * G, T], attentionMask(T, G, w));
+      masks.set(w, m);
     }
-  }
-  const tables: RopeTables = {
-    cos: await g.weight('rope.cos', [T, 1, hd], cosT),
-    sinSigned: await g.weight('rope.sin_signed', [T, 1, hd], sinT),
-    seqLen: T,
-    headDim: hd,
-    rotaryDim: hd,
+    return m;
   };
-  const maskV = new Float32Array(T * G * T);
-  for (let r = 0; r < T * G; r++) for (let s = 0; s < T; s++) maskV[r * T + s] = s <= Math.floor(r / G) ? 0 : MASK_MIN;
-  const mask = await g.weight('attention.causal_mask', [T * G, T], maskV);
-  const attn: AttentionOptions = { seqLen: T, heads: H, kvHeads: KV, headDim: hd, mask, scale };
+  const attnOptions = async (i: number): Promise<AttentionOptions> => ({ seqLen: T, heads: H, kvHeads: KV, headDim: hd, mask: await maskFor(c.attentionWindows[i] ?? null), scale });
 
-  const proj = async (i: number, p: string, out: number, hasBias: boolean): Promise<Projection> => ({
-    w: await param(layerTensorName(i, `${p}.weight`)),
-    b: hasBias ? await param(layerTensorName(i, `${p}.bias`)) : undefined,
-    out,
-  });
+  // Layer tensors by role (core's tensor table): the weight, and the bias when the config has one.
+  const roleName = (i: number, role: TensorRole): string | undefined => {
+    const e = layerTensorByRole(c, role);
+    return e ? layerTensorName(i, e.suffix) : undefined;
+  };
+  const weightOf = (i: number, role: TensorRole): Promise<string> => param(roleName(i, role)!);
+  const proj = async (i: number, role: 'q' | 'k' | 'v' | 'attn_out' | 'gate' | 'up' | 'mlp_out', out: number): Promise<Projection> => {
+    const bias = roleName(i, `${role}_bias`);
+    return { w: await weightOf(i, role), b: bias ? await param(bias) : undefined, out };
+  };
 
   // ---- forward (recorded on the tape)
   const idsFlat = g.op1('Reshape', [TRAIN_IDS, g.i64([-1])]);
   let x = embed(tape, await param(EMBED), idsFlat, [V, D]); // [N, D]
   for (let i = 0; i < L; i++) {
-    const norm = (s: string): Promise<string> => param(layerTensorName(i, `${s}.weight`));
-    // attention: rmsnorm, q/k/v projections, RoPE on q and k, softmax attention, output projection, residual
-    const h = rmsNorm(tape, x, await norm('input_layernorm'), c.rmsNormEps);
-    const [q, k, v] = linear(tape, h, [
-      await proj(i, 'self_attn.q_proj', qd, c.qkvBias),
-      await proj(i, 'self_attn.k_proj', kvd, c.qkvBias),
-      await proj(i, 'self_attn.v_proj', kvd, c.qkvBias),
-    ]) as [string, string, string];
-    const ctx = attention(tape, rope(tape, q, tables, H), rope(tape, k, tables, KV), v, attn);
-    x = add(tape, x, linear(tape, ctx, [await proj(i, 'self_attn.o_proj', D, c.oBias)])[0]!);
+    // attention: rmsnorm, q/k/v projections, RoPE on q and k, softmax attention (the layer's window), output projection, residual
+    const h = rmsNorm(tape, x, await weightOf(i, 'attn_norm'), c.rmsNormEps);
+    const [q, k, v] = linear(tape, h, [await proj(i, 'q', qd), await proj(i, 'k', kvd), await proj(i, 'v', kvd)]) as [string, string, string];
+    const ctx = attention(tape, rope(tape, q, tables, H), rope(tape, k, tables, KV), v, await attnOptions(i));
+    x = add(tape, x, linear(tape, ctx, [await proj(i, 'attn_out', D)])[0]!);
     // MLP: rmsnorm, gate/up projections, SwiGLU, down projection, residual
-    const h2 = rmsNorm(tape, x, await norm('post_attention_layernorm'), c.rmsNormEps);
-    const [gate, up] = linear(tape, h2, [await proj(i, 'mlp.gate_proj', I, c.mlpBias), await proj(i, 'mlp.up_proj', I, c.mlpBias)]) as [string, string];
-    x = add(tape, x, linear(tape, swiglu(tape, gate, up), [await proj(i, 'mlp.down_proj', D, c.mlpBias)])[0]!);
+    const h2 = rmsNorm(tape, x, await weightOf(i, 'mlp_norm'), c.rmsNormEps);
+    const [gate, up] = linear(tape, h2, [await proj(i, 'gate', I), await proj(i, 'up', I)]) as [string, string];
+    x = add(tape, x, linear(tape, swiglu(tape, gate, up), [await proj(i, 'mlp_out', D)])[0]!);
   }
   const xf = rmsNorm(tape, x, await param(FINAL_NORM), c.rmsNormEps);
   const tFlat = g.op1('Reshape', [TRAIN_TARGETS, g.i64([-1])]);

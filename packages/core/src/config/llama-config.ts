@@ -7,6 +7,8 @@
  */
 import { ConfigError } from '../errors';
 import { type FloatDType, dtypeFromTorch } from '../io/dtype';
+import { parseRope, type RopeScaling } from '../model/rope';
+import { parseAttentionWindows, type AttentionWindows } from '../model/positions';
 
 export type Architecture = 'llama' | 'mistral' | 'qwen2' | 'mixtral';
 
@@ -23,9 +25,16 @@ export interface LlamaConfig {
   readonly vocabSize: number;
   readonly maxPositionEmbeddings: number;
   readonly rmsNormEps: number;
+  /** RoPE base, from `rope_parameters.rope_theta` (transformers >= 5) or the top-level `rope_theta` (4.x). */
   readonly ropeTheta: number;
-  /** Kept as given and passed on; backends refuse scaling types they do not implement. */
-  readonly ropeScaling: Readonly<Record<string, unknown>> | null;
+  /** RoPE scaling, typed (null = plain RoPE), from `rope_parameters` or `rope_scaling`; see model/rope. */
+  readonly ropeScaling: RopeScaling | null;
+  /** Fraction of head_dim that is rotated (`partial_rotary_factor`, default 1). */
+  readonly partialRotaryFactor: number;
+  /** Attention window per layer (null = full causal attention); see model/positions. */
+  readonly attentionWindows: AttentionWindows;
+  /** Llama 4 style chunked attention (`attention_chunk_size`), or null. No backend implements it. */
+  readonly attentionChunkSize: number | null;
   readonly tieWordEmbeddings: boolean;
   /** Biases on q/k/v projections. */
   readonly qkvBias: boolean;
@@ -110,9 +119,12 @@ export function normalizeConfig(rawInput: unknown): LlamaConfig {
   if (headDim % 2 !== 0) throw new ConfigError(`head_dim (${headDim}) must be even for rotary embeddings`);
   const act = raw['hidden_act'] ?? raw['hidden_activation'] ?? 'silu';
   if (act !== 'silu' && act !== 'swish') throw new ConfigError(`hidden_act "${String(act)}" is not supported; LLaMA-family models use "silu"`);
-  const ropeScaling = raw['rope_scaling'];
-  if (ropeScaling !== undefined && ropeScaling !== null && (typeof ropeScaling !== 'object' || Array.isArray(ropeScaling))) {
-    throw new ConfigError('config.json "rope_scaling" must be an object or null');
+  const maxPositionEmbeddings = int(raw, 'max_position_embeddings', 2048);
+  const rope = parseRope(raw, maxPositionEmbeddings);
+  const numHiddenLayers = int(raw, 'num_hidden_layers');
+  const chunk = raw['attention_chunk_size'];
+  if (chunk !== undefined && chunk !== null && (typeof chunk !== 'number' || !Number.isSafeInteger(chunk) || chunk <= 0)) {
+    throw new ConfigError(`config.json "attention_chunk_size" must be a positive integer or null, got ${JSON.stringify(chunk)}`);
   }
   const isQwen = architecture === 'qwen2';
   const attentionBias = bool(raw, 'attention_bias', false);
@@ -133,15 +145,16 @@ export function normalizeConfig(rawInput: unknown): LlamaConfig {
     architectureClass: cls ?? Object.entries(ARCHITECTURES).find(([, a]) => a === architecture)![0],
     hiddenSize,
     intermediateSize: int(raw, 'intermediate_size'),
-    numHiddenLayers: int(raw, 'num_hidden_layers'),
+    numHiddenLayers,
     numAttentionHeads,
     numKeyValueHeads,
     headDim,
     vocabSize: int(raw, 'vocab_size'),
-    maxPositionEmbeddings: int(raw, 'max_position_embeddings', 2048),
+    maxPositionEmbeddings,
     rmsNormEps: num(raw, 'rms_norm_eps', 1e-6),
-    ropeTheta: num(raw, 'rope_theta', 10000),
-    ropeScaling: (ropeScaling as Record<string, unknown> | null | undefined) ?? null,
+    ...rope,
+    attentionWindows: parseAttentionWindows(raw, architecture, numHiddenLayers),
+    attentionChunkSize: (chunk as number | null | undefined) ?? null,
     tieWordEmbeddings: bool(raw, 'tie_word_embeddings', false),
     qkvBias: isQwen ? true : attentionBias,
     oBias: isQwen ? false : attentionBias,

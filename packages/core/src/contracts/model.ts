@@ -22,7 +22,7 @@ export interface TrainingBatch extends TokenBatch {
   readonly targets: Int32Array;
 }
 
-export const IGNORE_INDEX = -100;
+export { IGNORE_INDEX } from './targets';
 
 /** Logits [batchSize, seqLen, vocabSize], row-major. */
 export interface Logits {
@@ -62,7 +62,7 @@ export interface CausalLM {
   /** Backend and variant actually used, e.g. "tfjs:wasm" or "onnx:cpu". */
   readonly device: string;
   forward(batch: TokenBatch): Promise<Logits>;
-  /** Per-position log-probability of `targets` (IGNORE_INDEX -> 0), [batchSize, seqLen]. */
+  /** Per-position log-probability of `targets`, 0 where a target does not count (contracts/targets), [batchSize, seqLen]. */
   tokenLogprobs(batch: TrainingBatch): Promise<Float32Array>;
   startSession(batchSize: number): DecodeSession;
   dispose(): Promise<void>;
