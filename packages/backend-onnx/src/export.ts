@@ -8,8 +8,9 @@
  * Outputs: logits [B,T',V] (T' = T, or the last `logits_to_keep` positions),
  *          present.{i}.key / .value [B, kvHeads, P+T, headDim].
  *
- * Layout choices: q/k/v and gate/up projections are fused into one MatMul each (weights stored
- * transposed, [in, out]); the 1/sqrt(headDim) attention scale is folded into the q projection (RoPE is
+ * The graph is core's shared decoder (model/decoder) run with symbolic DecoderOps. Layout choices: each
+ * projection group (q/k/v, attention output, gate/up, down) is one MatMul (weights stored transposed,
+ * [in, out]); the 1/sqrt(headDim) attention scale is folded into the q projection (RoPE is
  * linear, so this commutes); grouped-query attention reshapes q to [B, kvHeads, T*group, headDim] and
  * multiplies with the un-repeated K/V; rotate-half RoPE takes cos/sin computed in-graph from
  * position_ids and core's inverse frequencies and attention scaling (model/rope); the attention mask
@@ -24,7 +25,11 @@ import {
   EMBED,
   MASK,
   checkRepresentable,
+  decoder,
+  layerTensorByRole,
+  projections,
   ropeFrequencies,
+  type DecoderOps,
   FINAL_NORM,
   LM_HEAD,
   OutputError,
@@ -116,7 +121,17 @@ function scaled(a: Float32Array, s: number): Float32Array {
   return out;
 }
 
-/** Builds the graph, reading weights tensor by tensor from `source` into `sink`. */
+/** Fused initializers of one projection group of a layer: weight [in, sum out] (transposed), bias, output widths. */
+interface FusedProjection {
+  readonly w: string;
+  readonly b: string | undefined;
+  readonly splits: readonly number[];
+}
+
+/**
+ * Builds the graph, reading weights tensor by tensor from `source` into `sink`, then writing the
+ * shared decoder (core's model/decoder) with symbolic DecoderOps over graph value names.
+ */
 export async function buildLlamaModel(source: WeightSource, sink: InitializerSink = new EmbeddedSink(), onProgress?: ExportProgress): Promise<onnx.ModelProto> {
   const c = source.config;
   checkExportable(c);
@@ -126,10 +141,7 @@ export async function buildLlamaModel(source: WeightSource, sink: InitializerSin
   const KV = c.numKeyValueHeads;
   const hd = c.headDim;
   const G = H / KV;
-  const I = c.intermediateSize;
   const V = c.vocabSize;
-  const qd = H * hd;
-  const kvd = KV * hd;
   const L = c.numHiddenLayers;
   const totalSteps = L + 2;
   let step = 0;
@@ -147,9 +159,35 @@ export async function buildLlamaModel(source: WeightSource, sink: InitializerSin
 
   const r = (name: string) => source.readFloat32(name);
 
-  // --- embeddings
+  // --- weights, one tensor at a time (memory stays bounded): norms as stored; each projection group
+  // fused into one transposed [in, sum out] matrix (and bias), the 1/sqrt(headDim) scale folded into q.
+  const qScale = 1 / Math.sqrt(hd);
   const embed = await g.weight(EMBED, [V, D], await r(EMBED));
-  let x = g.op1('Gather', [embed, INPUT_IDS], { axis: 0 });
+  tick();
+  const norms = new Map<string, string>();
+  const fused = new Map<string, FusedProjection>();
+  for (let i = 0; i < L; i++) {
+    for (const role of ['attn_norm', 'mlp_norm'] as const) {
+      const name = layerTensorName(i, layerTensorByRole(c, role)!.suffix);
+      norms.set(name, await g.weight(name, [D], await r(name)));
+    }
+    for (const group of ['qkv', 'attn_out', 'gate_up', 'mlp_out'] as const) {
+      const ps = projections(c, i, group);
+      const parts = await Promise.all(ps.map(async (p, j) => (group === 'qkv' && j === 0 ? scaled(await r(p.weight), qScale) : r(p.weight))));
+      const inF = parts[0]!.length / ps[0]!.outFeatures;
+      const outF = ps.reduce((a, p) => a + p.outFeatures, 0);
+      const w = await g.weight(`layers.${i}.${group}.weight_t`, [inF, outF], fusedTransposed(parts, inF));
+      let b: string | undefined;
+      if (ps.every((p) => p.bias !== null)) {
+        const biases = await Promise.all(ps.map(async (p, j) => (group === 'qkv' && j === 0 ? scaled(await r(p.bias!), qScale) : r(p.bias!))));
+        b = await g.weight(`layers.${i}.${group}.bias`, [outF], concat(biases));
+      } else if (ps.some((p) => p.bias !== null)) throw new ConfigError(`layer ${i}: the ${group} projections have biases on some outputs only, which the onnx exporter does not fuse`);
+      fused.set(`${i}.${group}`, { w, b, splits: ps.map((p) => p.outFeatures) });
+    }
+    tick();
+  }
+  norms.set(FINAL_NORM, await g.weight(FINAL_NORM, [D], await r(FINAL_NORM)));
+  const headW = c.tieWordEmbeddings ? embed : await g.weight(LM_HEAD, [V, D], await r(LM_HEAD));
   tick();
 
   // --- rotary cos/sin [B,T,1,hd] (rotate-half layout: cat(freqs, freqs); sin signed as cat(-sin, sin)),
@@ -175,11 +213,6 @@ export async function buildLlamaModel(source: WeightSource, sink: InitializerSin
   const cos = g.op1('Unsqueeze', [g.op1('Concat', [cosH, cosH], { axis: -1 }), g.i64([2])]);
   const sinS = g.op1('Unsqueeze', [g.op1('Concat', [g.op1('Neg', [sinH]), sinH], { axis: -1 }), g.i64([2])]);
   const halves = g.i64([hd / 2, hd / 2]);
-  const rope = (t: string): string => {
-    const [a, b] = g.op('Split', [t, halves], { axis: -1 }, 2);
-    const swapped = g.op1('Concat', [b!, a!], { axis: -1 });
-    return g.op1('Add', [g.op1('Mul', [t, cos]), g.op1('Mul', [swapped, sinS])]);
-  };
 
   // --- additive attention masks (core's model/positions rule): query q (sequence index P..P+T-1) sees key k
   // iff k <= q, k is real or k = q, and q - k < window on sliding-window layers; one mask per window kind.
@@ -209,75 +242,58 @@ export async function buildLlamaModel(source: WeightSource, sink: InitializerSin
 
   const eps = g.f32([c.rmsNormEps], true);
   const two = g.f32([2], true);
-  const rms = (t: string, w: string): string => {
-    const ms = g.op1('ReduceMean', [g.op1('Pow', [t, two])], { axes: [-1], keepdims: 1 });
-    return g.op1('Mul', [g.op1('Div', [t, g.op1('Sqrt', [g.op1('Add', [ms, eps])])]), w]);
-  };
   const linear = (t: string, w: string, b?: string): string => {
     const y = g.op1('MatMul', [t, w]);
     return b ? g.op1('Add', [y, b]) : y;
   };
 
-  const qScale = 1 / Math.sqrt(hd);
-  const qkvSplit = g.i64([qd, kvd, kvd]);
-  const guSplit = g.i64([I, I]);
-  for (let i = 0; i < L; i++) {
-    const n = (s: string) => layerTensorName(i, s);
-    const ln1 = await g.weight(n('input_layernorm.weight'), [D], await r(n('input_layernorm.weight')));
-    const ln2 = await g.weight(n('post_attention_layernorm.weight'), [D], await r(n('post_attention_layernorm.weight')));
-    const wq = scaled(await r(n('self_attn.q_proj.weight')), qScale);
-    const wqkv = await g.weight(`layers.${i}.qkv.weight_t`, [D, qd + 2 * kvd], fusedTransposed([wq, await r(n('self_attn.k_proj.weight')), await r(n('self_attn.v_proj.weight'))], D));
-    let bqkv: string | undefined;
-    if (c.qkvBias) {
-      const b = concat([scaled(await r(n('self_attn.q_proj.bias')), qScale), await r(n('self_attn.k_proj.bias')), await r(n('self_attn.v_proj.bias'))]);
-      bqkv = await g.weight(`layers.${i}.qkv.bias`, [qd + 2 * kvd], b);
-    }
-    const wo = await g.weight(`layers.${i}.o_proj.weight_t`, [qd, D], transpose(await r(n('self_attn.o_proj.weight')), D, qd));
-    const bo = c.oBias ? await g.weight(n('self_attn.o_proj.bias'), [D], await r(n('self_attn.o_proj.bias'))) : undefined;
-    const wgu = await g.weight(`layers.${i}.gate_up.weight_t`, [D, 2 * I], fusedTransposed([await r(n('mlp.gate_proj.weight')), await r(n('mlp.up_proj.weight'))], D));
-    const bgu = c.mlpBias ? await g.weight(`layers.${i}.gate_up.bias`, [2 * I], concat([await r(n('mlp.gate_proj.bias')), await r(n('mlp.up_proj.bias'))])) : undefined;
-    const wd = await g.weight(`layers.${i}.down_proj.weight_t`, [I, D], transpose(await r(n('mlp.down_proj.weight')), D, I));
-    const bd = c.mlpBias ? await g.weight(n('mlp.down_proj.bias'), [D], await r(n('mlp.down_proj.bias'))) : undefined;
-
-    // attention
-    const h1 = rms(x, ln1);
-    const [q0, k0, v0] = g.op('Split', [linear(h1, wqkv, bqkv), qkvSplit], { axis: -1 }, 3);
-    const q = rope(g.op1('Reshape', [q0!, g.i64([0, 0, H, hd])])); // [B,T,H,hd]
-    const k = rope(g.op1('Reshape', [k0!, g.i64([0, 0, KV, hd])])); // [B,T,KV,hd]
-    const v = g.op1('Reshape', [v0!, g.i64([0, 0, KV, hd])]);
-    const qg = g.op1('Reshape', [g.op1('Transpose', [g.op1('Reshape', [q, g.i64([0, 0, KV, G, hd])])], { perm: [0, 2, 1, 3, 4] }), g.i64([0, 0, -1, hd])]); // [B,KV,T*G,hd]
-    const kNew = g.op1('Transpose', [k], { perm: [0, 2, 1, 3] });
-    const vNew = g.op1('Transpose', [v], { perm: [0, 2, 1, 3] });
-    const kAll = g.op1('Concat', [pastKeyName(i), kNew], { axis: 2 }, presentKeyName(i)); // [B,KV,S,hd]
-    const vAll = g.op1('Concat', [pastValueName(i), vNew], { axis: 2 }, presentValueName(i));
-    const scores = g.op1('MatMul', [qg, g.op1('Transpose', [kAll], { perm: [0, 1, 3, 2] })]); // [B,KV,T*G,S]
-    const probs = g.op1('Softmax', [g.op1('Add', [scores, masks.get(c.attentionWindows[i]!)!])], { axis: -1 });
-    const ctx = g.op1('Reshape', [g.op1('MatMul', [probs, vAll]), g.i64([0, 0, -1, G * hd])]); // [B,KV,T,G*hd]
-    const merged = g.op1('Reshape', [g.op1('Transpose', [ctx], { perm: [0, 2, 1, 3] }), g.i64([0, 0, -1])]); // [B,T,H*hd]
-    const hAttn = g.op1('Add', [x, linear(merged, wo, bo)]);
-
-    // SwiGLU MLP
-    const h2 = rms(hAttn, ln2);
-    const [gate, up] = g.op('Split', [linear(h2, wgu, bgu), guSplit], { axis: -1 }, 2);
-    const act = g.op1('Mul', [g.op1('Mul', [gate!, g.op1('Sigmoid', [gate!])]), up!]);
-    x = g.op1('Add', [hAttn, linear(act, wd, bd)]);
-    g.outputs.push(valueInfo(presentKeyName(i), DT.FLOAT, ['batch_size', KV, 'total_sequence_length', hd]));
-    g.outputs.push(valueInfo(presentValueName(i), DT.FLOAT, ['batch_size', KV, 'total_sequence_length', hd]));
-    tick();
-  }
-
-  // --- final norm, keep the last `logits_to_keep` positions (0 = all), LM head
-  const normW = await g.weight(FINAL_NORM, [D], await r(FINAL_NORM));
-  const xn = rms(x, normW);
-  const keep = g.op1('Unsqueeze', [LOGITS_TO_KEEP, g.i64([0])]);
-  const start = g.op1('Where', [g.op1('Greater', [keep, g.i64([0])]), g.op1('Neg', [keep]), g.i64([0])]);
-  const xs = g.op1('Slice', [xn, start, g.i64([2 ** 53 - 1]), g.i64([1])]); // [B,T',D]
-  const head = c.tieWordEmbeddings ? embed : await g.weight(LM_HEAD, [V, D], await r(LM_HEAD));
-  const logits2d = g.op1('Gemm', [g.op1('Reshape', [xs, g.i64([-1, D])]), head], { transB: 1 });
-  const outShape = g.op1('Concat', [g.op1('Shape', [xs], { start: 0, end: 2 }), g.i64([V])], { axis: 0 });
-  g.op1('Reshape', [logits2d, outShape], {}, LOGITS);
+  // --- the shared decoder over symbolic values: activations [B,T,D], heads [B,T,heads,hd]
+  const ops: DecoderOps<string> = {
+    embed: () => g.op1('Gather', [embed, INPUT_IDS], { axis: 0 }),
+    rmsNorm: (t, weight) => {
+      const ms = g.op1('ReduceMean', [g.op1('Pow', [t, two])], { axes: [-1], keepdims: 1 });
+      return g.op1('Mul', [g.op1('Div', [t, g.op1('Sqrt', [g.op1('Add', [ms, eps])])]), norms.get(weight)!]);
+    },
+    project: (t, layer, group) => {
+      const f = fused.get(`${layer}.${group}`)!;
+      const y = linear(t, f.w, f.b);
+      return f.splits.length === 1 ? [y] : g.op('Split', [y, g.i64([...f.splits])], { axis: -1 }, f.splits.length);
+    },
+    rope: (t, kind) => {
+      const x = g.op1('Reshape', [t, g.i64([0, 0, kind === 'q' ? H : KV, hd])]);
+      const [a, b] = g.op('Split', [x, halves], { axis: -1 }, 2);
+      const swapped = g.op1('Concat', [b!, a!], { axis: -1 });
+      return g.op1('Add', [g.op1('Mul', [x, cos]), g.op1('Mul', [swapped, sinS])]);
+    },
+    // q arrives pre-scaled by 1/sqrt(headDim) (folded into the q projection above).
+    attention: (q, k, v0, i) => {
+      const v = g.op1('Reshape', [v0, g.i64([0, 0, KV, hd])]);
+      const qg = g.op1('Reshape', [g.op1('Transpose', [g.op1('Reshape', [q, g.i64([0, 0, KV, G, hd])])], { perm: [0, 2, 1, 3, 4] }), g.i64([0, 0, -1, hd])]); // [B,KV,T*G,hd]
+      const kNew = g.op1('Transpose', [k], { perm: [0, 2, 1, 3] });
+      const vNew = g.op1('Transpose', [v], { perm: [0, 2, 1, 3] });
+      const kAll = g.op1('Concat', [pastKeyName(i), kNew], { axis: 2 }, presentKeyName(i)); // [B,KV,S,hd]
+      const vAll = g.op1('Concat', [pastValueName(i), vNew], { axis: 2 }, presentValueName(i));
+      g.outputs.push(valueInfo(presentKeyName(i), DT.FLOAT, ['batch_size', KV, 'total_sequence_length', hd]));
+      g.outputs.push(valueInfo(presentValueName(i), DT.FLOAT, ['batch_size', KV, 'total_sequence_length', hd]));
+      const scores = g.op1('MatMul', [qg, g.op1('Transpose', [kAll], { perm: [0, 1, 3, 2] })]); // [B,KV,T*G,S]
+      const probs = g.op1('Softmax', [g.op1('Add', [scores, masks.get(c.attentionWindows[i]!)!])], { axis: -1 });
+      const ctx = g.op1('Reshape', [g.op1('MatMul', [probs, vAll]), g.i64([0, 0, -1, G * hd])]); // [B,KV,T,G*hd]
+      return g.op1('Reshape', [g.op1('Transpose', [ctx], { perm: [0, 2, 1, 3] }), g.i64([0, 0, -1])]); // [B,T,H*hd]
+    },
+    swiglu: (gate, up) => g.op1('Mul', [g.op1('Mul', [gate, g.op1('Sigmoid', [gate])]), up]),
+    add: (a, b) => g.op1('Add', [a, b]),
+    // keep the last `logits_to_keep` positions (0 = all), then the LM head
+    head: (xn) => {
+      const keep = g.op1('Unsqueeze', [LOGITS_TO_KEEP, g.i64([0])]);
+      const start = g.op1('Where', [g.op1('Greater', [keep, g.i64([0])]), g.op1('Neg', [keep]), g.i64([0])]);
+      const xs = g.op1('Slice', [xn, start, g.i64([2 ** 53 - 1]), g.i64([1])]); // [B,T',D]
+      const logits2d = g.op1('Gemm', [g.op1('Reshape', [xs, g.i64([-1, D])]), headW], { transB: 1 });
+      const outShape = g.op1('Concat', [g.op1('Shape', [xs], { start: 0, end: 2 }), g.i64([V])], { axis: 0 });
+      return g.op1('Reshape', [logits2d, outShape], {}, LOGITS);
+    },
+  };
+  decoder(c, ops);
   g.outputs.unshift(valueInfo(LOGITS, DT.FLOAT, ['batch_size', 'logits_length', V]));
-  tick();
 
   return g.model({
     opset: ONNX_OPSET,

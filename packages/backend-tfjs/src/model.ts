@@ -10,7 +10,6 @@ import * as tf from '@tensorflow/tfjs-core';
 import {
   CheckpointError,
   EMBED,
-  FINAL_NORM,
   LM_HEAD,
   UsageError,
   additiveMask,
@@ -20,11 +19,13 @@ import {
   checkTokenBatch,
   cosSin,
   countedTargets,
+  decoder,
   expectedShape,
   expectedTensorNames,
-  layerTensorName,
   numel,
   positionIds,
+  projections,
+  type DecoderOps,
   type DecodeSession,
   type GradientResult,
   type LlamaConfig,
@@ -212,43 +213,46 @@ export class TfjsLlama implements TrainableLM {
       if (!grad) return tf.matMul(x as tf.Tensor2D, p.wT! as tf.Tensor2D);
       return trainable.has(name) ? linearTrainable(x, p.w, p.wT!) : linearFrozen(x, p.wT!, p.w);
     };
-    const linB = (layer: number, proj: string, x: tf.Tensor, hasBias: boolean): tf.Tensor => {
-      const y = lin(layerTensorName(layer, `${proj}.weight`), x);
-      return hasBias ? tf.add(y, this.param(layerTensorName(layer, `${proj}.bias`)).w) : y;
-    };
-    const w = (name: string): tf.Tensor => this.param(name).w;
-
-    const emb = this.param(EMBED).w;
-    let h: tf.Tensor = trainable.has(EMBED) ? embedTrainable(emb, idsT) : tf.gather(emb, idsT); // [N, D]
+    const heads = (t: tf.Tensor, n: number): tf.Tensor4D => tf.transpose(tf.reshape(t, [B, T, n, hd]), [0, 2, 1, 3]);
     const scale = 1 / Math.sqrt(hd);
-    for (let l = 0; l < c.numHiddenLayers; l++) {
-      const x = rmsNorm(h, w(layerTensorName(l, 'input_layernorm.weight')), c.rmsNormEps);
-      const heads = (t: tf.Tensor, n: number): tf.Tensor4D => tf.transpose(tf.reshape(t, [B, T, n, hd]), [0, 2, 1, 3]);
-      const q = rope(heads(tf.mul(linB(l, 'self_attn.q_proj', x, c.qkvBias), scale), H), cos, sin, rot);
-      let k = rope(heads(linB(l, 'self_attn.k_proj', x, c.qkvBias), KV), cos, sin, rot);
-      let v = heads(linB(l, 'self_attn.v_proj', x, c.qkvBias), KV);
-      if (o.cache) {
-        k = tf.concat([o.cache[l]!.k, k], 2);
-        v = tf.concat([o.cache[l]!.v, v], 2);
-      }
-      o.newCache?.push({ k, v });
-      // Grouped-query attention without repeating k/v: the rep query heads of a kv head share its batch entry.
-      // (Batched products take the engine's general path either way, where a transposed operand costs nothing.)
-      const scores = tf.add(tf.reshape(tf.matMul(tf.reshape(q, [B, KV, rep * T, hd]), k, false, true), [B, H, T, S]), biasByWindow.get(c.attentionWindows[l]!)!);
-      const probs = tf.reshape(tf.softmax(scores), [B, KV, rep * T, S]);
-      const ctx = tf.reshape(tf.transpose(tf.reshape(tf.matMul(probs, v), [B, H, T, hd]), [0, 2, 1, 3]), [N, H * hd]);
-      h = tf.add(h, linB(l, 'self_attn.o_proj', ctx, c.oBias));
-      const x2 = rmsNorm(h, w(layerTensorName(l, 'post_attention_layernorm.weight')), c.rmsNormEps);
-      const g = linB(l, 'mlp.gate_proj', x2, c.mlpBias);
-      const u = linB(l, 'mlp.up_proj', x2, c.mlpBias);
-      h = tf.add(h, linB(l, 'mlp.down_proj', tf.mul(tf.mul(g, tf.sigmoid(g)), u), c.mlpBias));
-    }
-    if (o.lastOnly) {
-      const last = tf.tensor1d(Int32Array.from({ length: B }, (_, b) => b * T + T - 1), 'int32');
-      h = tf.gather(h, last);
-    }
-    h = rmsNorm(h, w(FINAL_NORM), c.rmsNormEps);
-    return lin(this.headName(), h) as tf.Tensor2D;
+
+    // The shared decoder (core's model/decoder) over eager tfjs tensors: activations are [N, D] rows,
+    // heads [B, heads, T, hd].
+    const ops: DecoderOps<tf.Tensor> = {
+      embed: () => {
+        const emb = this.param(EMBED).w;
+        return trainable.has(EMBED) ? embedTrainable(emb, idsT) : tf.gather(emb, idsT);
+      },
+      rmsNorm: (x, weight) => rmsNorm(x, this.param(weight).w, c.rmsNormEps),
+      project: (x, layer, group) =>
+        projections(c, layer, group).map((p) => {
+          const y = lin(p.weight, x);
+          return p.bias ? tf.add(y, this.param(p.bias).w) : y;
+        }),
+      rope: (x, kind) => rope(heads(x, kind === 'q' ? H : KV), cos, sin, rot),
+      attention: (q, k0, v0, layer) => {
+        let k = k0 as tf.Tensor4D;
+        let v = heads(v0, KV);
+        if (o.cache) {
+          k = tf.concat([o.cache[layer]!.k, k], 2);
+          v = tf.concat([o.cache[layer]!.v, v], 2);
+        }
+        o.newCache?.push({ k, v });
+        // Grouped-query attention without repeating k/v: the rep query heads of a kv head share its batch entry.
+        // (Batched products take the engine's general path either way, where a transposed operand costs nothing.)
+        const qs = tf.reshape(tf.mul(q, scale), [B, KV, rep * T, hd]);
+        const scores = tf.add(tf.reshape(tf.matMul(qs, k, false, true), [B, H, T, S]), biasByWindow.get(c.attentionWindows[layer]!)!);
+        const probs = tf.reshape(tf.softmax(scores), [B, KV, rep * T, S]);
+        return tf.reshape(tf.transpose(tf.reshape(tf.matMul(probs, v), [B, H, T, hd]), [0, 2, 1, 3]), [N, H * hd]);
+      },
+      swiglu: (g, u) => tf.mul(tf.mul(g, tf.sigmoid(g)), u),
+      add: (a, b) => tf.add(a, b),
+      head: (x) => {
+        const rows = o.lastOnly ? tf.gather(x, tf.tensor1d(Int32Array.from({ length: B }, (_, b) => b * T + T - 1), 'int32')) : x;
+        return lin(this.headName(), rows);
+      },
+    };
+    return decoder(c, ops) as tf.Tensor2D;
   }
 
   async forward(batch: TokenBatch): Promise<Logits> {

@@ -24,5 +24,6 @@ export * from './model/arch';
 export * from './model/rope';
 export * from './model/positions';
 export * from './model/validate';
+export * from './model/decoder';
 export * from './contracts/generation';
 export * from './contracts/language-model';
