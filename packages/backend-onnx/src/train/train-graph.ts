@@ -9,16 +9,16 @@
  * Frozen tensors are initializers. T is fixed per graph (the rotary cos/sin tables and the causal mask
  * are precomputed initializers); B is dynamic.
  *
- * The forward is written once, op by op (../grad: embed, rmsNorm, linear, rope, attention, swiglu, add,
- * headCrossEntropy), each op recording itself on a tape; the backward is the tape's reverse walk applying
- * each op kind's VJP. Only tensors that depend on a trainable tensor get gradients, so a frozen prefix is
- * forward-only and activation gradients stop at the lowest trainable stage. The residual stream is
- * [N = B*T, D]; layouts are described in the op files.
+ * The forward is core's decoder (model/decoder) run over DecoderOps whose every op (../grad: embed,
+ * rmsNorm, linear, rope, attention, swiglu, add, and the head fused with the loss) emits its nodes and
+ * records itself on a tape; the backward is the tape's reverse walk applying each op kind's VJP. Only
+ * tensors that depend on a trainable tensor get gradients, so a frozen prefix is forward-only and
+ * activation gradients stop at the lowest trainable stage. RoPE (scaling and attention factor), the
+ * attention windows and the mask rule come from core's model description.
  */
 import {
   ConfigError,
   EMBED,
-  FINAL_NORM,
   IGNORE_INDEX,
   LM_HEAD,
   MASK,
@@ -27,16 +27,16 @@ import {
   cosSin,
   expectedShape,
   expectedTensorNames,
-  layerTensorByRole,
-  layerTensorName,
+  decoder,
+  projections,
+  type DecoderOps,
   type LlamaConfig,
-  type TensorRole,
   type WeightSource,
 } from '@llama-pro/core';
 import type { onnx } from 'onnx-proto';
 import { DT, GraphBuilder, valueInfo } from '../graph';
 import { checkExportable } from '../export';
-import { Tape, add, attention, embed, headCrossEntropy, linear, rmsNorm, rope, swiglu, type AttentionOptions, type Projection, type RopeTables } from '../grad';
+import { Tape, add, attention, embed, headCrossEntropy, linear, rmsNorm, rope, swiglu, type RopeTables } from '../grad';
 
 export const TRAIN_OPSET = 17;
 export const TRAIN_IDS = 'ids';
@@ -99,6 +99,11 @@ async function ropeTables(g: GraphBuilder, c: LlamaConfig, T: number): Promise<R
   };
 }
 
+/** A window that covers the whole sequence is plain causal attention (null). */
+function effectiveWindow(window: number | null, T: number): number | null {
+  return window !== null && window < T ? window : null;
+}
+
 /** Additive mask [T*G, T] for the query rows of grouped attention (row r is query r / G), by core's rule. */
 function attentionMask(T: number, G: number, window: number | null): Float32Array {
   const m = new Float32Array(T * G * T);
@@ -125,29 +130,20 @@ export async function buildTrainingGraph(source: WeightSource, opts: TrainGraphO
   const hd = c.headDim;
   const G = H / KV;
   const V = c.vocabSize;
-  const I = c.intermediateSize;
   const L = c.numHiddenLayers;
-  const qd = H * hd;
-  const kvd = KV * hd;
   const headName = c.tieWordEmbeddings ? EMBED : LM_HEAD;
 
   g.inputs.push(valueInfo(TRAIN_IDS, DT.INT64, ['batch_size', T]));
   g.inputs.push(valueInfo(TRAIN_TARGETS, DT.INT64, ['batch_size', T]));
   for (const n of trainable) g.inputs.push(valueInfo(n, DT.FLOAT, expectedShape(c, n)!));
 
+  // ---- parameters: trainable ones are graph inputs, frozen ones initializers (read one tensor at a time)
   const params = new Map<string, string>();
-  const param = async (name: string): Promise<string> => {
-    const have = params.get(name);
-    if (have) return have;
-    let v: string;
-    if (trainSet.has(name)) v = name;
-    else {
-      const values = opts.overrides?.get(name) ?? (await source.readFloat32(name));
-      v = await g.weight(name, expectedShape(c, name)!, values);
-    }
-    params.set(name, v);
-    return v;
-  };
+  for (const name of expectedTensorNames(c)) {
+    if (trainSet.has(name)) params.set(name, name);
+    else params.set(name, await g.weight(name, expectedShape(c, name)!, opts.overrides?.get(name) ?? (await source.readFloat32(name))));
+  }
+  const param = (name: string): string => params.get(name)!;
   const tape = new Tape(g);
   for (const n of trainable) tape.watch(n);
 
@@ -155,45 +151,26 @@ export async function buildTrainingGraph(source: WeightSource, opts: TrainGraphO
   const scale = g.f32([1 / Math.sqrt(hd)], true);
   const tables = await ropeTables(g, c, T);
   const masks = new Map<number | null, string>();
-  const maskFor = async (window: number | null): Promise<string> => {
-    const w = window !== null && window < T ? window : null; // a window >= T is plain causal attention
-    let m = masks.get(w);
-    if (!m) {
-      m = await g.weight(w === null ? 'attention.causal_mask' : `attention.window_${w}_mask`, [T * G, T], attentionMask(T, G, w));
-      masks.set(w, m);
-    }
-    return m;
-  };
-  const attnOptions = async (i: number): Promise<AttentionOptions> => ({ seqLen: T, heads: H, kvHeads: KV, headDim: hd, mask: await maskFor(c.attentionWindows[i] ?? null), scale });
-
-  // Layer tensors by role (core's tensor table): the weight, and the bias when the config has one.
-  const roleName = (i: number, role: TensorRole): string | undefined => {
-    const e = layerTensorByRole(c, role);
-    return e ? layerTensorName(i, e.suffix) : undefined;
-  };
-  const weightOf = (i: number, role: TensorRole): Promise<string> => param(roleName(i, role)!);
-  const proj = async (i: number, role: 'q' | 'k' | 'v' | 'attn_out' | 'gate' | 'up' | 'mlp_out', out: number): Promise<Projection> => {
-    const bias = roleName(i, `${role}_bias`);
-    return { w: await weightOf(i, role), b: bias ? await param(bias) : undefined, out };
-  };
-
-  // ---- forward (recorded on the tape)
-  const idsFlat = g.op1('Reshape', [TRAIN_IDS, g.i64([-1])]);
-  let x = embed(tape, await param(EMBED), idsFlat, [V, D]); // [N, D]
-  for (let i = 0; i < L; i++) {
-    // attention: rmsnorm, q/k/v projections, RoPE on q and k, softmax attention (the layer's window), output projection, residual
-    const h = rmsNorm(tape, x, await weightOf(i, 'attn_norm'), c.rmsNormEps);
-    const [q, k, v] = linear(tape, h, [await proj(i, 'q', qd), await proj(i, 'k', kvd), await proj(i, 'v', kvd)]) as [string, string, string];
-    const ctx = attention(tape, rope(tape, q, tables, H), rope(tape, k, tables, KV), v, await attnOptions(i));
-    x = add(tape, x, linear(tape, ctx, [await proj(i, 'attn_out', D)])[0]!);
-    // MLP: rmsnorm, gate/up projections, SwiGLU, down projection, residual
-    const h2 = rmsNorm(tape, x, await weightOf(i, 'mlp_norm'), c.rmsNormEps);
-    const [gate, up] = linear(tape, h2, [await proj(i, 'gate', I), await proj(i, 'up', I)]) as [string, string];
-    x = add(tape, x, linear(tape, swiglu(tape, gate, up), [await proj(i, 'mlp_out', D)])[0]!);
+  for (const window of c.attentionWindows) {
+    const w = effectiveWindow(window, T);
+    if (!masks.has(w)) masks.set(w, await g.weight(w === null ? 'attention.causal_mask' : `attention.window_${w}_mask`, [T * G, T], attentionMask(T, G, w)));
   }
-  const xf = rmsNorm(tape, x, await param(FINAL_NORM), c.rmsNormEps);
+
+  // ---- forward: core's decoder over ops that emit nodes and record themselves on the tape; activations
+  // [N = B*T, D], q/k after RoPE [B, T, heads, hd]. The head is fused with the loss (headCrossEntropy).
+  const idsFlat = g.op1('Reshape', [TRAIN_IDS, g.i64([-1])]);
   const tFlat = g.op1('Reshape', [TRAIN_TARGETS, g.i64([-1])]);
-  const loss = headCrossEntropy(tape, xf, await param(headName), tFlat, IGNORE_INDEX, TRAIN_LOSS);
+  const ops: DecoderOps<string> = {
+    embed: () => embed(tape, param(EMBED), idsFlat, [V, D]),
+    rmsNorm: (x, weight) => rmsNorm(tape, x, param(weight), c.rmsNormEps),
+    project: (x, layer, group) => linear(tape, x, projections(c, layer, group).map((p) => ({ w: param(p.weight), b: p.bias === null ? undefined : param(p.bias), out: p.outFeatures }))),
+    rope: (x, kind) => rope(tape, x, tables, kind === 'q' ? H : KV),
+    attention: (q, k, v, layer) => attention(tape, q, k, v, { seqLen: T, heads: H, kvHeads: KV, headDim: hd, mask: masks.get(effectiveWindow(c.attentionWindows[layer] ?? null, T))!, scale }),
+    swiglu: (gate, up) => swiglu(tape, gate, up),
+    add: (a, b) => add(tape, a, b),
+    head: (x) => headCrossEntropy(tape, x, param(headName), tFlat, IGNORE_INDEX, TRAIN_LOSS),
+  };
+  const loss = decoder(c, ops);
   g.outputs.push(valueInfo(TRAIN_LOSS, DT.FLOAT, []));
 
   // ---- backward: the tape's reverse walk (d loss / d loss = 1)
