@@ -9,7 +9,7 @@
  */
 import type { Tape, OpGrad } from './tape';
 
-export interface Projection {
+export interface LinearMap {
   /** Weight [out, in]. */
   readonly w: string;
   readonly b?: string | undefined;
@@ -19,7 +19,7 @@ export interface Projection {
 
 interface Saved {
   readonly x: string;
-  readonly ps: readonly Projection[];
+  readonly ps: readonly LinearMap[];
 }
 
 export const linearGrad: OpGrad<Saved> = {
@@ -59,7 +59,7 @@ export const linearGrad: OpGrad<Saved> = {
 };
 
 /** y_k = x W_k^T + b_k for x [N, in]; returns one [N, out_k] output per projection. */
-export function linear(tape: Tape, x: string, ps: readonly Projection[]): string[] {
+export function linear(tape: Tape, x: string, ps: readonly LinearMap[]): string[] {
   const g = tape.g;
   const outs = ps.map((p) => g.op1('Gemm', p.b ? [x, p.w, p.b] : [x, p.w], { transB: 1 }));
   const biases = ps.flatMap((p) => (p.b ? [p.b] : []));
