@@ -92,6 +92,33 @@ describe('padded targets: one contract on tfjs and onnx', () => {
     }
   });
 
+  it.each(['tfjs', 'onnx'])('%s: batched KV-cache decode of left-padded rows gives each row its unpadded logits (window 3 < length)', async (name) => {
+    const ck = await HfCheckpoint.open(dir);
+    const model: CausalLM = name === 'tfjs' ? await tfjsBackend.load(ck, { variant: 'cpu' }) : await onnxBackend.load(ck);
+    try {
+      // Prompts of 2 and 4 tokens, left-padded to 4, then 3 decode steps of one token each.
+      const prompts = [[7, 30], [9, 14, 3, 40]];
+      const steps = [[11, 12], [21, 22], [31, 32]];
+      const s = model.startSession(2);
+      const got: Float32Array[] = [await s.step({ ids: Int32Array.of(0, 0, 7, 30, 9, 14, 3, 40), batchSize: 2, seqLen: 4, attentionMask: Uint8Array.of(0, 0, 1, 1, 1, 1, 1, 1) })];
+      for (const st of steps) got.push(await s.step({ ids: Int32Array.from(st), batchSize: 2, seqLen: 1 }));
+      s.dispose();
+      for (let b = 0; b < 2; b++) {
+        const row = [...prompts[b]!, ...steps.map((st) => st[b]!)];
+        const { data } = await model.forward({ ids: Int32Array.from(row), batchSize: 1, seqLen: row.length });
+        got.forEach((logits, i) => {
+          const t = prompts[b]!.length - 1 + i;
+          const want = data.subarray(t * V, (t + 1) * V);
+          const have = logits.subarray(b * V, (b + 1) * V);
+          for (let v = 0; v < V; v++) expect(Math.abs(have[v]! - want[v]!)).toBeLessThan(1e-4);
+        });
+      }
+    } finally {
+      await model.dispose();
+      await ck.close();
+    }
+  });
+
   it('both backends give the same tokenLogprobs on the padded batch', () => {
     const a = results.get('tfjs');
     const b = results.get('onnx');

@@ -268,10 +268,3 @@ export function cosSin(c: RopeConfig, positions: ArrayLike<number>, seqLen = 0):
   }
   return { cos, sin, width: w };
 }
-
-/** One line describing the RoPE (for `inspect`). */
-export function describeRope(c: RopeParams): string {
-  const s = c.ropeScaling;
-  const scaling = s ? `${s.type}${'factor' in s && s.factor !== null ? ` x${s.factor}` : ''}` : 'none';
-  return `theta ${c.ropeTheta}, scaling ${scaling}${c.partialRotaryFactor !== 1 ? `, partial ${c.partialRotaryFactor}` : ''}`;
-}
