@@ -82,7 +82,7 @@ describe('convert --force never deletes its input or a directory it did not writ
     const bin = await llama2cFile(path.join(holder, 'model.bin'), TINY);
     const before = await fsp.readFile(bin);
     const r = await runCli(['convert', bin, holder, '--force']);
-    expect(r.code).toBe(1);
+    expect(r.code).toBe(2);
     expect(r.stderr).toBe(`llama-pro: output ${holder} contains the input ${bin}; writing there would destroy the input, choose another path\n`);
     expect(await fsp.readFile(bin)).toEqual(before);
     expect(await fsp.readdir(holder)).toEqual(['model.bin']);
@@ -94,7 +94,7 @@ describe('convert --force never deletes its input or a directory it did not writ
     const bin = await llama2cFile(path.join(holder, 'model.bin'), TINY);
     await fsp.symlink(holder, path.join(dir, 'link'));
     const r = await runCli(['convert', bin, path.join(dir, 'link'), '--force']);
-    expect(r.code).toBe(1);
+    expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/contains the input/);
     expect(await fsp.readdir(holder)).toEqual(['model.bin']);
   });
@@ -105,7 +105,7 @@ describe('convert --force never deletes its input or a directory it did not writ
     await fsp.mkdir(mine);
     await fsp.writeFile(path.join(mine, 'thesis.tex'), 'years of work');
     const r = await runCli(['convert', bin, mine, '--force']);
-    expect(r.code).toBe(1);
+    expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/^llama-pro: output .*my-stuff exists and is not a previous output of `llama-pro convert` \(it has no \.llama-pro-output\.json\); --force will not replace it/);
     expect(await fsp.readdir(mine)).toEqual(['thesis.tex']);
     const conv = path.join(dir, 'conv');
@@ -139,7 +139,7 @@ describe('export-onnx --force', () => {
     const foreign = path.join(od, 'notes.onnx');
     await fsp.writeFile(foreign, 'my own file, not a model');
     const f = await runCli(['export-onnx', model, foreign, '--force']);
-    expect(f.code).toBe(1);
+    expect(f.code).toBe(2);
     expect(f.stderr).toMatch(/notes\.onnx exists and is not an ONNX model written by `llama-pro export-onnx`; --force will not replace it/);
     expect(await fsp.readFile(foreign, 'utf8')).toBe('my own file, not a model');
     await fsp.writeFile(path.join(od, 'lone.onnx.data'), 'someone else\'s data');
@@ -210,7 +210,7 @@ describe('killed and interrupted writes', () => {
     await fsp.rename(path.join(dir, 'swap-new'), path.join(dir, `.swap.tmp-${dead}-01020304`));
     // A plain expand into the same path (which used to delete the hidden previous copy as "stale"):
     const r = await runCli(['expand', path.join(dir, 'conv'), out, '--groups', '1']);
-    expect(r.code).toBe(1);
+    expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/output .*swap already exists; choose another path or pass --force/);
     expect(await hidden(dir, 'swap')).toEqual([]);
     const ck = await HfCheckpoint.open(out);
@@ -259,7 +259,7 @@ describeWithFixtures('eval --name', [['datasets', 'humaneval', 'HumanEval.jsonl.
     expect((await runCli([...args, '--name', 'run1'])).code).toBe(0);
     await fsp.writeFile(path.join(dir, 'run1', 'notes.txt'), 'from the first run');
     const again = await runCli([...args, '--name', 'run1']);
-    expect(again.code).toBe(1);
+    expect(again.code).toBe(2);
     expect(again.stderr).toBe(`llama-pro: eval run ${path.join(dir, 'run1')} already exists; choose another --name or pass --overwrite to replace it\n`);
     expect(await fsp.readFile(path.join(dir, 'run1', 'notes.txt'), 'utf8')).toBe('from the first run');
     const over = await runCli([...args, '--name', 'run1', '--overwrite']);

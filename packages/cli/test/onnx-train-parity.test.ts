@@ -276,7 +276,7 @@ describe('llama-pro train --backend onnx', () => {
       await writeRandomCheckpoint(model, tinyRawConfig({ layers: 2, vocab: 300, hiddenSize: 32, heads: 4, kvHeads: 2 }), { seed: 4 });
       await fsp.writeFile(path.join(dir, 'corpus.txt'), 'Tom has 3 apples and buys 4 more. 3 + 4 = 7.\n'.repeat(40));
       const out = path.join(dir, 'run');
-      const args = ['train', '--model', model, '--data', path.join(dir, 'corpus.txt'), '--out', out, '--policy', 'layers', '--layers', '1', '--steps', '4', '--seq-len', '32', '--batch-size', '2', '--eval-interval', '0', '--json'];
+      const args = ['train', '--model', model, '--data', path.join(dir, 'corpus.txt'), '--out', out, '--policy', 'layers', '--layers', '1', '--steps', '4', '--seq-len', '32', '--batch-size', '2', '--eval-interval', '0', '--json', '--byte-tokens'];
       const none = await runCli([...args, '--resume']);
       expect(none.code).toBe(1);
       expect(none.stderr).toMatch(/--resume: .* holds no training run to continue .*drop --resume/);

@@ -9,7 +9,7 @@ import { ConfigError } from '../errors';
 import { type FloatDType, dtypeFromTorch } from '../io/dtype';
 import { parseRope, type RopeScaling } from '../model/rope';
 import { parseAttentionWindows, type AttentionWindows } from '../model/positions';
-import { checkConfigBounds } from './bounds';
+import { CONFIG_LIMITS, checkConfigBounds } from './bounds';
 
 export type Architecture = 'llama' | 'mistral' | 'qwen2' | 'mixtral';
 
@@ -123,6 +123,10 @@ export function normalizeConfig(rawInput: unknown): LlamaConfig {
   const maxPositionEmbeddings = int(raw, 'max_position_embeddings', 2048);
   const rope = parseRope(raw, maxPositionEmbeddings);
   const numHiddenLayers = int(raw, 'num_hidden_layers');
+  // Bounded before anything sized by the layer count (per-layer attention windows) is built.
+  if (numHiddenLayers > CONFIG_LIMITS.num_hidden_layers) {
+    throw new ConfigError(`config.json "num_hidden_layers" = ${numHiddenLayers} is beyond any supported model (at most ${CONFIG_LIMITS.num_hidden_layers}); the config is corrupt or not meant for this tool`, 'CONFIG_OUT_OF_RANGE');
+  }
   const chunk = raw['attention_chunk_size'];
   if (chunk !== undefined && chunk !== null && (typeof chunk !== 'number' || !Number.isSafeInteger(chunk) || chunk <= 0)) {
     throw new ConfigError(`config.json "attention_chunk_size" must be a positive integer or null, got ${JSON.stringify(chunk)}`);
