@@ -1,0 +1,384 @@
+/**
+ * Streaming identity verification: runs the base and the expanded model through core's one decoder
+ * (model/decoder) with a small eager float32 implementation of its ops, reading every weight by byte
+ * range from the safetensors as the decoder reaches it (weight rows in chunks of a few MB, embedding
+ * rows one token at a time). Peak memory is a weight chunk plus the activations of the verify batch
+ * ([B*T, hidden] per layer), not two loaded models.
+ *
+ * Two checks, both reported:
+ * - a byte pre-check: every original block (and every global tensor) of the expanded model is a
+ *   byte-identical copy of its base tensor, and every inserted block's residual outputs (o_proj,
+ *   down_proj and their biases) are exactly ±0;
+ * - a forward check: max |Δlogit| over the verify batch, plus the hidden state after every expanded
+ *   layer against the base hidden state it must equal (the output of the last original block at or
+ *   below it), so a difference is located at the first layer that causes it.
+ *
+ * Both runs use the same arithmetic, so identical copies give bit-identical states and a block whose
+ * residual outputs are zero adds exactly +0: on a correct expansion every difference is exactly 0.
+ */
+import * as fs from 'node:fs';
+import {
+  EMBED,
+  HfCheckpoint,
+  LM_HEAD,
+  UsageError,
+  checkRepresentable,
+  checkTokenBatch,
+  cosSin,
+  decodeToFloat32,
+  decoder,
+  dtypeSize,
+  layerTensorBySuffix,
+  layerTensorName,
+  parseLayerTensorName,
+  positionIds,
+  projections,
+  attends,
+  type DecoderOps,
+  type FloatDType,
+  type LlamaConfig,
+  type Logits,
+  type TokenBatch,
+} from '@llama-pro/core';
+import type { ExpansionPlan } from './plan';
+import { defaultVerificationBatch, maxAbsDiff, type VerifyResult } from './verify';
+
+/** Name of the streaming verifier in reports (in place of a backend name). */
+export const STREAM_VERIFIER = 'stream';
+
+/** Bytes of weight read (and decoded) at a time. */
+const CHUNK_BYTES = 8 << 20;
+
+/** Result of the byte pre-check. */
+export interface PrecheckResult {
+  /** Every original block and global tensor is byte-identical to its base tensor. */
+  readonly copiesIdentical: boolean;
+  /** Every inserted block's residual-output tensors (o_proj, down_proj, their biases) are ±0. */
+  readonly newOutputsZero: boolean;
+  /** Up to 5 expanded tensors that differ from their base tensor although they must not. */
+  readonly differing: readonly string[];
+  /** Up to 5 residual-output tensors of inserted blocks that hold a non-zero value. */
+  readonly nonZero: readonly string[];
+}
+
+export interface StreamVerifyResult extends VerifyResult {
+  readonly precheck: PrecheckResult;
+  /** max |Δ| of the hidden state after each expanded layer against the base state it must equal. */
+  readonly layerMaxAbsDiff: readonly number[];
+  /** First expanded layer whose hidden state differs (null when none does). */
+  readonly firstDifferingLayer: number | null;
+}
+
+const RESIDUAL_OUTPUT_ROLES = new Set(['attn_out', 'attn_out_bias', 'mlp_out', 'mlp_out_bias']);
+
+function readAt(fd: number, buf: Buffer, length: number, position: number): Buffer {
+  let done = 0;
+  while (done < length) {
+    const n = fs.readSync(fd, buf, done, length - done, position + done);
+    if (n === 0) throw new UsageError(`unexpected end of file while verifying (read ${done} of ${length} bytes)`, 'VERIFY_READ');
+    done += n;
+  }
+  return buf.subarray(0, length);
+}
+
+/** Calls `each(a, b)` on matching chunks of two tensors' bytes; stops early when it returns false. */
+function compareChunks(a: HfCheckpoint, an: string, b: HfCheckpoint | null, bn: string, each: (x: Buffer, y: Buffer | null) => boolean, bufs: [Buffer, Buffer]): boolean {
+  const ra = a.shardOf(an).byteRange(an);
+  const rb = b ? b.shardOf(bn).byteRange(bn) : null;
+  for (let off = 0; off < ra.length; off += CHUNK_BYTES) {
+    const len = Math.min(CHUNK_BYTES, ra.length - off);
+    const x = readAt(ra.fd, bufs[0], len, ra.offset + off);
+    const y = rb ? readAt(rb.fd, bufs[1], len, rb.offset + off) : null;
+    if (!each(x, y)) return false;
+  }
+  return true;
+}
+
+/** Whether every element of float bytes of element size `size` is +0 or -0 (little-endian: sign bit in the last byte). */
+function allZero(bytes: Uint8Array, size: number): boolean {
+  for (let i = 0; i < bytes.length; i++) if (bytes[i]! !== 0 && !((i % size === size - 1) && bytes[i] === 0x80)) return false;
+  return true;
+}
+
+/** The byte pre-check of `expanded` against `base` under `plan` (see the header). */
+export function precheckExpansion(base: HfCheckpoint, expanded: HfCheckpoint, plan: ExpansionPlan): PrecheckResult {
+  const differing: string[] = [];
+  const nonZero: string[] = [];
+  const bufs: [Buffer, Buffer] = [Buffer.allocUnsafe(CHUNK_BYTES), Buffer.allocUnsafe(CHUNK_BYTES)];
+  let copiesIdentical = true;
+  let newOutputsZero = true;
+  for (const name of expanded.tensorNames()) {
+    const parsed = parseLayerTensorName(name);
+    const layer = parsed ? plan.layers[parsed.layer] : undefined;
+    if (parsed && !layer) throw new UsageError(`expanded checkpoint holds "${name}", but the plan has ${plan.newLayerCount} layers`, 'VERIFY_PLAN');
+    const info = expanded.info(name);
+    if (layer?.isNew) {
+      const role = layerTensorBySuffix(expanded.config, parsed!.suffix)?.role;
+      if (role && RESIDUAL_OUTPUT_ROLES.has(role)) {
+        const size = dtypeSize(info.dtype);
+        if (!compareChunks(expanded, name, null, name, (x) => allZero(x, size), bufs)) {
+          newOutputsZero = false;
+          if (nonZero.length < 5) nonZero.push(name);
+        }
+      }
+      continue;
+    }
+    const baseName = parsed ? layerTensorName(layer!.source, parsed.suffix) : name;
+    const same =
+      base.has(baseName) &&
+      base.info(baseName).dtype === info.dtype &&
+      base.info(baseName).byteLength === info.byteLength &&
+      compareChunks(expanded, name, base, baseName, (x, y) => x.equals(y!), bufs);
+    if (!same) {
+      copiesIdentical = false;
+      if (differing.length < 5) differing.push(name);
+    }
+  }
+  return { copiesIdentical, newOutputsZero, differing, nonZero };
+}
+
+/** y [N, out] = x [N, in] · Wᵀ (+ bias) with W [out, in] streamed from the checkpoint in row chunks. */
+function linear(ck: HfCheckpoint, name: string, bias: string | null, x: Float32Array, N: number, buf: Buffer): Float32Array {
+  const info = ck.info(name);
+  const [outF, inF] = info.shape as [number, number];
+  if (x.length !== N * inF) throw new UsageError(`verify: "${name}" has shape [${info.shape}], its input has ${x.length / N} features`, 'VERIFY_SHAPE');
+  const dtype = info.dtype as FloatDType;
+  const rowBytes = inF * dtypeSize(dtype);
+  const rowsPerChunk = Math.max(1, Math.floor(CHUNK_BYTES / rowBytes));
+  const range = ck.shardOf(name).byteRange(name);
+  const chunkBuf = buf.length >= rowsPerChunk * rowBytes ? buf : Buffer.allocUnsafe(rowsPerChunk * rowBytes);
+  const y = new Float32Array(N * outF);
+  for (let r0 = 0; r0 < outF; r0 += rowsPerChunk) {
+    const rows = Math.min(rowsPerChunk, outF - r0);
+    const w = decodeToFloat32(readAt(range.fd, chunkBuf, rows * rowBytes, range.offset + r0 * rowBytes), dtype);
+    for (let r = 0; r < rows; r++) {
+      const wo = r * inF;
+      let n = 0;
+      // four token rows at a time: each weight element is loaded once per four products
+      for (; n + 4 <= N; n += 4) {
+        const x0 = n * inF;
+        const x1 = x0 + inF;
+        const x2 = x1 + inF;
+        const x3 = x2 + inF;
+        let s0 = 0;
+        let s1 = 0;
+        let s2 = 0;
+        let s3 = 0;
+        for (let i = 0; i < inF; i++) {
+          const wv = w[wo + i]!;
+          s0 += wv * x[x0 + i]!;
+          s1 += wv * x[x1 + i]!;
+          s2 += wv * x[x2 + i]!;
+          s3 += wv * x[x3 + i]!;
+        }
+        y[n * outF + r0 + r] = s0;
+        y[(n + 1) * outF + r0 + r] = s1;
+        y[(n + 2) * outF + r0 + r] = s2;
+        y[(n + 3) * outF + r0 + r] = s3;
+      }
+      for (; n < N; n++) {
+        const xo = n * inF;
+        let s = 0;
+        for (let i = 0; i < inF; i++) s += w[wo + i]! * x[xo + i]!;
+        y[n * outF + r0 + r] = s;
+      }
+    }
+  }
+  if (bias) {
+    const b = readVector(ck, bias);
+    for (let n = 0; n < N; n++) for (let o = 0; o < outF; o++) y[n * outF + o] = y[n * outF + o]! + b[o]!;
+  }
+  return y;
+}
+
+function readVector(ck: HfCheckpoint, name: string): Float32Array {
+  const info = ck.info(name);
+  const r = ck.shardOf(name).byteRange(name);
+  return decodeToFloat32(readAt(r.fd, Buffer.allocUnsafe(r.length), r.length, r.offset), info.dtype as FloatDType);
+}
+
+/**
+ * One forward pass of `ck` on `batch` with weights streamed from disk; returns logits and the hidden
+ * state after the embedding (index 0) and after each layer l (index l + 1).
+ */
+export function streamForward(ck: HfCheckpoint, batch: TokenBatch, onLayer?: (layer: number) => void): { logits: Logits; hidden: Float32Array[] } {
+  const c: LlamaConfig = ck.config;
+  checkRepresentable(c, STREAM_VERIFIER);
+  checkTokenBatch(c, batch);
+  const { batchSize: B, seqLen: T, ids, attentionMask: mask } = batch;
+  const N = B * T;
+  const D = c.hiddenSize;
+  const H = c.numAttentionHeads;
+  const KV = c.numKeyValueHeads;
+  const hd = c.headDim;
+  const rep = H / KV;
+  const buf = Buffer.allocUnsafe(CHUNK_BYTES);
+  const positions = positionIds(mask, B, T);
+  let maxPos = 0;
+  for (const p of positions) maxPos = Math.max(maxPos, p);
+  const { cos, sin, width } = cosSin(c, positions, maxPos + 1);
+  const scale = 1 / Math.sqrt(hd);
+  const hidden: Float32Array[] = [];
+  let pendingLayer = -1;
+
+  const ops: DecoderOps<Float32Array> = {
+    embed: () => {
+      const info = ck.info(EMBED);
+      const r = ck.shardOf(EMBED).byteRange(EMBED);
+      const rowBytes = D * dtypeSize(info.dtype);
+      const h = new Float32Array(N * D);
+      for (let n = 0; n < N; n++) h.set(decodeToFloat32(readAt(r.fd, buf, rowBytes, r.offset + ids[n]! * rowBytes), info.dtype as FloatDType), n * D);
+      hidden.push(h.slice());
+      return h;
+    },
+    rmsNorm: (x, weight) => {
+      const w = readVector(ck, weight);
+      const y = new Float32Array(x.length);
+      for (let n = 0; n < N; n++) {
+        let ss = 0;
+        for (let i = 0; i < D; i++) ss += x[n * D + i]! * x[n * D + i]!;
+        const r = Math.fround(1 / Math.sqrt(Math.fround(ss / D) + c.rmsNormEps));
+        for (let i = 0; i < D; i++) y[n * D + i] = Math.fround(x[n * D + i]! * r) * w[i]!;
+      }
+      return y;
+    },
+    project: (x, layer, group) => {
+      if (group === 'mlp_out') pendingLayer = layer;
+      return projections(c, layer, group).map((p) => linear(ck, p.weight, p.bias, x, N, buf));
+    },
+    rope: (x, kind) => {
+      const heads = kind === 'q' ? H : KV;
+      const half = width / 2;
+      const y = new Float32Array(x.length);
+      for (let n = 0; n < N; n++) {
+        for (let h = 0; h < heads; h++) {
+          const o = n * heads * hd + h * hd;
+          for (let i = 0; i < hd; i++) {
+            if (i >= width) {
+              y[o + i] = x[o + i]!;
+              continue;
+            }
+            const rot = i < half ? -x[o + i + half]! : x[o + i - half]!;
+            y[o + i] = Math.fround(x[o + i]! * cos[n * width + i]!) + Math.fround(rot * sin[n * width + i]!);
+          }
+        }
+      }
+      return y;
+    },
+    attention: (q, k, v, layer) => {
+      const window = c.attentionWindows[layer] ?? null;
+      const out = new Float32Array(N * H * hd);
+      const scores = new Float64Array(T);
+      for (let b = 0; b < B; b++) {
+        for (let h = 0; h < H; h++) {
+          const kh = Math.floor(h / rep);
+          for (let t = 0; t < T; t++) {
+            const qo = (b * T + t) * H * hd + h * hd;
+            let max = -Infinity;
+            for (let s = 0; s <= t; s++) {
+              if (!attends(t, s, !mask || mask[b * T + s] !== 0, window)) {
+                scores[s] = NaN;
+                continue;
+              }
+              const ko = (b * T + s) * KV * hd + kh * hd;
+              let dot = 0;
+              for (let i = 0; i < hd; i++) dot += q[qo + i]! * k[ko + i]!;
+              scores[s] = dot * scale;
+              if (scores[s]! > max) max = scores[s]!;
+            }
+            let sum = 0;
+            for (let s = 0; s <= t; s++) {
+              const e = Number.isNaN(scores[s]!) ? 0 : Math.exp(scores[s]! - max);
+              scores[s] = e;
+              sum += e;
+            }
+            for (let s = 0; s <= t; s++) {
+              const p = scores[s]! / sum;
+              if (p === 0) continue;
+              const vo = (b * T + s) * KV * hd + kh * hd;
+              for (let i = 0; i < hd; i++) out[qo + i] = out[qo + i]! + p * v[vo + i]!;
+            }
+          }
+        }
+      }
+      return out;
+    },
+    swiglu: (g, u) => {
+      const y = new Float32Array(g.length);
+      for (let i = 0; i < g.length; i++) y[i] = (g[i]! / (1 + Math.exp(-g[i]!))) * u[i]!;
+      return y;
+    },
+    add: (a, b2) => {
+      const y = new Float32Array(a.length);
+      for (let i = 0; i < a.length; i++) y[i] = a[i]! + b2[i]!;
+      if (pendingLayer >= 0) {
+        // the residual add after a layer's down projection: the layer's output
+        hidden.push(y.slice());
+        onLayer?.(pendingLayer);
+        pendingLayer = -1;
+      }
+      return y;
+    },
+    head: (x) => linear(ck, c.tieWordEmbeddings ? EMBED : LM_HEAD, null, x, N, buf),
+  };
+  const data = decoder(c, ops);
+  return { logits: { data, batchSize: B, seqLen: T, vocabSize: c.vocabSize }, hidden };
+}
+
+/**
+ * Verifies `expandedDir` against `baseDir` under `plan` without loading either model: the byte
+ * pre-check, then both forward passes streamed layer by layer. `onProgress(done, total)` counts layers.
+ */
+export async function verifyStreaming(
+  baseDir: string,
+  expandedDir: string,
+  plan: ExpansionPlan,
+  tokens?: TokenBatch,
+  onProgress?: (done: number, total: number) => void,
+): Promise<StreamVerifyResult> {
+  const base = await HfCheckpoint.open(baseDir, { validate: false });
+  try {
+    const expanded = await HfCheckpoint.open(expandedDir, { validate: false });
+    try {
+      const { vocabSize, maxPositionEmbeddings } = base.config;
+      const batch = tokens ?? defaultVerificationBatch(vocabSize, maxPositionEmbeddings);
+      for (const id of batch.ids) if (id < 0 || id >= vocabSize) throw new UsageError(`verification token ${id} is outside the vocabulary (0..${vocabSize - 1})`, 'VERIFY_TOKENS');
+      if (plan.originalLayers !== base.config.numHiddenLayers || plan.newLayerCount !== expanded.config.numHiddenLayers) {
+        throw new UsageError(`verify: the plan maps ${plan.originalLayers} -> ${plan.newLayerCount} layers, the checkpoints have ${base.config.numHiddenLayers} and ${expanded.config.numHiddenLayers}`, 'VERIFY_PLAN');
+      }
+      const total = base.config.numHiddenLayers + expanded.config.numHiddenLayers + 1;
+      const precheck = precheckExpansion(base, expanded, plan);
+      onProgress?.(1, total);
+      const b = streamForward(base, batch, (l) => onProgress?.(2 + l, total));
+      await new Promise((r) => setImmediate(r)); // let progress output and signals through between the passes
+      const e = streamForward(expanded, batch, (l) => onProgress?.(2 + base.config.numHiddenLayers + l, total));
+      // The hidden state after expanded layer j must equal the base state after the last original block at or below j.
+      const layerMaxAbsDiff: number[] = [];
+      let lastOriginal = 0; // index into b.hidden: 0 = embeddings, l + 1 = after base layer l
+      for (let j = 0; j < plan.newLayerCount; j++) {
+        const l = plan.layers[j]!;
+        if (!l.isNew) lastOriginal = l.source + 1;
+        const want = b.hidden[lastOriginal]!;
+        const got = e.hidden[j + 1]!;
+        layerMaxAbsDiff.push(maxAbsDiff({ data: want, batchSize: 1, seqLen: 1, vocabSize: want.length }, { data: got, batchSize: 1, seqLen: 1, vocabSize: got.length }));
+      }
+      const first = layerMaxAbsDiff.findIndex((d) => d !== 0);
+      return {
+        backend: STREAM_VERIFIER,
+        device: 'cpu',
+        batchSize: batch.batchSize,
+        seqLen: batch.seqLen,
+        tokens: [...batch.ids],
+        maxAbsDiff: maxAbsDiff(b.logits, e.logits),
+        baseLogits: b.logits,
+        precheck,
+        layerMaxAbsDiff,
+        firstDifferingLayer: first < 0 ? null : first,
+      };
+    } finally {
+      await expanded.close();
+    }
+  } finally {
+    await base.close();
+  }
+}
