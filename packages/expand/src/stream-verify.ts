@@ -17,6 +17,7 @@
  * residual outputs are zero adds exactly +0: on a correct expansion every difference is exactly 0.
  */
 import * as fs from 'node:fs';
+import { Worker } from 'node:worker_threads';
 import {
   EMBED,
   HfCheckpoint,
@@ -26,6 +27,7 @@ import {
   checkTokenBatch,
   cosSin,
   decodeToFloat32,
+  f16BitsToF32Bits,
   decoder,
   dtypeSize,
   layerTensorBySuffix,
@@ -148,13 +150,52 @@ function linear(ck: HfCheckpoint, name: string, bias: string | null, x: Float32A
   const range = ck.shardOf(name).byteRange(name);
   const chunkBuf = buf.length >= rowsPerChunk * rowBytes ? buf : Buffer.allocUnsafe(rowsPerChunk * rowBytes);
   const y = new Float32Array(N * outF);
+  const wAll = new Float32Array(rowsPerChunk * inF);
   for (let r0 = 0; r0 < outF; r0 += rowsPerChunk) {
     const rows = Math.min(rowsPerChunk, outF - r0);
-    const w = decodeToFloat32(readAt(range.fd, chunkBuf, rows * rowBytes, range.offset + r0 * rowBytes), dtype);
+    const w = decodeInto(readAt(range.fd, chunkBuf, rows * rowBytes, range.offset + r0 * rowBytes), dtype, wAll);
     for (let r = 0; r < rows; r++) {
       const wo = r * inF;
       let n = 0;
-      // four token rows at a time: each weight element is loaded once per four products
+      // eight token rows at a time: each weight element is loaded once per eight products
+      for (; n + 8 <= N; n += 8) {
+        const x0 = n * inF;
+        const x1 = x0 + inF;
+        const x2 = x1 + inF;
+        const x3 = x2 + inF;
+        const x4 = x3 + inF;
+        const x5 = x4 + inF;
+        const x6 = x5 + inF;
+        const x7 = x6 + inF;
+        let s0 = 0;
+        let s1 = 0;
+        let s2 = 0;
+        let s3 = 0;
+        let s4 = 0;
+        let s5 = 0;
+        let s6 = 0;
+        let s7 = 0;
+        for (let i = 0; i < inF; i++) {
+          const wv = w[wo + i]!;
+          s0 += wv * x[x0 + i]!;
+          s1 += wv * x[x1 + i]!;
+          s2 += wv * x[x2 + i]!;
+          s3 += wv * x[x3 + i]!;
+          s4 += wv * x[x4 + i]!;
+          s5 += wv * x[x5 + i]!;
+          s6 += wv * x[x6 + i]!;
+          s7 += wv * x[x7 + i]!;
+        }
+        const yo = n * outF + r0 + r;
+        y[yo] = s0;
+        y[yo + outF] = s1;
+        y[yo + 2 * outF] = s2;
+        y[yo + 3 * outF] = s3;
+        y[yo + 4 * outF] = s4;
+        y[yo + 5 * outF] = s5;
+        y[yo + 6 * outF] = s6;
+        y[yo + 7 * outF] = s7;
+      }
       for (; n + 4 <= N; n += 4) {
         const x0 = n * inF;
         const x1 = x0 + inF;
@@ -189,6 +230,21 @@ function linear(ck: HfCheckpoint, name: string, bias: string | null, x: Float32A
     for (let n = 0; n < N; n++) for (let o = 0; o < outF; o++) y[n * outF + o] = y[n * outF + o]! + b[o]!;
   }
   return y;
+}
+
+/** decodeToFloat32 into a reused array (no allocation per chunk); `bytes` starts at an aligned offset. */
+function decodeInto(bytes: Buffer, dtype: FloatDType, out: Float32Array): Float32Array {
+  const n = bytes.length / dtypeSize(dtype);
+  const view = out.subarray(0, n);
+  if (dtype === 'F32' || bytes.byteOffset % 2 !== 0) {
+    view.set(decodeToFloat32(bytes, dtype));
+    return view;
+  }
+  const src = new Uint16Array(bytes.buffer, bytes.byteOffset, n);
+  const bits = new Uint32Array(view.buffer, view.byteOffset, n);
+  if (dtype === 'BF16') for (let i = 0; i < n; i++) bits[i] = src[i]! << 16;
+  else for (let i = 0; i < n; i++) bits[i] = f16BitsToF32Bits(src[i]!);
+  return view;
 }
 
 function readVector(ck: HfCheckpoint, name: string): Float32Array {
@@ -325,6 +381,48 @@ export function streamForward(ck: HfCheckpoint, batch: TokenBatch, onLayer?: (la
   return { logits: { data, batchSize: B, seqLen: T, vocabSize: c.vocabSize }, hidden };
 }
 
+/** Worker body: opens the checkpoint, runs streamForward and posts progress, then the result (buffers transferred). */
+const WORKER = `
+const { parentPort, workerData } = require('node:worker_threads');
+const { HfCheckpoint } = require('@llama-pro/core');
+const { streamForward } = require(workerData.module);
+(async () => {
+  const ck = await HfCheckpoint.open(workerData.dir, { validate: false });
+  try {
+    const r = streamForward(ck, workerData.batch, (layer) => parentPort.postMessage({ layer }));
+    parentPort.postMessage({ result: r }, [r.logits.data.buffer, ...r.hidden.map((h) => h.buffer)]);
+  } finally {
+    await ck.close();
+  }
+})().catch((e) => parentPort.postMessage({ error: String(e && e.message || e) }));
+`;
+
+/** streamForward of the checkpoint in `dir`, on a worker thread when running from the built JavaScript (else in this thread). */
+async function forwardOf(dir: string, ck: HfCheckpoint, batch: TokenBatch, onLayer: (layer: number) => void): Promise<{ logits: Logits; hidden: Float32Array[] }> {
+  if (!__filename.endsWith('.js')) return streamForward(ck, batch, onLayer);
+  return new Promise((resolve, reject) => {
+    const w = new Worker(WORKER, { eval: true, workerData: { module: __filename, dir, batch } });
+    let settled = false;
+    w.on('message', (m: { layer?: number; result?: { logits: Logits; hidden: Float32Array[] }; error?: string }) => {
+      if (m.layer !== undefined) onLayer(m.layer);
+      else if (m.result) {
+        settled = true;
+        resolve(m.result);
+      } else if (m.error !== undefined) {
+        settled = true;
+        reject(new UsageError(`verify: forward pass of ${dir} failed: ${m.error}`, 'VERIFY_FORWARD'));
+      }
+    });
+    w.on('error', (e) => {
+      settled = true;
+      reject(e);
+    });
+    w.on('exit', (code) => {
+      if (!settled) reject(new UsageError(`verify: the forward pass of ${dir} stopped (worker exit ${code})`, 'VERIFY_FORWARD'));
+    });
+  });
+}
+
 /**
  * Verifies `expandedDir` against `baseDir` under `plan` without loading either model: the byte
  * pre-check, then both forward passes streamed layer by layer. `onProgress(done, total)` counts layers.
@@ -349,9 +447,15 @@ export async function verifyStreaming(
       const total = base.config.numHiddenLayers + expanded.config.numHiddenLayers + 1;
       const precheck = precheckExpansion(base, expanded, plan);
       onProgress?.(1, total);
-      const b = streamForward(base, batch, (l) => onProgress?.(2 + l, total));
-      await new Promise((r) => setImmediate(r)); // let progress output and signals through between the passes
-      const e = streamForward(expanded, batch, (l) => onProgress?.(2 + base.config.numHiddenLayers + l, total));
+      // Refuse what the decoder ops cannot run here, with the typed error, before starting the passes.
+      for (const c of [base.config, expanded.config]) {
+        checkRepresentable(c, STREAM_VERIFIER);
+        checkTokenBatch(c, batch);
+      }
+      // Both passes at once (each on a worker thread when built): each holds only a weight chunk and its activations.
+      let done = 1;
+      const tick = () => onProgress?.(++done, total);
+      const [b, e] = await Promise.all([forwardOf(baseDir, base, batch, tick), forwardOf(expandedDir, expanded, batch, tick)]);
       // The hidden state after expanded layer j must equal the base state after the last original block at or below j.
       const layerMaxAbsDiff: number[] = [];
       let lastOriginal = 0; // index into b.hidden: 0 = embeddings, l + 1 = after base layer l
