@@ -8,7 +8,7 @@
  *   output: runs/llama-pro-8b
  *   strategy: { name: interleaved, groups: 8 }
  *   init: zero-output
- *   verify: { mode: identity, backend: onnx }
+ *   verify: { mode: identity, backend: onnx }   # backend optional: without it the streaming verifier runs
  *   shardSize: 5GB
  *   plugins: [./my-strategy.js]          # relative to this file
  */
@@ -44,7 +44,7 @@ export const expandConfigSchema = z
         z
           .object({
             mode: z.enum(['identity', 'report']).default('identity'),
-            backend: z.string().min(1).optional().describe('backend as name[:variant] (default onnx)'),
+            backend: z.string().min(1).optional().describe('backend as name[:variant]: loads both models whole through it (without it, the streaming CPU verifier runs)'),
           })
           .strict(),
       ])

@@ -39,6 +39,7 @@ import { type ExpansionManifest, type IdentityReport, MANIFEST_FILE, MANIFEST_FO
 import { type ExpansionPlan, sourceOfEachLayer } from './plan';
 import { FileHasher } from './hash';
 import { verifyIdentity, type VerifyResult } from './verify';
+import { STREAM_VERIFIER, verifyStreaming, type StreamVerifyResult } from './stream-verify';
 
 /** `identity`: the check must find max |Δlogit| = 0 or nothing is published; `report`: measured only. */
 export type VerifyMode = 'identity' | 'report';
@@ -150,8 +151,11 @@ export interface ExpandOptions {
    * Run the check before publishing the output; the report goes into the manifest. `mode: 'identity'`
    * (default) requires max |Δlogit| = 0 and publishes nothing otherwise, whatever the initializer;
    * `'report'` only measures the difference (for initializers that are not identity-preserving, e.g. copy).
+   * Without `backend` the streaming verifier (stream-verify) runs: a byte pre-check of the copied and
+   * zeroed tensors, then both models forward layer by layer with weights read from disk (bounded memory);
+   * with `backend` both models are loaded whole through it.
    */
-  verify?: { backend: ModelBackend; tokens?: TokenBatch; loadOptions?: BackendLoadOptions; mode?: VerifyMode };
+  verify?: { backend?: ModelBackend; tokens?: TokenBatch; loadOptions?: BackendLoadOptions; mode?: VerifyMode };
   onProgress?: (p: ExpandProgress) => void;
 }
 
@@ -234,14 +238,27 @@ export async function expandModel(opts: ExpandOptions): Promise<ExpandResult> {
         let verification: VerifyResult | undefined;
         let report: IdentityReport | null = null;
         if (opts.verify) {
-          opts.onProgress?.({ phase: 'verify', done: 0, total: 1 });
-          verification = await verifyIdentity(input, tmp, opts.verify.backend, opts.verify.tokens, opts.verify.loadOptions);
-          opts.onProgress?.({ phase: 'verify', done: 1, total: 1 });
+          const vb = opts.verify.backend;
+          let streamed: StreamVerifyResult | undefined;
+          if (vb) {
+            opts.onProgress?.({ phase: 'verify', done: 0, total: 1 });
+            verification = await verifyIdentity(input, tmp, vb, opts.verify.tokens, opts.verify.loadOptions);
+            opts.onProgress?.({ phase: 'verify', done: 1, total: 1 });
+          } else {
+            streamed = await verifyStreaming(input, tmp, opts.plan, opts.verify.tokens, (done, total) => opts.onProgress?.({ phase: 'verify', done, total }));
+            verification = streamed;
+          }
           const mode = opts.verify.mode ?? 'identity';
-          if (mode === 'identity' && verification.maxAbsDiff !== 0) {
+          const precheckFailed = streamed !== undefined && !(streamed.precheck.copiesIdentical && streamed.precheck.newOutputsZero);
+          if (mode === 'identity' && (verification.maxAbsDiff !== 0 || precheckFailed)) {
             const preserving = tp.zeroedTensors.length > 0 || opts.plan.newLayers.length === 0;
+            const where = streamed
+              ? (streamed.firstDifferingLayer !== null ? `; hidden states first differ after layer ${streamed.firstDifferingLayer}` : '') +
+                (streamed.precheck.differing.length ? `; not byte-identical to the base: ${streamed.precheck.differing.join(', ')}` : '') +
+                (streamed.precheck.nonZero.length ? `; inserted-block output projections not zero: ${streamed.precheck.nonZero.join(', ')}` : '')
+              : '';
             throw new IdentityError(
-              `identity check failed: max |Δlogit| = ${verification.maxAbsDiff} on ${opts.verify.backend.name} (${verification.device}); the expanded model does not compute the base function, nothing was written` +
+              `identity check failed: max |Δlogit| = ${verification.maxAbsDiff} on ${vb?.name ?? STREAM_VERIFIER} (${verification.device})${where}; the expanded model does not compute the base function, nothing was written` +
                 (preserving ? '' : ` (initializer "${opts.initializer.name}" zeroes no output projection, so it is not identity-preserving: use the zero-output initializer, or verify mode "report" to only measure the difference)`),
             );
           }

@@ -4,6 +4,7 @@ export * from './strategy';
 export * from './initializer';
 export * from './manifest';
 export * from './verify';
+export * from './stream-verify';
 export * from './expander';
 export * from './plugin';
 export * from './config';

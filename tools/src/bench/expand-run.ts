@@ -1,7 +1,7 @@
 /**
  * Child process of `bench:expand`: expands <in> into <out> with `interleaved --groups <n>`. Mode (4th
- * argument): `hash` (the default run), `no-hash` (without hashing the base shards), or `user` (tensor
- * bytes through user space instead of the kernel). Prints one JSON line with its own peak RSS
+ * argument): `hash` (the default run), `no-hash` (without hashing the base shards), `user` (tensor
+ * bytes through user space instead of the kernel), or `verify` (hashing plus the streaming --verify). Prints one JSON line with its own peak RSS
  * (process.resourceUsage().maxRSS, KiB; covers the hashing worker too) and how bytes were copied.
  */
 import { normalizeConfig, readConfigJson } from '@llama-pro/core';
@@ -16,12 +16,13 @@ async function run(): Promise<void> {
     plan: interleavedStrategy.plan(config, { groups }),
     initializer: zeroOutputInitializer,
     hashBase: mode !== 'no-hash',
+    ...(mode === 'verify' ? { verify: {} } : {}),
     writer: {
       nativeCopy: mode !== 'user',
       ...(process.env.LLAMA_PRO_BENCH_WRITEBACK ? { writebackBytes: Number(process.env.LLAMA_PRO_BENCH_WRITEBACK) } : {}),
     },
   });
-  process.stdout.write(JSON.stringify({ maxRssKiB: process.resourceUsage().maxRSS, bytes: r.manifest.output.totalBytes, layers: r.manifest.plan.newLayerCount, copy: r.copy }) + '\n');
+  process.stdout.write(JSON.stringify({ maxRssKiB: process.resourceUsage().maxRSS, bytes: r.manifest.output.totalBytes, layers: r.manifest.plan.newLayerCount, copy: r.copy, ...(r.verification ? { maxAbsDiff: r.verification.maxAbsDiff } : {}) }) + '\n');
 }
 run().catch((e: Error) => {
   process.stderr.write(`expand-run: ${e.message}\n`);

@@ -55,9 +55,15 @@ export function freeBytes(dir: string): number | undefined {
   }
 }
 
-export async function makeSynthetic(outDir: string, options: { bytes?: number; layers?: number; shardBytes?: number; warn?: (m: string) => void } = {}): Promise<{ layers: number; bytes: number }> {
+/** A 271M-parameter LLaMA shape (hidden 1024, intermediate 2816, 16 heads, 16 layers, vocab 32000, untied): 542 MB in bf16. */
+export const LLAMA_271M = { ...LLAMA2_7B, hidden_size: 1024, intermediate_size: 2816, num_attention_heads: 16, num_key_value_heads: 16, max_position_embeddings: 2048 };
+
+export async function makeSynthetic(
+  outDir: string,
+  options: { bytes?: number; layers?: number; shardBytes?: number; warn?: (m: string) => void; config?: Record<string, unknown> } = {},
+): Promise<{ layers: number; bytes: number }> {
   const layers = options.layers ?? layersForBytes(options.bytes ?? 5.4e9);
-  const raw = { ...LLAMA2_7B, num_hidden_layers: layers };
+  const raw = { ...(options.config ?? LLAMA2_7B), num_hidden_layers: layers };
   const config = normalizeConfig(raw);
   // One 16 MiB pattern of small bf16 values, reused (at a moving offset) for every tensor.
   const pattern = Buffer.alloc(16 << 20);

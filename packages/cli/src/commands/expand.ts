@@ -59,7 +59,7 @@ export function registerExpand(program: Command): void {
     .option('--dry-run', 'print the plan and exit without writing anything')
     .option('--verify', 'run base and expanded model on a fixed token batch and require identical logits (max |Δlogit| = 0) before publishing; otherwise nothing is written and the exit code is 1')
     .option('--verify-mode <mode>', 'identity (default: identical logits required) or report (implies --verify; only measures max |Δlogit|, not an identity check, e.g. for --init copy)')
-    .option('--backend <name>', `backend for --verify: ${BACKEND_OPTION_HELP}`, DEFAULT_BACKEND)
+    .option('--backend <name>', `load both models whole through this backend for --verify (${BACKEND_OPTION_HELP}); without it --verify streams them layer by layer on the CPU (bounded memory)`, DEFAULT_BACKEND)
     .option('--shard-size <size>', 'maximum output shard size, e.g. 5GB', '5GB')
     .option('--force', 'replace an existing output directory')
     .option('--no-base-hash', 'do not sha256 the base shards into the manifest (saves CPU on large models)')
@@ -79,7 +79,9 @@ export function registerExpand(program: Command): void {
       if (o.verifyMode !== undefined && o.verifyMode !== 'identity' && o.verifyMode !== 'report') throw new UsageError(`--verify-mode must be identity or report, got "${o.verifyMode}"`);
       const fileVerify = file.verify === true ? { mode: 'identity' as const } : file.verify === false ? undefined : file.verify;
       const verifyMode: VerifyMode | undefined = (o.verifyMode as VerifyMode | undefined) ?? (o.verify ? 'identity' : fileVerify?.mode);
-      const resolved = verifyMode ? resolveBackend(container, fromCli('backend') ? o.backend : (fileVerify?.backend ?? o.backend)) : undefined;
+      // --verify streams both models layer by layer (bounded memory); a backend named explicitly loads them whole through it.
+      const explicitBackend = fromCli('backend') ? o.backend : fileVerify?.backend;
+      const resolved = verifyMode && explicitBackend !== undefined ? resolveBackend(container, explicitBackend) : undefined;
       const force = o.force === true || file.force;
       const baseHash = fromCli('baseHash') ? o.baseHash : file.baseHash;
       const { name: _name, params: extraParams, ...fileParams } = file.strategy;
@@ -116,7 +118,7 @@ export function registerExpand(program: Command): void {
         maxShardBytes,
         force,
         hashBase: baseHash,
-        ...(resolved ? { verify: { backend: resolved.backend, loadOptions: backendLoadOptions(resolved.spec), mode: verifyMode } } : {}),
+        ...(verifyMode ? { verify: resolved ? { backend: resolved.backend, loadOptions: backendLoadOptions(resolved.spec), mode: verifyMode } : { mode: verifyMode } } : {}),
         onProgress: (p) => {
           if (p.phase !== phase) {
             if (phase) progress.stop();

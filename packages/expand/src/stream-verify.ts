@@ -1,0 +1,545 @@
+/**
+ * Streaming identity verification: runs the base and the expanded model through core's one decoder
+ * (model/decoder) with a small eager float32 implementation of its ops, reading every weight by byte
+ * range from the safetensors as the decoder reaches it (weight rows in chunks of a few MB, embedding
+ * rows one token at a time). Peak memory is a weight chunk plus the activations of the verify batch
+ * ([B*T, hidden] per layer), not two loaded models.
+ *
+ * Two checks, both reported:
+ * - a byte pre-check: every original block (and every global tensor) of the expanded model is a
+ *   byte-identical copy of its base tensor, and every inserted block's residual outputs (o_proj,
+ *   down_proj and their biases) are exactly ±0;
+ * - a forward check: max |Δlogit| over the verify batch, plus the hidden state after every expanded
+ *   layer against the base hidden state it must equal (the output of the last original block at or
+ *   below it), so a difference is located at the first layer that causes it.
+ *
+ * Both runs use the same arithmetic, so identical copies give bit-identical states and a block whose
+ * residual outputs are zero adds exactly +0: on a correct expansion every difference is exactly 0.
+ */
+import * as fs from 'node:fs';
+import { Worker } from 'node:worker_threads';
+import {
+  EMBED,
+  HfCheckpoint,
+  LM_HEAD,
+  UsageError,
+  checkRepresentable,
+  checkTokenBatch,
+  cosSin,
+  decodeToFloat32,
+  f16BitsToF32Bits,
+  decoder,
+  dtypeSize,
+  layerTensorBySuffix,
+  layerTensorName,
+  parseLayerTensorName,
+  positionIds,
+  projections,
+  attends,
+  type DecoderOps,
+  type FloatDType,
+  type LlamaConfig,
+  type Logits,
+  type TokenBatch,
+} from '@llama-pro/core';
+import type { ExpansionPlan } from './plan';
+import { defaultVerificationBatch, maxAbsDiff, type VerifyResult } from './verify';
+
+/** Name of the streaming verifier in reports (in place of a backend name). */
+export const STREAM_VERIFIER = 'stream';
+
+/** Bytes of weight read (and decoded) at a time. */
+const CHUNK_BYTES = 8 << 20;
+
+/** Result of the byte pre-check. */
+export interface PrecheckResult {
+  /** Every original block and global tensor is byte-identical to its base tensor. */
+  readonly copiesIdentical: boolean;
+  /** Every inserted block's residual-output tensors (o_proj, down_proj, their biases) are ±0. */
+  readonly newOutputsZero: boolean;
+  /** Up to 5 expanded tensors that differ from their base tensor although they must not. */
+  readonly differing: readonly string[];
+  /** Up to 5 residual-output tensors of inserted blocks that hold a non-zero value. */
+  readonly nonZero: readonly string[];
+}
+
+export interface StreamVerifyResult extends VerifyResult {
+  readonly precheck: PrecheckResult;
+  /** max |Δ| of the hidden state after each expanded layer against the base state it must equal. */
+  readonly layerMaxAbsDiff: readonly number[];
+  /** First expanded layer whose hidden state differs (null when none does). */
+  readonly firstDifferingLayer: number | null;
+}
+
+const RESIDUAL_OUTPUT_ROLES = new Set(['attn_out', 'attn_out_bias', 'mlp_out', 'mlp_out_bias']);
+
+function readAt(fd: number, buf: Buffer, length: number, position: number): Buffer {
+  let done = 0;
+  while (done < length) {
+    const n = fs.readSync(fd, buf, done, length - done, position + done);
+    if (n === 0) throw new UsageError(`unexpected end of file while verifying (read ${done} of ${length} bytes)`, 'VERIFY_READ');
+    done += n;
+  }
+  return buf.subarray(0, length);
+}
+
+/** Calls `each(a, b)` on matching chunks of two tensors' bytes; stops early when it returns false. */
+function compareChunks(a: HfCheckpoint, an: string, b: HfCheckpoint | null, bn: string, each: (x: Buffer, y: Buffer | null) => boolean, bufs: [Buffer, Buffer]): boolean {
+  const ra = a.shardOf(an).byteRange(an);
+  const rb = b ? b.shardOf(bn).byteRange(bn) : null;
+  for (let off = 0; off < ra.length; off += CHUNK_BYTES) {
+    const len = Math.min(CHUNK_BYTES, ra.length - off);
+    const x = readAt(ra.fd, bufs[0], len, ra.offset + off);
+    const y = rb ? readAt(rb.fd, bufs[1], len, rb.offset + off) : null;
+    if (!each(x, y)) return false;
+  }
+  return true;
+}
+
+/** Whether every element of float bytes of element size `size` is +0 or -0 (little-endian: sign bit in the last byte). */
+function allZero(bytes: Uint8Array, size: number): boolean {
+  for (let i = 0; i < bytes.length; i++) if (bytes[i]! !== 0 && !((i % size === size - 1) && bytes[i] === 0x80)) return false;
+  return true;
+}
+
+/** The byte pre-check of `expanded` against `base` under `plan` (see the header). */
+export function precheckExpansion(base: HfCheckpoint, expanded: HfCheckpoint, plan: ExpansionPlan): PrecheckResult {
+  const differing: string[] = [];
+  const nonZero: string[] = [];
+  const bufs: [Buffer, Buffer] = [Buffer.allocUnsafe(CHUNK_BYTES), Buffer.allocUnsafe(CHUNK_BYTES)];
+  let copiesIdentical = true;
+  let newOutputsZero = true;
+  for (const name of expanded.tensorNames()) {
+    const parsed = parseLayerTensorName(name);
+    const layer = parsed ? plan.layers[parsed.layer] : undefined;
+    if (parsed && !layer) throw new UsageError(`expanded checkpoint holds "${name}", but the plan has ${plan.newLayerCount} layers`, 'VERIFY_PLAN');
+    const info = expanded.info(name);
+    if (layer?.isNew) {
+      const role = layerTensorBySuffix(expanded.config, parsed!.suffix)?.role;
+      if (role && RESIDUAL_OUTPUT_ROLES.has(role)) {
+        const size = dtypeSize(info.dtype);
+        if (!compareChunks(expanded, name, null, name, (x) => allZero(x, size), bufs)) {
+          newOutputsZero = false;
+          if (nonZero.length < 5) nonZero.push(name);
+        }
+      }
+      continue;
+    }
+    const baseName = parsed ? layerTensorName(layer!.source, parsed.suffix) : name;
+    const same =
+      base.has(baseName) &&
+      base.info(baseName).dtype === info.dtype &&
+      base.info(baseName).byteLength === info.byteLength &&
+      compareChunks(expanded, name, base, baseName, (x, y) => x.equals(y!), bufs);
+    if (!same) {
+      copiesIdentical = false;
+      if (differing.length < 5) differing.push(name);
+    }
+  }
+  return { copiesIdentical, newOutputsZero, differing, nonZero };
+}
+
+/** y [N, out] = x [N, in] · Wᵀ (+ bias) with W [out, in] streamed from the checkpoint in row chunks. */
+function linear(ck: HfCheckpoint, name: string, bias: string | null, x: Float32Array, N: number, buf: Buffer): Float32Array {
+  const info = ck.info(name);
+  const [outF, inF] = info.shape as [number, number];
+  if (x.length !== N * inF) throw new UsageError(`verify: "${name}" has shape [${info.shape}], its input has ${x.length / N} features`, 'VERIFY_SHAPE');
+  const dtype = info.dtype as FloatDType;
+  const rowBytes = inF * dtypeSize(dtype);
+  const rowsPerChunk = Math.max(1, Math.floor(CHUNK_BYTES / rowBytes));
+  const range = ck.shardOf(name).byteRange(name);
+  const chunkBuf = buf.length >= rowsPerChunk * rowBytes ? buf : Buffer.allocUnsafe(rowsPerChunk * rowBytes);
+  const y = new Float32Array(N * outF);
+  const wAll = new Float32Array(rowsPerChunk * inF);
+  for (let r0 = 0; r0 < outF; r0 += rowsPerChunk) {
+    const rows = Math.min(rowsPerChunk, outF - r0);
+    const w = decodeInto(readAt(range.fd, chunkBuf, rows * rowBytes, range.offset + r0 * rowBytes), dtype, wAll);
+    let r = 0;
+    // two weight rows by four token rows at a time (each product is still summed over i in order, in float64)
+    for (; r + 2 <= rows && N >= 4; r += 2) {
+      const wa = r * inF;
+      const wb = wa + inF;
+      let n = 0;
+      for (; n + 4 <= N; n += 4) {
+        const x0 = n * inF;
+        const x1 = x0 + inF;
+        const x2 = x1 + inF;
+        const x3 = x2 + inF;
+        let a0 = 0;
+        let a1 = 0;
+        let a2 = 0;
+        let a3 = 0;
+        let b0 = 0;
+        let b1 = 0;
+        let b2 = 0;
+        let b3 = 0;
+        for (let i = 0; i < inF; i++) {
+          const u = w[wa + i]!;
+          const v = w[wb + i]!;
+          const p0 = x[x0 + i]!;
+          const p1 = x[x1 + i]!;
+          const p2 = x[x2 + i]!;
+          const p3 = x[x3 + i]!;
+          a0 += u * p0;
+          a1 += u * p1;
+          a2 += u * p2;
+          a3 += u * p3;
+          b0 += v * p0;
+          b1 += v * p1;
+          b2 += v * p2;
+          b3 += v * p3;
+        }
+        const yo = n * outF + r0 + r;
+        y[yo] = a0;
+        y[yo + outF] = a1;
+        y[yo + 2 * outF] = a2;
+        y[yo + 3 * outF] = a3;
+        y[yo + 1] = b0;
+        y[yo + outF + 1] = b1;
+        y[yo + 2 * outF + 1] = b2;
+        y[yo + 3 * outF + 1] = b3;
+      }
+      for (; n < N; n++) {
+        const xo = n * inF;
+        let sa = 0;
+        let sb = 0;
+        for (let i = 0; i < inF; i++) {
+          sa += w[wa + i]! * x[xo + i]!;
+          sb += w[wb + i]! * x[xo + i]!;
+        }
+        y[n * outF + r0 + r] = sa;
+        y[n * outF + r0 + r + 1] = sb;
+      }
+    }
+    for (; r < rows; r++) {
+      const wo = r * inF;
+      let n = 0;
+      // eight token rows at a time: each weight element is loaded once per eight products
+      for (; n + 8 <= N; n += 8) {
+        const x0 = n * inF;
+        const x1 = x0 + inF;
+        const x2 = x1 + inF;
+        const x3 = x2 + inF;
+        const x4 = x3 + inF;
+        const x5 = x4 + inF;
+        const x6 = x5 + inF;
+        const x7 = x6 + inF;
+        let s0 = 0;
+        let s1 = 0;
+        let s2 = 0;
+        let s3 = 0;
+        let s4 = 0;
+        let s5 = 0;
+        let s6 = 0;
+        let s7 = 0;
+        for (let i = 0; i < inF; i++) {
+          const wv = w[wo + i]!;
+          s0 += wv * x[x0 + i]!;
+          s1 += wv * x[x1 + i]!;
+          s2 += wv * x[x2 + i]!;
+          s3 += wv * x[x3 + i]!;
+          s4 += wv * x[x4 + i]!;
+          s5 += wv * x[x5 + i]!;
+          s6 += wv * x[x6 + i]!;
+          s7 += wv * x[x7 + i]!;
+        }
+        const yo = n * outF + r0 + r;
+        y[yo] = s0;
+        y[yo + outF] = s1;
+        y[yo + 2 * outF] = s2;
+        y[yo + 3 * outF] = s3;
+        y[yo + 4 * outF] = s4;
+        y[yo + 5 * outF] = s5;
+        y[yo + 6 * outF] = s6;
+        y[yo + 7 * outF] = s7;
+      }
+      for (; n + 4 <= N; n += 4) {
+        const x0 = n * inF;
+        const x1 = x0 + inF;
+        const x2 = x1 + inF;
+        const x3 = x2 + inF;
+        let s0 = 0;
+        let s1 = 0;
+        let s2 = 0;
+        let s3 = 0;
+        for (let i = 0; i < inF; i++) {
+          const wv = w[wo + i]!;
+          s0 += wv * x[x0 + i]!;
+          s1 += wv * x[x1 + i]!;
+          s2 += wv * x[x2 + i]!;
+          s3 += wv * x[x3 + i]!;
+        }
+        y[n * outF + r0 + r] = s0;
+        y[(n + 1) * outF + r0 + r] = s1;
+        y[(n + 2) * outF + r0 + r] = s2;
+        y[(n + 3) * outF + r0 + r] = s3;
+      }
+      for (; n < N; n++) {
+        const xo = n * inF;
+        let s = 0;
+        for (let i = 0; i < inF; i++) s += w[wo + i]! * x[xo + i]!;
+        y[n * outF + r0 + r] = s;
+      }
+    }
+  }
+  if (bias) {
+    const b = readVector(ck, bias);
+    for (let n = 0; n < N; n++) for (let o = 0; o < outF; o++) y[n * outF + o] = y[n * outF + o]! + b[o]!;
+  }
+  return y;
+}
+
+/** decodeToFloat32 into a reused array (no allocation per chunk); `bytes` starts at an aligned offset. */
+function decodeInto(bytes: Buffer, dtype: FloatDType, out: Float32Array): Float32Array {
+  const n = bytes.length / dtypeSize(dtype);
+  const view = out.subarray(0, n);
+  if (dtype === 'F32' || bytes.byteOffset % 2 !== 0) {
+    view.set(decodeToFloat32(bytes, dtype));
+    return view;
+  }
+  const src = new Uint16Array(bytes.buffer, bytes.byteOffset, n);
+  const bits = new Uint32Array(view.buffer, view.byteOffset, n);
+  if (dtype === 'BF16') for (let i = 0; i < n; i++) bits[i] = src[i]! << 16;
+  else for (let i = 0; i < n; i++) bits[i] = f16BitsToF32Bits(src[i]!);
+  return view;
+}
+
+function readVector(ck: HfCheckpoint, name: string): Float32Array {
+  const info = ck.info(name);
+  const r = ck.shardOf(name).byteRange(name);
+  return decodeToFloat32(readAt(r.fd, Buffer.allocUnsafe(r.length), r.length, r.offset), info.dtype as FloatDType);
+}
+
+/**
+ * One forward pass of `ck` on `batch` with weights streamed from disk; returns logits and the hidden
+ * state after the embedding (index 0) and after each layer l (index l + 1).
+ */
+export function streamForward(ck: HfCheckpoint, batch: TokenBatch, onLayer?: (layer: number) => void): { logits: Logits; hidden: Float32Array[] } {
+  const c: LlamaConfig = ck.config;
+  checkRepresentable(c, STREAM_VERIFIER);
+  checkTokenBatch(c, batch);
+  const { batchSize: B, seqLen: T, ids, attentionMask: mask } = batch;
+  const N = B * T;
+  const D = c.hiddenSize;
+  const H = c.numAttentionHeads;
+  const KV = c.numKeyValueHeads;
+  const hd = c.headDim;
+  const rep = H / KV;
+  const buf = Buffer.allocUnsafe(CHUNK_BYTES);
+  const positions = positionIds(mask, B, T);
+  let maxPos = 0;
+  for (const p of positions) maxPos = Math.max(maxPos, p);
+  const { cos, sin, width } = cosSin(c, positions, maxPos + 1);
+  const scale = 1 / Math.sqrt(hd);
+  const hidden: Float32Array[] = [];
+  let pendingLayer = -1;
+
+  const ops: DecoderOps<Float32Array> = {
+    embed: () => {
+      const info = ck.info(EMBED);
+      const r = ck.shardOf(EMBED).byteRange(EMBED);
+      const rowBytes = D * dtypeSize(info.dtype);
+      const h = new Float32Array(N * D);
+      for (let n = 0; n < N; n++) h.set(decodeToFloat32(readAt(r.fd, buf, rowBytes, r.offset + ids[n]! * rowBytes), info.dtype as FloatDType), n * D);
+      hidden.push(h.slice());
+      return h;
+    },
+    rmsNorm: (x, weight) => {
+      const w = readVector(ck, weight);
+      const y = new Float32Array(x.length);
+      for (let n = 0; n < N; n++) {
+        let ss = 0;
+        for (let i = 0; i < D; i++) ss += x[n * D + i]! * x[n * D + i]!;
+        const r = Math.fround(1 / Math.sqrt(Math.fround(ss / D) + c.rmsNormEps));
+        for (let i = 0; i < D; i++) y[n * D + i] = Math.fround(x[n * D + i]! * r) * w[i]!;
+      }
+      return y;
+    },
+    project: (x, layer, group) => {
+      if (group === 'mlp_out') pendingLayer = layer;
+      return projections(c, layer, group).map((p) => linear(ck, p.weight, p.bias, x, N, buf));
+    },
+    rope: (x, kind) => {
+      const heads = kind === 'q' ? H : KV;
+      const half = width / 2;
+      const y = new Float32Array(x.length);
+      for (let n = 0; n < N; n++) {
+        for (let h = 0; h < heads; h++) {
+          const o = n * heads * hd + h * hd;
+          for (let i = 0; i < hd; i++) {
+            if (i >= width) {
+              y[o + i] = x[o + i]!;
+              continue;
+            }
+            const rot = i < half ? -x[o + i + half]! : x[o + i - half]!;
+            y[o + i] = Math.fround(x[o + i]! * cos[n * width + i]!) + Math.fround(rot * sin[n * width + i]!);
+          }
+        }
+      }
+      return y;
+    },
+    attention: (q, k, v, layer) => {
+      const window = c.attentionWindows[layer] ?? null;
+      const out = new Float32Array(N * H * hd);
+      const scores = new Float64Array(T);
+      for (let b = 0; b < B; b++) {
+        for (let h = 0; h < H; h++) {
+          const kh = Math.floor(h / rep);
+          for (let t = 0; t < T; t++) {
+            const qo = (b * T + t) * H * hd + h * hd;
+            let max = -Infinity;
+            for (let s = 0; s <= t; s++) {
+              if (!attends(t, s, !mask || mask[b * T + s] !== 0, window)) {
+                scores[s] = NaN;
+                continue;
+              }
+              const ko = (b * T + s) * KV * hd + kh * hd;
+              let dot = 0;
+              for (let i = 0; i < hd; i++) dot += q[qo + i]! * k[ko + i]!;
+              scores[s] = dot * scale;
+              if (scores[s]! > max) max = scores[s]!;
+            }
+            let sum = 0;
+            for (let s = 0; s <= t; s++) {
+              const e = Number.isNaN(scores[s]!) ? 0 : Math.exp(scores[s]! - max);
+              scores[s] = e;
+              sum += e;
+            }
+            for (let s = 0; s <= t; s++) {
+              const p = scores[s]! / sum;
+              if (p === 0) continue;
+              const vo = (b * T + s) * KV * hd + kh * hd;
+              for (let i = 0; i < hd; i++) out[qo + i] = out[qo + i]! + p * v[vo + i]!;
+            }
+          }
+        }
+      }
+      return out;
+    },
+    swiglu: (g, u) => {
+      const y = new Float32Array(g.length);
+      for (let i = 0; i < g.length; i++) y[i] = (g[i]! / (1 + Math.exp(-g[i]!))) * u[i]!;
+      return y;
+    },
+    add: (a, b2) => {
+      const y = new Float32Array(a.length);
+      for (let i = 0; i < a.length; i++) y[i] = a[i]! + b2[i]!;
+      if (pendingLayer >= 0) {
+        // the residual add after a layer's down projection: the layer's output
+        hidden.push(y.slice());
+        onLayer?.(pendingLayer);
+        pendingLayer = -1;
+      }
+      return y;
+    },
+    head: (x) => linear(ck, c.tieWordEmbeddings ? EMBED : LM_HEAD, null, x, N, buf),
+  };
+  const data = decoder(c, ops);
+  return { logits: { data, batchSize: B, seqLen: T, vocabSize: c.vocabSize }, hidden };
+}
+
+/** Worker body: opens the checkpoint, runs streamForward and posts progress, then the result (buffers transferred). */
+const WORKER = `
+const { parentPort, workerData } = require('node:worker_threads');
+const { HfCheckpoint } = require('@llama-pro/core');
+const { streamForward } = require(workerData.module);
+(async () => {
+  const ck = await HfCheckpoint.open(workerData.dir, { validate: false });
+  try {
+    const r = streamForward(ck, workerData.batch, (layer) => parentPort.postMessage({ layer }));
+    parentPort.postMessage({ result: r }, [r.logits.data.buffer, ...r.hidden.map((h) => h.buffer)]);
+  } finally {
+    await ck.close();
+  }
+})().catch((e) => parentPort.postMessage({ error: String(e && e.message || e) }));
+`;
+
+/** streamForward of the checkpoint in `dir`, on a worker thread when running from the built JavaScript (else in this thread). */
+async function forwardOf(dir: string, ck: HfCheckpoint, batch: TokenBatch, onLayer: (layer: number) => void): Promise<{ logits: Logits; hidden: Float32Array[] }> {
+  if (!__filename.endsWith('.js')) return streamForward(ck, batch, onLayer);
+  return new Promise((resolve, reject) => {
+    const w = new Worker(WORKER, { eval: true, workerData: { module: __filename, dir, batch } });
+    let settled = false;
+    w.on('message', (m: { layer?: number; result?: { logits: Logits; hidden: Float32Array[] }; error?: string }) => {
+      if (m.layer !== undefined) onLayer(m.layer);
+      else if (m.result) {
+        settled = true;
+        resolve(m.result);
+      } else if (m.error !== undefined) {
+        settled = true;
+        reject(new UsageError(`verify: forward pass of ${dir} failed: ${m.error}`, 'VERIFY_FORWARD'));
+      }
+    });
+    w.on('error', (e) => {
+      settled = true;
+      reject(e);
+    });
+    w.on('exit', (code) => {
+      if (!settled) reject(new UsageError(`verify: the forward pass of ${dir} stopped (worker exit ${code})`, 'VERIFY_FORWARD'));
+    });
+  });
+}
+
+/**
+ * Verifies `expandedDir` against `baseDir` under `plan` without loading either model: the byte
+ * pre-check, then both forward passes streamed layer by layer. `onProgress(done, total)` counts layers.
+ */
+export async function verifyStreaming(
+  baseDir: string,
+  expandedDir: string,
+  plan: ExpansionPlan,
+  tokens?: TokenBatch,
+  onProgress?: (done: number, total: number) => void,
+): Promise<StreamVerifyResult> {
+  const base = await HfCheckpoint.open(baseDir, { validate: false });
+  try {
+    const expanded = await HfCheckpoint.open(expandedDir, { validate: false });
+    try {
+      const { vocabSize, maxPositionEmbeddings } = base.config;
+      const batch = tokens ?? defaultVerificationBatch(vocabSize, maxPositionEmbeddings);
+      for (const id of batch.ids) if (id < 0 || id >= vocabSize) throw new UsageError(`verification token ${id} is outside the vocabulary (0..${vocabSize - 1})`, 'VERIFY_TOKENS');
+      if (plan.originalLayers !== base.config.numHiddenLayers || plan.newLayerCount !== expanded.config.numHiddenLayers) {
+        throw new UsageError(`verify: the plan maps ${plan.originalLayers} -> ${plan.newLayerCount} layers, the checkpoints have ${base.config.numHiddenLayers} and ${expanded.config.numHiddenLayers}`, 'VERIFY_PLAN');
+      }
+      const total = base.config.numHiddenLayers + expanded.config.numHiddenLayers + 1;
+      const precheck = precheckExpansion(base, expanded, plan);
+      onProgress?.(1, total);
+      // Refuse what the decoder ops cannot run here, with the typed error, before starting the passes.
+      for (const c of [base.config, expanded.config]) {
+        checkRepresentable(c, STREAM_VERIFIER);
+        checkTokenBatch(c, batch);
+      }
+      // Both passes at once (each on a worker thread when built): each holds only a weight chunk and its activations.
+      let done = 1;
+      const tick = () => onProgress?.(++done, total);
+      const [b, e] = await Promise.all([forwardOf(baseDir, base, batch, tick), forwardOf(expandedDir, expanded, batch, tick)]);
+      // The hidden state after expanded layer j must equal the base state after the last original block at or below j.
+      const layerMaxAbsDiff: number[] = [];
+      let lastOriginal = 0; // index into b.hidden: 0 = embeddings, l + 1 = after base layer l
+      for (let j = 0; j < plan.newLayerCount; j++) {
+        const l = plan.layers[j]!;
+        if (!l.isNew) lastOriginal = l.source + 1;
+        const want = b.hidden[lastOriginal]!;
+        const got = e.hidden[j + 1]!;
+        layerMaxAbsDiff.push(maxAbsDiff({ data: want, batchSize: 1, seqLen: 1, vocabSize: want.length }, { data: got, batchSize: 1, seqLen: 1, vocabSize: got.length }));
+      }
+      const first = layerMaxAbsDiff.findIndex((d) => d !== 0);
+      return {
+        backend: STREAM_VERIFIER,
+        device: 'cpu',
+        batchSize: batch.batchSize,
+        seqLen: batch.seqLen,
+        tokens: [...batch.ids],
+        maxAbsDiff: maxAbsDiff(b.logits, e.logits),
+        baseLogits: b.logits,
+        precheck,
+        layerMaxAbsDiff,
+        firstDifferingLayer: first < 0 ? null : first,
+      };
+    } finally {
+      await expanded.close();
+    }
+  } finally {
+    await base.close();
+  }
+}

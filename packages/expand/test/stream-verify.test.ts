@@ -1,0 +1,152 @@
+/**
+ * The streaming verifier (stream-verify): its base forward pass matches reference logits (llama2.c's
+ * golden logits for stories260K; transformers' logits for the hf-conformance Qwen2 case with sliding
+ * windows, q/k/v biases and a tied head), so it is a real forward check; it reports exactly 0 on correct
+ * expansions and finds the difference when an inserted block's o_proj is not zero (copy initializer)
+ * or an original tensor differs from the base by one ulp.
+ */
+import * as fs from 'node:fs';
+import { promises as fsp } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { HfCheckpoint, convertLlama2c, type TokenBatch } from '@llama-pro/core';
+import { STORIES260K_BIN, STORIES260K_GOLDEN, describeWithFixtures, fixturePath, relL2 } from '@llama-pro/core/testing';
+import { IdentityError, copyInitializer, expandModel, interleavedStrategy, positionsStrategy, readExpansionManifest, streamForward, topStrategy, verifyStreaming, zeroOutputInitializer } from '../src';
+
+const QWEN = ['hf-conformance', 'qwen2-sliding-mixed-bf16'];
+const STORIES_FIXTURES = [STORIES260K_BIN, [...STORIES260K_GOLDEN, 'tokens.txt'], [...STORIES260K_GOLDEN, 'logits.f32']];
+
+function readF32(file: string): Float32Array {
+  const b = fs.readFileSync(file);
+  const out = new Float32Array(b.length / 4);
+  for (let i = 0; i < out.length; i++) out[i] = b.readFloatLE(i * 4);
+  return out;
+}
+
+async function forwardOf(dir: string, batch: TokenBatch): Promise<Float32Array> {
+  const ck = await HfCheckpoint.open(dir);
+  try {
+    return streamForward(ck, batch).logits.data;
+  } finally {
+    await ck.close();
+  }
+}
+
+/** Adds one to the bit pattern of element 0 of `name` in `dir` (one ulp away from zero for a finite F32/F16/BF16 value). */
+async function bumpOneUlp(dir: string, name: string): Promise<void> {
+  const ck = await HfCheckpoint.open(dir);
+  const t = ck.info(name);
+  const file = ck.shardOf(name).path;
+  const offset = ck.shardOf(name).byteRange(name).offset;
+  await ck.close();
+  const fh = await fsp.open(file, 'r+');
+  try {
+    const size = t.dtype === 'F32' ? 4 : 2;
+    const b = Buffer.alloc(size);
+    await fh.read(b, 0, size, offset);
+    if (size === 4) b.writeUInt32LE(b.readUInt32LE(0) + 1, 0);
+    else b.writeUInt16LE(b.readUInt16LE(0) + 1, 0);
+    await fh.write(b, 0, size, offset);
+  } finally {
+    await fh.close();
+  }
+}
+
+let dir: string;
+beforeAll(async () => {
+  dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'lp-stream-verify-'));
+});
+afterAll(async () => {
+  await fsp.rm(dir, { recursive: true, force: true });
+});
+
+describeWithFixtures('streaming verify on stories260K', STORIES_FIXTURES, () => {
+  let base: string;
+  let batch: TokenBatch;
+  beforeAll(async () => {
+    base = path.join(dir, 'stories');
+    await convertLlama2c(fixturePath(...STORIES260K_BIN), base);
+    const tokens = fs.readFileSync(fixturePath(...STORIES260K_GOLDEN, 'tokens.txt'), 'utf8').split(/\s+/).filter(Boolean).map(Number);
+    batch = { ids: Int32Array.from(tokens), batchSize: 1, seqLen: tokens.length };
+  });
+
+  it('the base forward pass matches the llama2.c golden logits', async () => {
+    // golden: logits.f32 from llama2.c run.c on tokens.txt (see /work/shared/golden/stories260K)
+    expect(relL2(await forwardOf(base, batch), readF32(fixturePath(...STORIES260K_GOLDEN, 'logits.f32')))).toBeLessThanOrEqual(1e-4);
+  });
+
+  it('a correct zero-output expansion: pre-check clean, every hidden state and logit identical (Δ = 0)', async () => {
+    const ck = await HfCheckpoint.open(base);
+    const plan = interleavedStrategy.plan(ck.config, { groups: 5 });
+    await ck.close();
+    const out = path.join(dir, 'stories-x');
+    const r = await expandModel({ input: base, output: out, plan, initializer: zeroOutputInitializer, verify: {} });
+    expect((await readExpansionManifest(out)).verification).toMatchObject({ backend: 'stream', maxAbsDiff: 0, identical: true, mode: 'identity' });
+    expect(r.verification?.maxAbsDiff).toBe(0);
+    const v = await verifyStreaming(base, out, plan, batch);
+    expect(v.precheck).toEqual({ copiesIdentical: true, newOutputsZero: true, differing: [], nonZero: [] });
+    expect(v.maxAbsDiff).toBe(0);
+    expect(v.layerMaxAbsDiff).toEqual(new Array(plan.newLayerCount).fill(0));
+    expect(v.firstDifferingLayer).toBeNull();
+  });
+
+  it('copy initializer: non-zero o_proj in the new block is found (pre-check, hidden state at that block, Δlogit > 0) and identity mode refuses', async () => {
+    const ck = await HfCheckpoint.open(base);
+    const plan = topStrategy.plan(ck.config, { blocks: 1 });
+    await ck.close();
+    const out = path.join(dir, 'stories-copy');
+    const err = await expandModel({ input: base, output: out, plan, initializer: copyInitializer, verify: {} }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(IdentityError);
+    expect((err as Error).message).toMatch(/^identity check failed: max \|Δlogit\| = \S+ on stream \(cpu\); hidden states first differ after layer 5; inserted-block output projections not zero: model\.layers\.5\.self_attn\.o_proj\.weight, model\.layers\.5\.mlp\.down_proj\.weight; .*nothing was written/);
+    expect(fs.existsSync(out)).toBe(false);
+    const r = await expandModel({ input: base, output: out, plan, initializer: copyInitializer, verify: { mode: 'report' } });
+    expect(r.verification!.maxAbsDiff).toBeGreaterThan(0);
+    const v = await verifyStreaming(base, out, plan, batch);
+    expect(v.maxAbsDiff).toBeGreaterThan(0);
+    expect(v.precheck.copiesIdentical).toBe(true);
+    expect(v.precheck.newOutputsZero).toBe(false);
+    expect(v.firstDifferingLayer).toBe(5);
+  });
+
+  it('an original tensor one ulp off is found by the pre-check and by the forward pass', async () => {
+    const ck = await HfCheckpoint.open(base);
+    const plan = interleavedStrategy.plan(ck.config, { groups: 5 });
+    await ck.close();
+    const out = path.join(dir, 'stories-ulp');
+    await expandModel({ input: base, output: out, plan, initializer: zeroOutputInitializer });
+    // original block 2 sits at expanded index plan.originalToNew[2]; its attention norm weight, element 0
+    const j = plan.originalToNew[2]!;
+    const name = `model.layers.${j}.input_layernorm.weight`;
+    await bumpOneUlp(out, name);
+    const v = await verifyStreaming(base, out, plan, batch);
+    expect(v.precheck.copiesIdentical).toBe(false);
+    expect(v.precheck.differing).toEqual([name]);
+    expect(v.firstDifferingLayer).toBe(j);
+    expect(v.maxAbsDiff).toBeGreaterThan(0);
+  });
+});
+
+describeWithFixtures('streaming verify on hf-conformance qwen2-sliding-mixed-bf16 (windows, biases, tied head)', [[...QWEN, 'config.json']], () => {
+  const base = fixturePath(...QWEN);
+  let batch: TokenBatch;
+  beforeAll(() => {
+    const ids = JSON.parse(fs.readFileSync(path.join(base, 'reference', 'input_ids.json'), 'utf8')) as number[];
+    batch = { ids: Int32Array.from(ids), batchSize: 1, seqLen: ids.length };
+  });
+
+  it('the base forward pass matches transformers (reference/logits.f32)', async () => {
+    expect(relL2(await forwardOf(base, batch), readF32(path.join(base, 'reference', 'logits.f32')))).toBeLessThanOrEqual(1e-4);
+  });
+
+  it('a correct expansion across full and sliding layers verifies with Δ = 0', async () => {
+    const ck = await HfCheckpoint.open(base);
+    const plan = positionsStrategy.plan(ck.config, { at: '1,4', from: '0,2' });
+    await ck.close();
+    const out = path.join(dir, 'qwen-x');
+    await expandModel({ input: base, output: out, plan, initializer: zeroOutputInitializer, verify: { tokens: batch } });
+    const v = await verifyStreaming(base, out, plan, batch);
+    expect(v.precheck).toEqual({ copiesIdentical: true, newOutputsZero: true, differing: [], nonZero: [] });
+    expect(v.maxAbsDiff).toBe(0);
+    expect(v.firstDifferingLayer).toBeNull();
+  });
+});
