@@ -8,6 +8,7 @@ import { registerConvert } from './commands/convert';
 import { registerImportRun } from './commands/import-run';
 import { registerExpand } from './commands/expand';
 import { registerExportOnnx } from './commands/export-onnx';
+import { registerExportGguf } from './commands/export-gguf';
 import { registerGenerate } from './commands/generate';
 import { registerEval } from './commands/eval';
 import { registerTrain } from './commands/train';
@@ -30,6 +31,7 @@ export function buildProgram(): Command {
   registerImportRun(program);
   registerExpand(program);
   registerExportOnnx(program);
+  registerExportGguf(program);
   registerGenerate(program);
   registerEval(program);
   registerTrain(program);

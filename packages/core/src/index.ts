@@ -29,6 +29,7 @@ export * from './io/checksum';
 export { nativeIoStatus, tuneAllocatorForInference, type NativeIoStatus, type RangeCopier } from './io/native';
 export * from './io/safetensors';
 export * from './io/hf-dir';
+export * from './io/gguf';
 export * from './llama2c/import';
 export * from './llama2c/convert';
 export * from './llama2c/tokenizer';

@@ -1,0 +1,228 @@
+/**
+ * GGUF export, read back by a reader written here from the format spec (ggml-org/ggml docs/gguf.md):
+ * little-endian; magic "GGUF", u32 version, u64 tensor_count, u64 kv_count; each KV is a gguf string
+ * (u64 length + UTF-8) key, u32 value type and the value (arrays: u32 item type, u64 count, items);
+ * tensor infos (name, u32 n_dims, u64 ne[n_dims] with ne[0] the contiguous axis, u32 ggml_type,
+ * u64 offset); then padding to general.alignment and the data section. ggml_type ids: F32 0, F16 1,
+ * Q8_0 8, BF16 30. Q8_0 blocks (ggml-common.h block_q8_0): f16 d then 32 int8 q, x = d * q.
+ */
+import { promises as fsp } from 'node:fs';
+import * as path from 'node:path';
+import { exportGguf, normalizeConfig, f16BitsToF32, bf16BitsToF32, OutputError, type WeightSource, type TensorInfo } from '@llama-pro/core';
+import { tmpDir } from './helpers';
+
+type Val = number | bigint | string | boolean | Val[];
+
+function readGguf(buf: Buffer) {
+  let p = 0;
+  const u32 = () => ((p += 4), buf.readUInt32LE(p - 4));
+  const u64 = () => ((p += 8), Number(buf.readBigUInt64LE(p - 8)));
+  const s = () => {
+    const n = u64();
+    p += n;
+    return buf.toString('utf8', p - n, p);
+  };
+  const scalar = (t: number): Val => {
+    switch (t) {
+      case 0: return buf.readUInt8(p++);
+      case 1: return buf.readInt8(p++);
+      case 2: return (p += 2), buf.readUInt16LE(p - 2);
+      case 3: return (p += 2), buf.readInt16LE(p - 2);
+      case 4: return u32();
+      case 5: return (p += 4), buf.readInt32LE(p - 4);
+      case 6: return (p += 4), buf.readFloatLE(p - 4);
+      case 7: return buf.readUInt8(p++) !== 0;
+      case 8: return s();
+      case 9: {
+        const it = u32();
+        const n = u64();
+        return Array.from({ length: n }, () => scalar(it));
+      }
+      case 10: return (p += 8), buf.readBigUInt64LE(p - 8);
+      case 11: return (p += 8), buf.readBigInt64LE(p - 8);
+      case 12: return (p += 8), buf.readDoubleLE(p - 8);
+      default: throw new Error(`bad value type ${t}`);
+    }
+  };
+  expect(buf.toString('latin1', 0, 4)).toBe('GGUF');
+  p = 4;
+  const version = u32();
+  const nTensors = u64();
+  const nKv = u64();
+  const kv = new Map<string, { type: number; value: Val }>();
+  for (let i = 0; i < nKv; i++) {
+    const k = s();
+    const type = u32();
+    kv.set(k, { type, value: scalar(type) });
+  }
+  const tensors = Array.from({ length: nTensors }, () => {
+    const name = s();
+    const nd = u32();
+    const ne = Array.from({ length: nd }, u64);
+    return { name, ne, type: u32(), offset: u64() };
+  });
+  const align = Number(kv.get('general.alignment')?.value ?? 32);
+  const dataStart = Math.ceil(p / align) * align;
+  return { version, kv, tensors, dataStart, align };
+}
+
+function dequant(buf: Buffer, type: number, at: number, n: number): Float32Array {
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    if (type === 0) out[i] = buf.readFloatLE(at + 4 * i);
+    else if (type === 1) out[i] = f16BitsToF32(buf.readUInt16LE(at + 2 * i));
+    else if (type === 30) out[i] = bf16BitsToF32(buf.readUInt16LE(at + 2 * i));
+    else if (type === 8) {
+      const b = at + Math.floor(i / 32) * 34;
+      out[i] = f16BitsToF32(buf.readUInt16LE(b)) * buf.readInt8(b + 2 + (i % 32));
+    } else throw new Error(`type ${type}`);
+  }
+  return out;
+}
+
+/** A small seeded LLaMA (GQA: 4 heads, 2 kv heads) held in memory, HF names and row-major shapes. */
+function source(): { src: WeightSource; w: Map<string, { shape: number[]; data: Float32Array }> } {
+  const config = normalizeConfig({
+    architectures: ['LlamaForCausalLM'], hidden_size: 64, intermediate_size: 96, num_hidden_layers: 2, num_attention_heads: 4,
+    num_key_value_heads: 2, vocab_size: 300, max_position_embeddings: 128, rms_norm_eps: 1e-5, rope_theta: 10000, tie_word_embeddings: false,
+    hidden_act: 'silu', bos_token_id: 1, eos_token_id: 2,
+  });
+  let seed = 12345;
+  const rnd = () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32 - 0.5) * (seed % 7 === 0 ? 8 : 1);
+  const w = new Map<string, { shape: number[]; data: Float32Array }>();
+  const add = (name: string, shape: number[]) => w.set(name, { shape, data: Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, rnd) });
+  add('model.embed_tokens.weight', [300, 64]);
+  for (let l = 0; l < 2; l++) {
+    const pre = `model.layers.${l}.`;
+    add(pre + 'input_layernorm.weight', [64]);
+    add(pre + 'self_attn.q_proj.weight', [64, 64]);
+    add(pre + 'self_attn.k_proj.weight', [32, 64]);
+    add(pre + 'self_attn.v_proj.weight', [32, 64]);
+    add(pre + 'self_attn.o_proj.weight', [64, 64]);
+    add(pre + 'post_attention_layernorm.weight', [64]);
+    add(pre + 'mlp.gate_proj.weight', [96, 64]);
+    add(pre + 'mlp.up_proj.weight', [96, 64]);
+    add(pre + 'mlp.down_proj.weight', [64, 96]);
+  }
+  add('model.norm.weight', [64]);
+  add('lm_head.weight', [300, 64]);
+  const src: WeightSource = {
+    config,
+    tensorNames: () => [...w.keys()],
+    info: (n) => ({ name: n, dtype: 'F32', shape: w.get(n)!.shape }) as unknown as TensorInfo,
+    readFloat32: async (n) => w.get(n)!.data.slice(),
+  };
+  return { src, w };
+}
+
+/** convert_hf_to_gguf.py LlamaModel.permute, written from its numpy definition:
+ *  w.reshape(H, 2, R/H/2, C).swapaxes(1, 2).reshape(R, C)  =>  out[h][j][t] = in[h][t][j]. */
+function npPermute(x: Float32Array, rows: number, cols: number, heads: number): Float32Array {
+  const half = rows / heads / 2;
+  const out = new Float32Array(x.length);
+  for (let r = 0; r < rows; r++) {
+    const h = Math.floor(r / (2 * half));
+    const j = Math.floor((r % (2 * half)) / 2);
+    const t = r % 2;
+    const srcRow = h * 2 * half + t * half + j;
+    for (let c = 0; c < cols; c++) out[r * cols + c] = x[srcRow * cols + c]!;
+  }
+  return out;
+}
+
+const HF_OF: Record<string, string> = {
+  'token_embd.weight': 'model.embed_tokens.weight', 'output_norm.weight': 'model.norm.weight', 'output.weight': 'lm_head.weight',
+  attn_norm: 'input_layernorm', attn_q: 'self_attn.q_proj', attn_k: 'self_attn.k_proj', attn_v: 'self_attn.v_proj',
+  attn_output: 'self_attn.o_proj', ffn_norm: 'post_attention_layernorm', ffn_gate: 'mlp.gate_proj', ffn_up: 'mlp.up_proj', ffn_down: 'mlp.down_proj',
+};
+function hfName(g: string): string {
+  if (HF_OF[g]) return HF_OF[g];
+  const m = /^blk\.(\d+)\.(\w+)\.weight$/.exec(g)!;
+  return `model.layers.${m[1]}.${HF_OF[m[2]!]}.weight`;
+}
+
+describe('export-gguf', () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = await tmpDir();
+  });
+
+  it.each(['f32', 'f16', 'bf16', 'q8_0'] as const)('writes a GGUF v3 %s file an independent reader parses back to the source', async (type) => {
+    const { src, w } = source();
+    const file = path.join(dir, `m-${type}.gguf`);
+    const res = await exportGguf(src, file, { type });
+    const buf = await fsp.readFile(file);
+    expect(res.bytes).toBe(buf.length);
+    const g = readGguf(buf);
+    expect(g.version).toBe(3);
+    expect(g.align).toBe(32);
+    const v = (k: string) => g.kv.get(k)?.value;
+    // Keys and value types as convert_hf_to_gguf / gguf-py constants.py write them for LLaMA.
+    expect(v('general.architecture')).toBe('llama');
+    expect(g.kv.get('llama.block_count')).toEqual({ type: 4, value: 2 });
+    expect(v('llama.embedding_length')).toBe(64);
+    expect(v('llama.feed_forward_length')).toBe(96);
+    expect(v('llama.context_length')).toBe(128);
+    expect(v('llama.attention.head_count')).toBe(4);
+    expect(v('llama.attention.head_count_kv')).toBe(2);
+    expect(v('llama.rope.dimension_count')).toBe(16);
+    expect(g.kv.get('llama.rope.freq_base')).toEqual({ type: 6, value: 10000 });
+    expect(v('llama.attention.layer_norm_rms_epsilon')).toBeCloseTo(1e-5, 10);
+    expect(v('general.file_type')).toBe({ f32: 0, f16: 1, q8_0: 7, bf16: 32 }[type]); // llama_ftype
+    expect(v('tokenizer.ggml.model')).toBe('llama');
+    expect((v('tokenizer.ggml.tokens') as string[]).length).toBe(300);
+    expect((v('tokenizer.ggml.tokens') as string[])[3 + 10]).toBe('<0x0A>');
+    expect(v('tokenizer.ggml.bos_token_id')).toBe(1);
+
+    expect(g.tensors.map((t) => t.name).sort()).toEqual(
+      ['token_embd.weight', 'output_norm.weight', 'output.weight',
+        ...[0, 1].flatMap((l) => ['attn_norm', 'attn_q', 'attn_k', 'attn_v', 'attn_output', 'ffn_norm', 'ffn_gate', 'ffn_up', 'ffn_down'].map((n) => `blk.${l}.${n}.weight`))].sort(),
+    );
+    const want = { f32: 0, f16: 1, bf16: 30, q8_0: 8 }[type];
+    let end = 0;
+    for (const t of g.tensors) {
+      expect(t.offset % 32).toBe(0);
+      expect(t.offset).toBeGreaterThanOrEqual(end); // no overlap
+      const ref = w.get(hfName(t.name))!;
+      expect(t.ne).toEqual([...ref.shape].reverse());
+      const n = ref.data.length;
+      expect(t.type).toBe(ref.shape.length === 1 ? 0 : want);
+      const size = t.type === 0 ? 4 * n : t.type === 8 ? (n / 32) * 34 : 2 * n;
+      end = t.offset + size;
+      expect(g.dataStart + end).toBeLessThanOrEqual(buf.length);
+      let x = ref.data;
+      if (t.name.endsWith('attn_q.weight')) x = npPermute(x, ref.shape[0]!, ref.shape[1]!, 4);
+      if (t.name.endsWith('attn_k.weight')) x = npPermute(x, ref.shape[0]!, ref.shape[1]!, 2);
+      const got = dequant(buf, t.type, g.dataStart + t.offset, n);
+      for (let i = 0; i < n; i++) {
+        if (t.type === 0) expect(got[i]).toBe(x[i]);
+        // f16: 11-bit significand, relative error <= 2^-11 (plus subnormal floor); bf16: 8 bits, <= 2^-8.
+        else if (t.type === 1) expect(Math.abs(got[i]! - x[i]!)).toBeLessThanOrEqual(Math.abs(x[i]!) * 2 ** -11 + 2 ** -24);
+        else if (t.type === 30) expect(Math.abs(got[i]! - x[i]!)).toBeLessThanOrEqual(Math.abs(x[i]!) * 2 ** -8);
+      }
+      if (t.type === 8) {
+        // Per block: d = amax/127 (rounded to f16), q = round(x/d) => |x - d*q| <= d/2 + 127*d*2^-11.
+        for (let b = 0; b < n; b += 32) {
+          let amax = 0;
+          for (let i = b; i < b + 32; i++) amax = Math.max(amax, Math.abs(x[i]!));
+          const d = amax / 127;
+          for (let i = b; i < b + 32; i++) expect(Math.abs(got[i]! - x[i]!)).toBeLessThanOrEqual(d * (0.5 + 127 * 2 ** -11) + 1e-7);
+          // The block's largest element maps to |q| = 127, as in ggml's reference quantizer.
+          const qs = Array.from({ length: 32 }, (_, i) => Math.abs(buf.readInt8(g.dataStart + t.offset + (b / 32) * 34 + 2 + i)));
+          expect(Math.max(...qs)).toBe(127);
+        }
+      }
+    }
+  });
+
+  it('refuses to replace an existing file without force, and leaves no temp file', async () => {
+    const { src } = source();
+    const file = path.join(dir, 'exists.gguf');
+    await fsp.writeFile(file, 'keep');
+    await expect(exportGguf(src, file)).rejects.toBeInstanceOf(OutputError);
+    expect(await fsp.readFile(file, 'utf8')).toBe('keep');
+    await exportGguf(src, file, { force: true });
+    expect((await fsp.readFile(file)).toString('latin1', 0, 4)).toBe('GGUF');
+    expect((await fsp.readdir(dir)).filter((f) => f.includes('.tmp-'))).toEqual([]);
+  });
+});
