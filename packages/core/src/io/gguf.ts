@@ -248,16 +248,12 @@ export function llamaMetadata(c: LlamaConfig, type: GgufOutType, name: string, t
   }
   const rs = c.ropeScaling;
   if (rs) {
-    const t = String(rs['rope_type'] ?? rs['type'] ?? '');
-    const factor = Number(rs['factor']);
-    if (t === 'linear' || t === 'yarn') {
-      kv.push(['llama.rope.scaling.type', str(t)], ['llama.rope.scaling.factor', f32(factor)]);
-      if (t === 'yarn' && rs['original_max_position_embeddings'] !== undefined) {
-        kv.push(['llama.rope.scaling.original_context_length', u32(Number(rs['original_max_position_embeddings']))]);
-      }
-    } else if (t !== 'default') {
+    if (rs.type === 'linear' || rs.type === 'yarn') {
+      kv.push(['llama.rope.scaling.type', str(rs.type)], ['llama.rope.scaling.factor', f32(rs.factor)]);
+      if (rs.type === 'yarn') kv.push(['llama.rope.scaling.original_context_length', u32(rs.originalMaxPositionEmbeddings)]);
+    } else {
       // llama3 scaling is carried by a rope_freqs tensor in convert_hf_to_gguf; not written here.
-      throw new ConfigError(`export-gguf: rope_scaling type "${t}" is not supported (linear and yarn are)`);
+      throw new ConfigError(`export-gguf: rope_scaling type "${rs.type}" is not supported (linear and yarn are)`);
     }
   }
   // Without a tokenizer (e.g. a converted llama2.c checkpoint), an id-only vocab: llama.cpp's
