@@ -67,6 +67,15 @@ describeWithFixtures('tokenizers for llama2.c models', [STORIES260K_BIN], () => 
     expect(ev.stderr).toMatch(/has no tokenizer\.json: evaluation would encode text as raw byte tokens[^\n]*--byte-tokens/);
   });
 
+  it('train takes token-id files (auto-detected .i32) on a model without tokenizer.json: no tokenizer is involved', async () => {
+    const ids = new Int32Array(64).map((_, i) => 3 + ((i * 7) % 200));
+    const corpus = path.join(tmp, 'corpus.i32');
+    await fsp.writeFile(corpus, Buffer.from(ids.buffer));
+    const r = await runCli(['train', '--model', bare, '--data', corpus, '--policy', 'full', '--steps', '1', '--seq-len', '16', '--batch-size', '1', '--backend', 'tfjs', '--eval-interval', '0', '--out', path.join(tmp, 'run-ids')]);
+    expect(r.stderr).not.toMatch(/no tokenizer\.json|byte tokens/);
+    expect(r.code).toBe(0);
+  });
+
   it('convert --tokenizer writes a tokenizer.json that generate --prompt and train use', async () => {
     const tok = path.join(tmp, 'tok512.bin');
     await fsp.writeFile(tok, tokFile(512));

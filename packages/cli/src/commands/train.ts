@@ -3,7 +3,7 @@ import * as path from 'node:path';
 import type { Command } from 'commander';
 import { ByteTokenizer, HfCheckpoint, UsageError, expectedShape, expectedTensorNames, loadTokenizerOrBytes, type TextTokenizer } from '@llama-pro/core';
 import { MANIFEST_FILE, readExpansionManifest } from '@llama-pro/expand';
-import { type Experiment, freezePolicies, loadExperimentFile, lrSchedules, overrideExperiment, parseExperiment, runTraining } from '@llama-pro/train';
+import { type Experiment, formatOf, freezePolicies, listInputFiles, loadExperimentFile, lrSchedules, overrideExperiment, parseExperiment, runTraining } from '@llama-pro/train';
 import { buildContainer } from '../container';
 import { noteInterrupted } from '../exit-codes';
 import { BACKEND_OPTION_HELP, backendLoadOptions, parseBackendSpec, resolveBackend } from '../backend-option';
@@ -202,9 +202,11 @@ export function registerTrain(program: Command): void {
         });
         const tokenizer: TextTokenizer = exp.data.tokenizer === 'bytes' || o.byteTokens ? new ByteTokenizer(ckpt.config.vocabSize) : await loadTokenizerOrBytes(modelDir, ckpt.config.vocabSize);
         // Text through a fallback the user did not ask for trains on bytes instead of the model's vocabulary.
-        if (tokenizer.kind === 'bytes' && exp.data.tokenizer !== 'bytes' && !o.byteTokens && exp.data.format !== 'ids')
+        // Token-id files (--format ids, or auto on .bin/.i32/.u16/.ids) never meet the tokenizer.
+        const textInputs = exp.data.format === 'ids' || exp.data.path === undefined ? [] : (await listInputFiles(exp.data.path, exp.data.glob)).filter((f) => formatOf(f, exp.data.format) !== 'ids');
+        if (tokenizer.kind === 'bytes' && exp.data.tokenizer !== 'bytes' && !o.byteTokens && textInputs.length > 0)
           throw new UsageError(`${modelDir} has no tokenizer.json: training would feed text as raw byte tokens (ids 3..258), not the model's vocabulary. Add its tokenizer (llama-pro convert model.bin out --tokenizer tok.bin), train on token ids (--format ids), or pass --byte-tokens to train on bytes deliberately`);
-        if (tokenizer.kind === 'bytes') log(`${modelDir}: text is fed as byte tokens (ids 3..258)`);
+        if (tokenizer.kind === 'bytes' && textInputs.length > 0) log(`${modelDir}: text is fed as byte tokens (ids 3..258)`);
         const model = await backend.loadTrainable(ckpt, backendLoadOptions(spec, log));
         const ac = new AbortController();
         const onSigint = () => {
