@@ -42,5 +42,6 @@ export * from './model/positions';
 export * from './model/validate';
 export * from './model/decoder';
 export * from './contracts/generation';
+export * from './contracts/slots';
 export * from './contracts/language-model';
 export * from './hub/cache';

@@ -4,6 +4,7 @@
  */
 import type { LlamaConfig } from '../config/llama-config';
 import type { WeightSource } from '../io/hf-dir';
+import type { SlotDecodeSession } from './slots';
 
 /** A batch of token ids, row-major [batchSize, seqLen]. */
 export interface TokenBatch {
@@ -65,6 +66,11 @@ export interface CausalLM {
   /** Per-position log-probability of `targets`, 0 where a target does not count (contracts/targets), [batchSize, seqLen]. */
   tokenLogprobs(batch: TrainingBatch): Promise<Float32Array>;
   startSession(batchSize: number): DecodeSession;
+  /**
+   * Optional native slot session for continuous batching (contracts/slots). Callers use core's
+   * `startSlotSession(model, slots)`, which validates the options and falls back to per-slot sessions.
+   */
+  startSlotSession?(slots: number, options: { readonly maxLength: number }): SlotDecodeSession;
   dispose(): Promise<void>;
 }
 
