@@ -48,7 +48,9 @@ describe.each([
     tmp = await fsp.mkdtemp(path.join(os.tmpdir(), 'lp-slots-'));
     const raw = tinyRawConfig({ architecture: 'MistralForCausalLM', vocab: V, layers: 2, heads: 4, kvHeads: 2, extra: { sliding_window: 5, rope_scaling: { rope_type: 'linear', factor: 2 } } });
     await writeRandomCheckpoint(path.join(tmp, 'm'), raw, { seed: 23, std: 0.2 });
-    model = await backendOf().load(await HfCheckpoint.open(path.join(tmp, 'm')));
+    const ckpt = await HfCheckpoint.open(path.join(tmp, 'm'));
+    model = await backendOf().load(ckpt);
+    await ckpt.close();
   });
   afterAll(async () => {
     await model?.dispose();
