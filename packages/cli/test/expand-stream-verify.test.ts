@@ -39,7 +39,8 @@ describeWithFixtures('expand --verify (streaming, built CLI)', [STORIES260K_BIN]
     const r = await run(['expand', base, path.join(dir, 'x'), '--groups', '5', '--verify', '--json']);
     expect(r.stderr).not.toMatch(/llama-pro: /); // off a TTY stderr carries only progress JSON
     expect(r.code).toBe(0);
-    expect(JSON.parse(r.stdout).verification).toEqual({ backend: 'stream', device: 'cpu', maxAbsDiff: 0, identical: true, mode: 'identity' });
+    // proven: byte-identical copies, zero new-block outputs, each new block the identity on the probe (stream-verify)
+    expect(JSON.parse(r.stdout).verification).toEqual({ backend: 'stream', device: 'cpu', maxAbsDiff: 0, identical: true, mode: 'identity', method: 'proof' });
   });
 
   it('copy initializer: refused, the differing layer and tensors named, nothing written', async () => {

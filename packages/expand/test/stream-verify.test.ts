@@ -11,7 +11,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { HfCheckpoint, convertLlama2c, type TokenBatch } from '@llama-pro/core';
 import { STORIES260K_BIN, STORIES260K_GOLDEN, describeWithFixtures, fixturePath, relL2 } from '@llama-pro/core/testing';
-import { IdentityError, copyInitializer, expandModel, interleavedStrategy, positionsStrategy, readExpansionManifest, streamForward, topStrategy, verifyStreaming, zeroOutputInitializer } from '../src';
+import { IdentityError, copyInitializer, expandModel, maxAbsDiff, interleavedStrategy, positionsStrategy, readExpansionManifest, streamForward, topStrategy, verifyStreaming, zeroOutputInitializer } from '../src';
 
 const QWEN = ['hf-conformance', 'qwen2-sliding-mixed-bf16'];
 const STORIES_FIXTURES = [STORIES260K_BIN, [...STORIES260K_GOLDEN, 'tokens.txt'], [...STORIES260K_GOLDEN, 'logits.f32']];
@@ -47,6 +47,24 @@ async function bumpOneUlp(dir: string, name: string): Promise<void> {
     if (size === 4) b.writeUInt32LE(b.readUInt32LE(0) + 1, 0);
     else b.writeUInt16LE(b.readUInt16LE(0) + 1, 0);
     await fh.write(b, 0, size, offset);
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Sets element 0 of the F32 tensor `name` in `dir` to `value`. */
+async function setF32(dir: string, name: string, value: number): Promise<void> {
+  const ck = await HfCheckpoint.open(dir);
+  const t = ck.info(name);
+  const file = ck.shardOf(name).path;
+  const offset = ck.shardOf(name).byteRange(name).offset;
+  await ck.close();
+  if (t.dtype !== 'F32') throw new Error(`${name} is ${t.dtype}, not F32`);
+  const fh = await fsp.open(file, 'r+');
+  try {
+    const b = Buffer.alloc(4);
+    b.writeFloatLE(value, 0);
+    await fh.write(b, 0, 4, offset);
   } finally {
     await fh.close();
   }
@@ -88,6 +106,46 @@ describeWithFixtures('streaming verify on stories260K', STORIES_FIXTURES, () => 
     expect(v.maxAbsDiff).toBe(0);
     expect(v.layerMaxAbsDiff).toEqual(new Array(plan.newLayerCount).fill(0));
     expect(v.firstDifferingLayer).toBeNull();
+    // one pass of the expanded model proved it; its logits are, bit for bit, those of a real base pass
+    expect(v.method).toBe('proof');
+    expect(v.configDiffers).toBeNull();
+    expect(maxAbsDiff(v.baseLogits, { data: await forwardOf(base, batch), batchSize: 1, seqLen: batch.seqLen, vocabSize: v.baseLogits.vocabSize })).toBe(0);
+  });
+
+  it('an inserted block with zero outputs but an infinite q_proj weight is not the identity: no proof, the comparison finds it (Δ = ∞)', async () => {
+    const ck = await HfCheckpoint.open(base);
+    const plan = interleavedStrategy.plan(ck.config, { groups: 5 });
+    await ck.close();
+    const out = path.join(dir, 'stories-inf');
+    await expandModel({ input: base, output: out, plan, initializer: zeroOutputInitializer });
+    const j = plan.newLayers[2]!;
+    await setF32(out, `model.layers.${j}.self_attn.q_proj.weight`, Infinity);
+    const v = await verifyStreaming(base, out, plan, batch);
+    // the byte pre-check passes (new blocks are not compared, their outputs are zero) ...
+    expect(v.precheck).toEqual({ copiesIdentical: true, newOutputsZero: true, differing: [], nonZero: [] });
+    // ... but 0 · NaN is NaN: the block's output is not its input, so the models are compared
+    expect(v.method).toBe('comparison');
+    expect(v.firstDifferingLayer).toBe(j);
+    expect(v.maxAbsDiff).toBe(Infinity);
+    // the default probe batch too (an identity-mode --verify refuses any Δ ≠ 0)
+    expect((await verifyStreaming(base, out, plan)).maxAbsDiff).toBe(Infinity);
+  });
+
+  it('a config that differs beyond the layer count (rms_norm_eps) is named and no proof is claimed', async () => {
+    const ck = await HfCheckpoint.open(base);
+    const plan = interleavedStrategy.plan(ck.config, { groups: 5 });
+    await ck.close();
+    const out = path.join(dir, 'stories-eps');
+    await expandModel({ input: base, output: out, plan, initializer: zeroOutputInitializer });
+    const cfgFile = path.join(out, 'config.json');
+    const cfg = JSON.parse(fs.readFileSync(cfgFile, 'utf8')) as Record<string, unknown>;
+    fs.writeFileSync(cfgFile, JSON.stringify({ ...cfg, rms_norm_eps: 0.5 }));
+    const v = await verifyStreaming(base, out, plan, batch);
+    expect(v.precheck.copiesIdentical).toBe(true);
+    expect(v.configDiffers).toBe('rmsNormEps');
+    expect(v.method).toBe('comparison');
+    expect(v.maxAbsDiff).toBeGreaterThan(0);
+    expect(v.firstDifferingLayer).toBe(0);
   });
 
   it('copy initializer: non-zero o_proj in the new block is found (pre-check, hidden state at that block, Δlogit > 0) and identity mode refuses', async () => {
@@ -106,6 +164,7 @@ describeWithFixtures('streaming verify on stories260K', STORIES_FIXTURES, () => 
     expect(v.precheck.copiesIdentical).toBe(true);
     expect(v.precheck.newOutputsZero).toBe(false);
     expect(v.firstDifferingLayer).toBe(5);
+    expect(v.method).toBe('comparison');
   });
 
   it('an original tensor one ulp off is found by the pre-check and by the forward pass', async () => {
@@ -148,5 +207,7 @@ describeWithFixtures('streaming verify on hf-conformance qwen2-sliding-mixed-bf1
     expect(v.precheck).toEqual({ copiesIdentical: true, newOutputsZero: true, differing: [], nonZero: [] });
     expect(v.maxAbsDiff).toBe(0);
     expect(v.firstDifferingLayer).toBeNull();
+    expect(v.method).toBe('proof');
+    expect(maxAbsDiff(v.baseLogits, { data: await forwardOf(base, batch), batchSize: 1, seqLen: batch.seqLen, vocabSize: v.baseLogits.vocabSize })).toBe(0);
   });
 });

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { HfCheckpoint, UsageError, exitCleanlyOnInterrupt, nativeIoStatus, parseByteSize } from '@llama-pro/core';
 import { type VerifyMode, checkOutputPath, expandModel, loadExpandConfig, parseExpandConfig, formatPlanTable, initializerRegistry, planTensors, strategyRegistry } from '@llama-pro/expand';
+import { createOnnxMatmulKernel } from '@llama-pro/backend-onnx';
 import { BACKEND_OPTION_HELP, DEFAULT_BACKEND, backendLoadOptions, resolveBackend } from '../backend-option';
 import { buildContainer } from '../container';
 import { humanBytes, progressReporter } from '../output';
@@ -110,6 +111,9 @@ export function registerExpand(program: Command): void {
       }
       const progress = progressReporter();
       let phase = '';
+      let total = 0;
+      // The streaming verifier's matrix products run on onnxruntime (weights still streamed, memory bounded).
+      const kernel = verifyMode && !resolved ? await createOnnxMatmulKernel() : undefined;
       const r = await expandModel({
         input: inDir,
         output: outDir,
@@ -118,16 +122,18 @@ export function registerExpand(program: Command): void {
         maxShardBytes,
         force,
         hashBase: baseHash,
-        ...(verifyMode ? { verify: resolved ? { backend: resolved.backend, loadOptions: backendLoadOptions(resolved.spec), mode: verifyMode } : { mode: verifyMode } } : {}),
+        ...(verifyMode ? { verify: resolved ? { backend: resolved.backend, loadOptions: backendLoadOptions(resolved.spec), mode: verifyMode } : { mode: verifyMode, ...(kernel ? { kernel } : {}) } } : {}),
         onProgress: (p) => {
-          if (p.phase !== phase) {
+          // a new phase, or the verifier going on to compare both models (more steps)
+          if (p.phase !== phase || p.total !== total) {
             if (phase) progress.stop();
             phase = p.phase;
+            total = p.total;
             progress.start(p.total, p.phase === 'write' ? 'expand' : 'verify');
           }
           progress.update(p.done);
         },
-      });
+      }).finally(() => kernel?.dispose());
       if (phase) progress.stop();
       const m = r.manifest;
       const native = nativeIoStatus();
@@ -148,7 +154,7 @@ export function registerExpand(program: Command): void {
             bytes: m.output.totalBytes,
             trainableTensors: m.trainableTensors.length,
             copy: r.copy,
-            verification: m.verification && { backend: m.verification.backend, device: m.verification.device, maxAbsDiff: m.verification.maxAbsDiff, identical: m.verification.identical, mode: m.verification.mode ?? 'identity' },
+            verification: m.verification && { backend: m.verification.backend, device: m.verification.device, maxAbsDiff: m.verification.maxAbsDiff, identical: m.verification.identical, mode: m.verification.mode ?? 'identity', ...(m.verification.method ? { method: m.verification.method } : {}) },
           }) + '\n',
         );
       } else {
@@ -158,7 +164,7 @@ export function registerExpand(program: Command): void {
             (v
               ? v.mode === 'report'
                 ? `difference measured on ${v.backend} (${v.device}), ${v.batchSize}x${v.seqLen} tokens: max |Δlogit| = ${v.maxAbsDiff}${v.identical ? ' (identical)' : ''} — not an identity check (--verify-mode report)\n`
-                : `identity check on ${v.backend} (${v.device}), ${v.batchSize}x${v.seqLen} tokens: max |Δlogit| = ${v.maxAbsDiff} (identical)\n`
+                : `identity check on ${v.backend} (${v.device}), ${v.batchSize}x${v.seqLen} tokens: max |Δlogit| = ${v.maxAbsDiff} (identical${v.method === 'proof' ? '; proven by byte-identical copies, zero new-block outputs and each new block the identity on the tokens' : ''})\n`
               : ''),
         );
       }
