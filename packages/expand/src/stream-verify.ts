@@ -555,9 +555,19 @@ export async function streamForwardWith(ck: HfCheckpoint, batch: TokenBatch, ker
     rmsNorm: async (x, w) => e.rmsNorm(await x, w),
     project: (x, layer, group) => projections(c, layer, group).map(async (p) => kernelLinear(kernel, ck, p.weight, p.bias, await x, e.N, pool)),
     rope: async (x, kind) => e.rope(await x, kind),
-    attention: async (q, k, v, layer) => e.attention(await q, await k, await v, layer),
-    swiglu: async (g, u) => e.swiglu(await g, await u),
-    add: async (a, b) => e.add(await a, await b),
+    // several inputs: awaited together, so a failure in any of them is handled (never an unhandled rejection)
+    attention: async (q, k, v, layer) => {
+      const [qv, kv, vv] = await Promise.all([q, k, v]);
+      return e.attention(qv, kv, vv, layer);
+    },
+    swiglu: async (g, u) => {
+      const [gv, uv] = await Promise.all([g, u]);
+      return e.swiglu(gv, uv);
+    },
+    add: async (a, b) => {
+      const [av, bv] = await Promise.all([a, b]);
+      return e.add(av, bv);
+    },
     head: async (x) => kernelLinear(kernel, ck, c.tieWordEmbeddings ? EMBED : LM_HEAD, null, await x, e.N, pool),
     onLayerEnd: (layer, h) => {
       h.then(

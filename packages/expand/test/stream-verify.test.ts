@@ -11,7 +11,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { HfCheckpoint, convertLlama2c, type TokenBatch } from '@llama-pro/core';
 import { STORIES260K_BIN, STORIES260K_GOLDEN, describeWithFixtures, fixturePath, relL2 } from '@llama-pro/core/testing';
-import { IdentityError, copyInitializer, expandModel, maxAbsDiff, interleavedStrategy, positionsStrategy, readExpansionManifest, streamForward, topStrategy, verifyStreaming, zeroOutputInitializer } from '../src';
+import { IdentityError, copyInitializer, expandModel, maxAbsDiff, streamForwardWith, type MatmulKernel, interleavedStrategy, positionsStrategy, readExpansionManifest, streamForward, topStrategy, verifyStreaming, zeroOutputInitializer } from '../src';
 
 const QWEN = ['hf-conformance', 'qwen2-sliding-mixed-bf16'];
 const STORIES_FIXTURES = [STORIES260K_BIN, [...STORIES260K_GOLDEN, 'tokens.txt'], [...STORIES260K_GOLDEN, 'logits.f32']];
@@ -182,6 +182,77 @@ describeWithFixtures('streaming verify on stories260K', STORIES_FIXTURES, () => 
     expect(v.precheck.differing).toEqual([name]);
     expect(v.firstDifferingLayer).toBe(j);
     expect(v.maxAbsDiff).toBeGreaterThan(0);
+  });
+});
+
+describeWithFixtures('streaming verify through a MatmulKernel', STORIES_FIXTURES, () => {
+  let base: string;
+  beforeAll(async () => {
+    base = path.join(dir, 'stories-kernel');
+    await convertLlama2c(fixturePath(...STORIES260K_BIN), base);
+  });
+
+  /** The kernel contract in plain float64 sums (y = x · wᵀ); every call from number `failAt` on rejects. */
+  const sumKernel = (failAt = Infinity): MatmulKernel & { calls: number } => ({
+    name: 'sums',
+    calls: 0,
+    async matmulT(x, w, n, k, m) {
+      if (++this.calls >= failAt) throw new Error(`kernel call ${this.calls} failed`);
+      const y = new Float32Array(n * m);
+      for (let i = 0; i < n; i++) for (let o = 0; o < m; o++) {
+        let s = 0;
+        for (let j = 0; j < k; j++) s += x[i * k + j]! * w[o * k + j]!;
+        y[i * m + o] = s;
+      }
+      return y;
+    },
+  });
+
+  it('a pass on a kernel gives the same logits as the plain pass (same float64 sums, in order) and the llama2.c golden logits', async () => {
+    const tokens = fs.readFileSync(fixturePath(...STORIES260K_GOLDEN, 'tokens.txt'), 'utf8').split(/\s+/).filter(Boolean).map(Number);
+    const batch = { ids: Int32Array.from(tokens), batchSize: 1, seqLen: tokens.length };
+    const ck = await HfCheckpoint.open(base);
+    try {
+      const k = sumKernel();
+      const r = await streamForwardWith(ck, batch, k);
+      // 5 layers x 7 projections + the head, one chunk each at this size
+      expect(k.calls).toBe(5 * 7 + 1);
+      expect(r.hidden).toHaveLength(6);
+      expect(maxAbsDiff(r.logits, streamForward(ck, batch).logits)).toBe(0);
+      expect(relL2(r.logits.data, readF32(fixturePath(...STORIES260K_GOLDEN, 'logits.f32')))).toBeLessThanOrEqual(1e-4);
+    } finally {
+      await ck.close();
+    }
+  });
+
+  it('a kernel failure rejects the pass with that error (later calls fail too: every branch is handled)', async () => {
+    const ck = await HfCheckpoint.open(base);
+    try {
+      const b = { ids: Int32Array.from([1, 2, 3]), batchSize: 1, seqLen: 3 };
+      const seen: unknown[] = [];
+      const onUnhandled = (e: unknown) => seen.push(e);
+      process.on('unhandledRejection', onUnhandled);
+      try {
+        // call 8 is layer 1's q projection; its k and v (calls 9, 10) fail as well
+        await expect(streamForwardWith(ck, b, sumKernel(8))).rejects.toThrow(/^kernel call (8|9|10) failed$/);
+        await new Promise((r) => setTimeout(r, 50));
+      } finally {
+        process.off('unhandledRejection', onUnhandled);
+      }
+      expect(seen).toEqual([]);
+    } finally {
+      await ck.close();
+    }
+  });
+
+  it('verifyStreaming on a kernel: proof for a correct expansion, the kernel named in the result', async () => {
+    const ck = await HfCheckpoint.open(base);
+    const plan = interleavedStrategy.plan(ck.config, { groups: 5 });
+    await ck.close();
+    const out = path.join(dir, 'stories-kernel-x');
+    await expandModel({ input: base, output: out, plan, initializer: zeroOutputInitializer });
+    const v = await verifyStreaming(base, out, plan, undefined, undefined, { kernel: sumKernel() });
+    expect(v).toMatchObject({ method: 'proof', kernel: 'sums', maxAbsDiff: 0, firstDifferingLayer: null });
   });
 });
 
