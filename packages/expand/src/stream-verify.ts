@@ -583,10 +583,13 @@ export async function streamForwardWith(ck: HfCheckpoint, batch: TokenBatch, ker
   return { logits: { data, batchSize: batch.batchSize, seqLen: batch.seqLen, vocabSize: c.vocabSize }, hidden };
 }
 
+/** @llama-pro/core as this module resolves it (an eval'd worker would resolve from the cwd). */
+const CORE_MODULE = require.resolve('@llama-pro/core');
+
 /** Worker body: opens the checkpoint, runs streamForward and posts progress, then the result (buffers transferred). */
 const WORKER = `
 const { parentPort, workerData } = require('node:worker_threads');
-const { HfCheckpoint } = require('@llama-pro/core');
+const { HfCheckpoint } = require(workerData.core);
 const { streamForward } = require(workerData.module);
 (async () => {
   const ck = await HfCheckpoint.open(workerData.dir, { validate: false });
@@ -607,7 +610,7 @@ async function forwardOf(dir: string, ck: HfCheckpoint, batch: TokenBatch, onLay
   if (kernel) return streamForwardWith(ck, batch, kernel, onLayer);
   if (!__filename.endsWith('.js')) return streamForward(ck, batch, onLayer);
   return new Promise((resolve, reject) => {
-    const w = new Worker(WORKER, { eval: true, workerData: { module: __filename, dir, batch } });
+    const w = new Worker(WORKER, { eval: true, workerData: { module: __filename, core: CORE_MODULE, dir, batch } });
     let settled = false;
     w.on('message', (m: { layer?: number; result?: StreamForward; error?: string }) => {
       if (m.layer !== undefined) onLayer(m.layer);
@@ -625,6 +628,46 @@ async function forwardOf(dir: string, ck: HfCheckpoint, batch: TokenBatch, onLay
     });
     w.on('exit', (code) => {
       if (!settled) reject(new UsageError(`verify: the forward pass of ${dir} stopped (worker exit ${code})`, 'VERIFY_FORWARD'));
+    });
+  });
+}
+
+const PRECHECK_WORKER = `
+const { parentPort, workerData } = require('node:worker_threads');
+const { HfCheckpoint } = require(workerData.core);
+const { precheckExpansion } = require(workerData.module);
+(async () => {
+  const base = await HfCheckpoint.open(workerData.baseDir, { validate: false });
+  try {
+    const expanded = await HfCheckpoint.open(workerData.expandedDir, { validate: false });
+    try {
+      parentPort.postMessage({ result: precheckExpansion(base, expanded, workerData.plan) });
+    } finally {
+      await expanded.close();
+    }
+  } finally {
+    await base.close();
+  }
+})().catch((e) => parentPort.postMessage({ error: String(e && e.message || e), code: e && e.code }));
+`;
+
+/** precheckExpansion, on a worker thread when running from the built JavaScript (else in this thread). */
+async function precheckOf(baseDir: string, expandedDir: string, base: HfCheckpoint, expanded: HfCheckpoint, plan: ExpansionPlan): Promise<PrecheckResult> {
+  if (!__filename.endsWith('.js')) return precheckExpansion(base, expanded, plan);
+  return new Promise((resolve, reject) => {
+    const w = new Worker(PRECHECK_WORKER, { eval: true, workerData: { module: __filename, core: CORE_MODULE, baseDir, expandedDir, plan } });
+    let settled = false;
+    w.on('message', (m: { result?: PrecheckResult; error?: string; code?: string }) => {
+      settled = true;
+      if (m.result) resolve(m.result);
+      else reject(new UsageError(m.error ?? 'verify: the byte pre-check failed', m.code ?? 'VERIFY_PRECHECK'));
+    });
+    w.on('error', (e) => {
+      settled = true;
+      reject(e);
+    });
+    w.on('exit', (code) => {
+      if (!settled) reject(new UsageError(`verify: the byte pre-check stopped (worker exit ${code})`, 'VERIFY_PRECHECK'));
     });
   });
 }
@@ -662,8 +705,8 @@ export interface StreamVerifyOptions {
  * Verifies `expandedDir` against `baseDir` under `plan` without loading either model. `onProgress(done, total)`
  * counts the pre-check and layers.
  *
- * First the byte pre-check and the config check. When both pass, ONE forward pass of the expanded model
- * on the probe batch decides: if every inserted block maps the hidden state it receives to itself
+ * The config check, then the byte pre-check alongside ONE forward pass of the expanded model on the probe
+ * batch. When both checks pass, that pass decides: if every inserted block maps the hidden state it receives to itself
  * exactly (its zero residual outputs add ±0 to finite values) and the logits are finite, the expanded
  * model's computation on the probe is, op for op, the base model's (every other op reads byte-identical
  * weights, under the same config, from the same inputs), so its logits are the base logits and
@@ -699,20 +742,26 @@ export async function verifyStreaming(
       let total = 1 + Lx;
       let done = 0;
       const tick = () => onProgress?.(++done, total);
-      const precheck = precheckExpansion(base, expanded, plan);
       const configDiffers = configDifference(base.config, expanded.config, plan);
-      tick();
       // Refuse what the decoder ops cannot run here, with the typed error, before starting a pass.
       for (const c of [base.config, expanded.config]) {
         checkRepresentable(c, STREAM_VERIFIER);
         checkTokenBatch(c, batch);
       }
-      const common = { backend: STREAM_VERIFIER, device: 'cpu', batchSize: batch.batchSize, seqLen: batch.seqLen, tokens: [...batch.ids], precheck, configDiffers, kernel: kernel?.name ?? 'js' };
-      let e: StreamForward | undefined;
-      if (precheck.copiesIdentical && precheck.newOutputsZero && configDiffers === null) {
-        e = await forwardOf(expandedDir, expanded, batch, tick, kernel);
+      // The byte pre-check (on a worker thread when built) runs alongside the expanded model's pass.
+      const prechecking = precheckOf(baseDir, expandedDir, base, expanded, plan).then((r) => {
+        tick();
+        return r;
+      });
+      const forward = configDiffers === null ? forwardOf(expandedDir, expanded, batch, tick, kernel) : undefined;
+      const [precheck, pass] = await Promise.allSettled([prechecking, forward ?? Promise.resolve(undefined)]);
+      if (precheck.status === 'rejected') throw precheck.reason;
+      if (pass.status === 'rejected') throw pass.reason;
+      const common = { backend: STREAM_VERIFIER, device: 'cpu', batchSize: batch.batchSize, seqLen: batch.seqLen, tokens: [...batch.ids], precheck: precheck.value, configDiffers, kernel: kernel?.name ?? 'js' };
+      const e: StreamForward | undefined = pass.value;
+      if (e && precheck.value.copiesIdentical && precheck.value.newOutputsZero) {
         // each inserted block j maps the state it receives (hidden[j]) to itself (hidden[j + 1])
-        const identity = plan.layers.every((l, j) => !l.isNew || maxAbsDiff(asLogits(e!.hidden[j]!), asLogits(e!.hidden[j + 1]!)) === 0);
+        const identity = plan.layers.every((l, j) => !l.isNew || maxAbsDiff(asLogits(e.hidden[j]!), asLogits(e.hidden[j + 1]!)) === 0);
         if (identity && allFinite(e.logits.data)) {
           return { ...common, method: 'proof', maxAbsDiff: 0, baseLogits: e.logits, layerMaxAbsDiff: new Array<number>(Lx).fill(0), firstDifferingLayer: null };
         }
