@@ -39,6 +39,12 @@ it('matmulT: y = x · wᵀ (float32 products against float64 sums), odd sizes', 
     }
   }
   await expect(kernel.matmulT(x, w, n, k + 1, m)).rejects.toThrow(/matmulT: x has 111 values for \[3, 38\]/);
+  // views into larger reused buffers (as the verifier passes them): only the view's elements count
+  const big = new Float32Array(m * k + 999).fill(1e30);
+  big.set(w);
+  const bigX = new Float32Array(n * k + 77).fill(-1e30);
+  bigX.set(x);
+  expect(await kernel.matmulT(bigX.subarray(0, n * k), big.subarray(0, m * k), n, k, m)).toEqual(y);
 });
 
 describeWithFixtures('streaming verify on the onnxruntime kernel, stories260K', FIXTURES, () => {

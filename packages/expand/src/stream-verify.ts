@@ -117,42 +117,103 @@ function allZero(bytes: Uint8Array, size: number): boolean {
   return true;
 }
 
-/** The byte pre-check of `expanded` against `base` under `plan` (see the header). */
-export function precheckExpansion(base: HfCheckpoint, expanded: HfCheckpoint, plan: ExpansionPlan): PrecheckResult {
+/** What the pre-check requires of one expanded tensor. */
+type TensorCheck = { readonly kind: 'copy'; readonly baseName: string } | { readonly kind: 'zero'; readonly size: number } | { readonly kind: 'none' };
+
+function tensorCheck(expanded: HfCheckpoint, plan: ExpansionPlan, name: string): TensorCheck {
+  const parsed = parseLayerTensorName(name);
+  const layer = parsed ? plan.layers[parsed.layer] : undefined;
+  if (parsed && !layer) throw new UsageError(`expanded checkpoint holds "${name}", but the plan has ${plan.newLayerCount} layers`, 'VERIFY_PLAN');
+  if (layer?.isNew) {
+    const role = layerTensorBySuffix(expanded.config, parsed!.suffix)?.role;
+    return role && RESIDUAL_OUTPUT_ROLES.has(role) ? { kind: 'zero', size: dtypeSize(expanded.info(name).dtype) } : { kind: 'none' };
+  }
+  return { kind: 'copy', baseName: parsed ? layerTensorName(layer!.source, parsed.suffix) : name };
+}
+
+/** Whether the base tensor can hold the same bytes as the expanded one (present, same dtype, size and shape). */
+function sameLayout(base: HfCheckpoint, baseName: string, expanded: HfCheckpoint, name: string): boolean {
+  if (!base.has(baseName)) return false;
+  const a = base.info(baseName);
+  const b = expanded.info(name);
+  return a.dtype === b.dtype && a.byteLength === b.byteLength && a.shape.join(',') === b.shape.join(',');
+}
+
+/**
+ * The byte pre-check of `expanded` against `base` under `plan` (see the header). `checked` holds results
+ * already established for whole tensors (by a StreamingPrecheck): those are not read again.
+ */
+export function precheckExpansion(base: HfCheckpoint, expanded: HfCheckpoint, plan: ExpansionPlan, checked?: ReadonlyMap<string, boolean>): PrecheckResult {
   const differing: string[] = [];
   const nonZero: string[] = [];
   const bufs: [Buffer, Buffer] = [Buffer.allocUnsafe(CHUNK_BYTES), Buffer.allocUnsafe(CHUNK_BYTES)];
   let copiesIdentical = true;
   let newOutputsZero = true;
   for (const name of expanded.tensorNames()) {
-    const parsed = parseLayerTensorName(name);
-    const layer = parsed ? plan.layers[parsed.layer] : undefined;
-    if (parsed && !layer) throw new UsageError(`expanded checkpoint holds "${name}", but the plan has ${plan.newLayerCount} layers`, 'VERIFY_PLAN');
-    const info = expanded.info(name);
-    if (layer?.isNew) {
-      const role = layerTensorBySuffix(expanded.config, parsed!.suffix)?.role;
-      if (role && RESIDUAL_OUTPUT_ROLES.has(role)) {
-        const size = dtypeSize(info.dtype);
-        if (!compareChunks(expanded, name, null, name, (x) => allZero(x, size), bufs)) {
-          newOutputsZero = false;
-          if (nonZero.length < 5) nonZero.push(name);
-        }
+    const t = tensorCheck(expanded, plan, name);
+    if (t.kind === 'none') continue;
+    const known = checked?.get(name);
+    if (t.kind === 'zero') {
+      if (!(known ?? compareChunks(expanded, name, null, name, (x) => allZero(x, t.size), bufs))) {
+        newOutputsZero = false;
+        if (nonZero.length < 5) nonZero.push(name);
       }
       continue;
     }
-    const baseName = parsed ? layerTensorName(layer!.source, parsed.suffix) : name;
-    const same =
-      base.has(baseName) &&
-      base.info(baseName).dtype === info.dtype &&
-      base.info(baseName).byteLength === info.byteLength &&
-      base.info(baseName).shape.join(',') === info.shape.join(',') &&
-      compareChunks(expanded, name, base, baseName, (x, y) => x.equals(y!), bufs);
+    const same = known ?? (sameLayout(base, t.baseName, expanded, name) && compareChunks(expanded, name, base, t.baseName, (x, y) => x.equals(y!), bufs));
     if (!same) {
       copiesIdentical = false;
       if (differing.length < 5) differing.push(name);
     }
   }
   return { copiesIdentical, newOutputsZero, differing, nonZero };
+}
+
+/**
+ * The pre-check done on the bytes a forward pass of the expanded model reads anyway (every weight but
+ * the embedding rows): each chunk is compared with the base's bytes at the same offset, or checked for
+ * zeros, as it is read; `finish()` checks the tensors the pass did not read whole and returns the same
+ * result as precheckExpansion, reading the expanded model's weights once instead of twice.
+ */
+export class StreamingPrecheck {
+  private readonly checks = new Map<string, TensorCheck>();
+  /** Per tensor: the next byte offset expected (ranges must arrive in order, without gaps or repeats) and the result so far. */
+  private readonly seen = new Map<string, { next: number; inOrder: boolean; ok: boolean }>();
+  private buf = Buffer.allocUnsafe(0);
+
+  constructor(
+    private readonly base: HfCheckpoint,
+    private readonly expanded: HfCheckpoint,
+    private readonly plan: ExpansionPlan,
+  ) {}
+
+  /** `bytes` are the expanded tensor `name`'s bytes from byte `offset` on (each range reported once). */
+  readonly onBytes = (name: string, offset: number, bytes: Buffer): void => {
+    let t = this.checks.get(name);
+    if (!t) {
+      t = tensorCheck(this.expanded, this.plan, name);
+      this.checks.set(name, t);
+    }
+    if (t.kind === 'none') return;
+    const s = this.seen.get(name) ?? { next: 0, inOrder: true, ok: t.kind === 'zero' || sameLayout(this.base, t.baseName, this.expanded, name) };
+    this.seen.set(name, s);
+    if (offset !== s.next) s.inOrder = false;
+    s.next = offset + bytes.length;
+    if (!s.ok || !s.inOrder) return;
+    if (t.kind === 'zero') s.ok = allZero(bytes, t.size);
+    else {
+      const r = this.base.shardOf(t.baseName).byteRange(t.baseName);
+      if (this.buf.length < bytes.length) this.buf = Buffer.allocUnsafe(bytes.length);
+      s.ok = readAt(r.fd, this.buf, bytes.length, r.offset + offset).equals(bytes);
+    }
+  };
+
+  /** The pre-check result: tensors read whole by the pass as checked, the rest read now. */
+  finish(): PrecheckResult {
+    const whole = new Map<string, boolean>();
+    for (const [name, s] of this.seen) if (s.inOrder && s.next === this.expanded.info(name).byteLength) whole.set(name, s.ok);
+    return precheckExpansion(this.base, this.expanded, this.plan, whole);
+  }
 }
 
 /** y [N, out] = x [N, in] · Wᵀ (+ bias) with W [out, in] streamed from the checkpoint in row chunks. */
@@ -337,10 +398,15 @@ function decodeInto(bytes: Buffer, dtype: FloatDType, out: Float32Array): Float3
   return view;
 }
 
-function readVector(ck: HfCheckpoint, name: string): Float32Array {
+/** Called with every weight range a pass reads: tensor name, byte offset in the tensor, the bytes. */
+export type OnWeightBytes = (name: string, offset: number, bytes: Buffer) => void;
+
+function readVector(ck: HfCheckpoint, name: string, onBytes?: OnWeightBytes): Float32Array {
   const info = ck.info(name);
   const r = ck.shardOf(name).byteRange(name);
-  return decodeToFloat32(readAt(r.fd, Buffer.allocUnsafe(r.length), r.length, r.offset), info.dtype as FloatDType);
+  const bytes = readAt(r.fd, Buffer.allocUnsafe(r.length), r.length, r.offset);
+  onBytes?.(name, 0, bytes);
+  return decodeToFloat32(bytes, info.dtype as FloatDType);
 }
 
 /** Matrix products for the streaming forward pass (the default is plain JavaScript with float64 sums). */
@@ -361,7 +427,7 @@ export interface StreamForward {
 const KERNEL_CHUNK_BYTES = 4 << 20;
 
 /** The decoder's ops other than the projections and the head, eager on Float32Array; weights read as needed. */
-function eagerOps(ck: HfCheckpoint, batch: TokenBatch): Pick<DecoderOps<Float32Array>, 'embed' | 'rmsNorm' | 'rope' | 'attention' | 'swiglu' | 'add'> & { N: number } {
+function eagerOps(ck: HfCheckpoint, batch: TokenBatch, onBytes?: OnWeightBytes): Pick<DecoderOps<Float32Array>, 'embed' | 'rmsNorm' | 'rope' | 'attention' | 'swiglu' | 'add'> & { N: number } {
   const c: LlamaConfig = ck.config;
   checkRepresentable(c, STREAM_VERIFIER);
   checkTokenBatch(c, batch);
@@ -389,7 +455,7 @@ function eagerOps(ck: HfCheckpoint, batch: TokenBatch): Pick<DecoderOps<Float32A
       return h;
     },
     rmsNorm: (x, weight) => {
-      const w = readVector(ck, weight);
+      const w = readVector(ck, weight, onBytes);
       const y = new Float32Array(x.length);
       for (let n = 0; n < N; n++) {
         let ss = 0;
@@ -497,9 +563,14 @@ export function streamForward(ck: HfCheckpoint, batch: TokenBatch, onLayer?: (la
   return { logits: { data, batchSize: batch.batchSize, seqLen: batch.seqLen, vocabSize: c.vocabSize }, hidden };
 }
 
-/** Float32 buffers reused across a forward pass's kernel calls (a kernel may read one until its call settles). */
+/**
+ * Buffers reused across a forward pass's kernel calls (a kernel may read one until its call settles):
+ * float32 weights and raw bytes. Reuse matters: a fresh multi-MB buffer per call is external memory
+ * that makes V8 collect garbage again and again.
+ */
 class BufferPool {
   private readonly free: Float32Array[] = [];
+  private readonly freeRaw: Buffer[] = [];
   take(n: number): Float32Array {
     const i = this.free.findIndex((b) => b.length >= n);
     return i >= 0 ? this.free.splice(i, 1)[0]! : new Float32Array(n);
@@ -507,10 +578,18 @@ class BufferPool {
   give(...bufs: Float32Array[]): void {
     this.free.push(...bufs);
   }
+  takeRaw(n: number): Buffer {
+    const i = this.freeRaw.findIndex((b) => b.length >= n);
+    // allocUnsafeSlow: its own ArrayBuffer at offset 0 (aligned for the 16- and 32-bit views of decodeInto)
+    return i >= 0 ? this.freeRaw.splice(i, 1)[0]! : Buffer.allocUnsafeSlow(n);
+  }
+  giveRaw(b: Buffer): void {
+    this.freeRaw.push(b);
+  }
 }
 
 /** `linear` through a kernel: weight row chunks decoded in JavaScript while the kernel multiplies the previous chunk. */
-async function kernelLinear(kernel: MatmulKernel, ck: HfCheckpoint, name: string, bias: string | null, x: Float32Array, N: number, pool: BufferPool): Promise<Float32Array> {
+async function kernelLinear(kernel: MatmulKernel, ck: HfCheckpoint, name: string, bias: string | null, x: Float32Array, N: number, pool: BufferPool, onBytes?: OnWeightBytes): Promise<Float32Array> {
   const info = ck.info(name);
   const [outF, inF] = info.shape as [number, number];
   if (x.length !== N * inF) throw new UsageError(`verify: "${name}" has shape [${info.shape}], its input has ${x.length / N} features`, 'VERIFY_SHAPE');
@@ -518,7 +597,7 @@ async function kernelLinear(kernel: MatmulKernel, ck: HfCheckpoint, name: string
   const rowBytes = inF * dtypeSize(dtype);
   const rowsPerChunk = Math.min(outF, Math.max(1, Math.floor(KERNEL_CHUNK_BYTES / rowBytes)));
   const range = ck.shardOf(name).byteRange(name);
-  const raw = Buffer.allocUnsafe(rowsPerChunk * rowBytes);
+  const raw = pool.takeRaw(rowsPerChunk * rowBytes);
   const bufs = [pool.take(rowsPerChunk * inF), pool.take(rowsPerChunk * inF)];
   const inflight: (Promise<void> | undefined)[] = [undefined, undefined];
   let y: Float32Array | undefined = rowsPerChunk === outF ? undefined : new Float32Array(N * outF);
@@ -526,7 +605,9 @@ async function kernelLinear(kernel: MatmulKernel, ck: HfCheckpoint, name: string
     for (let r0 = 0, i = 0; r0 < outF; r0 += rowsPerChunk, i++) {
       const rows = Math.min(rowsPerChunk, outF - r0);
       await inflight[i % 2];
-      const w = decodeInto(readAt(range.fd, raw, rows * rowBytes, range.offset + r0 * rowBytes), dtype, bufs[i % 2]!);
+      const bytes = readAt(range.fd, raw, rows * rowBytes, range.offset + r0 * rowBytes);
+      onBytes?.(name, r0 * rowBytes, bytes);
+      const w = decodeInto(bytes, dtype, bufs[i % 2]!);
       inflight[i % 2] = kernel.matmulT(x, w, N, inF, rows).then((out) => {
         if (out.length !== N * rows) throw new UsageError(`verify: matmul kernel ${kernel.name} returned ${out.length} values for [${N}, ${rows}]`, 'VERIFY_KERNEL');
         if (!y) y = out;
@@ -537,15 +618,16 @@ async function kernelLinear(kernel: MatmulKernel, ck: HfCheckpoint, name: string
   } finally {
     await Promise.allSettled(inflight);
     pool.give(...bufs);
+    pool.giveRaw(raw);
   }
-  if (bias) addBias(y!, readVector(ck, bias), N, outF);
+  if (bias) addBias(y!, readVector(ck, bias, onBytes), N, outF);
   return y!;
 }
 
 /** One forward pass of `ck` on `batch` with the projections and the head on `kernel` (the rest eager in JavaScript). */
-export async function streamForwardWith(ck: HfCheckpoint, batch: TokenBatch, kernel: MatmulKernel, onLayer?: (layer: number) => void): Promise<StreamForward> {
+export async function streamForwardWith(ck: HfCheckpoint, batch: TokenBatch, kernel: MatmulKernel, onLayer?: (layer: number) => void, onBytes?: OnWeightBytes): Promise<StreamForward> {
   const c = ck.config;
-  const e = eagerOps(ck, batch);
+  const e = eagerOps(ck, batch, onBytes);
   const pool = new BufferPool();
   const hidden: Float32Array[] = [];
   type P = Promise<Float32Array>;
@@ -553,7 +635,7 @@ export async function streamForwardWith(ck: HfCheckpoint, batch: TokenBatch, ker
   const ops: DecoderOps<P> = {
     embed: async () => (hidden[0] = e.embed()),
     rmsNorm: async (x, w) => e.rmsNorm(await x, w),
-    project: (x, layer, group) => projections(c, layer, group).map(async (p) => kernelLinear(kernel, ck, p.weight, p.bias, await x, e.N, pool)),
+    project: (x, layer, group) => projections(c, layer, group).map(async (p) => kernelLinear(kernel, ck, p.weight, p.bias, await x, e.N, pool, onBytes)),
     rope: async (x, kind) => e.rope(await x, kind),
     // several inputs: awaited together, so a failure in any of them is handled (never an unhandled rejection)
     attention: async (q, k, v, layer) => {
@@ -568,7 +650,7 @@ export async function streamForwardWith(ck: HfCheckpoint, batch: TokenBatch, ker
       const [av, bv] = await Promise.all([a, b]);
       return e.add(av, bv);
     },
-    head: async (x) => kernelLinear(kernel, ck, c.tieWordEmbeddings ? EMBED : LM_HEAD, null, await x, e.N, pool),
+    head: async (x) => kernelLinear(kernel, ck, c.tieWordEmbeddings ? EMBED : LM_HEAD, null, await x, e.N, pool, onBytes),
     onLayerEnd: (layer, h) => {
       h.then(
         (v) => {
@@ -748,18 +830,29 @@ export async function verifyStreaming(
         checkRepresentable(c, STREAM_VERIFIER);
         checkTokenBatch(c, batch);
       }
-      // The byte pre-check (on a worker thread when built) runs alongside the expanded model's pass.
-      const prechecking = precheckOf(baseDir, expandedDir, base, expanded, plan).then((r) => {
+      let precheck: PrecheckResult;
+      let e: StreamForward | undefined;
+      if (kernel && configDiffers === null) {
+        // The pass on the kernel runs here: it pre-checks the weight bytes it reads, the rest is read after it.
+        const streaming = new StreamingPrecheck(base, expanded, plan);
+        e = await streamForwardWith(expanded, batch, kernel, tick, streaming.onBytes);
+        precheck = streaming.finish();
         tick();
-        return r;
-      });
-      const forward = configDiffers === null ? forwardOf(expandedDir, expanded, batch, tick, kernel) : undefined;
-      const [precheck, pass] = await Promise.allSettled([prechecking, forward ?? Promise.resolve(undefined)]);
-      if (precheck.status === 'rejected') throw precheck.reason;
-      if (pass.status === 'rejected') throw pass.reason;
-      const common = { backend: STREAM_VERIFIER, device: 'cpu', batchSize: batch.batchSize, seqLen: batch.seqLen, tokens: [...batch.ids], precheck: precheck.value, configDiffers, kernel: kernel?.name ?? 'js' };
-      const e: StreamForward | undefined = pass.value;
-      if (e && precheck.value.copiesIdentical && precheck.value.newOutputsZero) {
+      } else {
+        // The byte pre-check (on a worker thread when built) runs alongside the expanded model's pass.
+        const prechecking = precheckOf(baseDir, expandedDir, base, expanded, plan).then((r) => {
+          tick();
+          return r;
+        });
+        const forward = configDiffers === null ? forwardOf(expandedDir, expanded, batch, tick, kernel) : undefined;
+        const [pc, pass] = await Promise.allSettled([prechecking, forward ?? Promise.resolve(undefined)]);
+        if (pc.status === 'rejected') throw pc.reason;
+        if (pass.status === 'rejected') throw pass.reason;
+        precheck = pc.value;
+        e = pass.value;
+      }
+      const common = { backend: STREAM_VERIFIER, device: 'cpu', batchSize: batch.batchSize, seqLen: batch.seqLen, tokens: [...batch.ids], precheck, configDiffers, kernel: kernel?.name ?? 'js' };
+      if (e && precheck.copiesIdentical && precheck.newOutputsZero) {
         // each inserted block j maps the state it receives (hidden[j]) to itself (hidden[j + 1])
         const identity = plan.layers.every((l, j) => !l.isNew || maxAbsDiff(asLogits(e.hidden[j]!), asLogits(e.hidden[j + 1]!)) === 0);
         if (identity && allFinite(e.logits.data)) {

@@ -10,8 +10,8 @@ import { promises as fsp } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { HfCheckpoint, convertLlama2c, type TokenBatch } from '@llama-pro/core';
-import { STORIES260K_BIN, STORIES260K_GOLDEN, describeWithFixtures, fixturePath, relL2 } from '@llama-pro/core/testing';
-import { IdentityError, copyInitializer, expandModel, maxAbsDiff, streamForwardWith, type MatmulKernel, interleavedStrategy, positionsStrategy, readExpansionManifest, streamForward, topStrategy, verifyStreaming, zeroOutputInitializer } from '../src';
+import { STORIES260K_BIN, STORIES260K_GOLDEN, describeWithFixtures, fixturePath, relL2, tinyRawConfig, writeRandomCheckpoint } from '@llama-pro/core/testing';
+import { IdentityError, copyInitializer, expandModel, maxAbsDiff, precheckExpansion, streamForwardWith, type ExpansionPlan, type MatmulKernel, type StreamVerifyResult, interleavedStrategy, positionsStrategy, readExpansionManifest, streamForward, topStrategy, verifyStreaming, zeroOutputInitializer } from '../src';
 
 const QWEN = ['hf-conformance', 'qwen2-sliding-mixed-bf16'];
 const STORIES_FIXTURES = [STORIES260K_BIN, [...STORIES260K_GOLDEN, 'tokens.txt'], [...STORIES260K_GOLDEN, 'logits.f32']];
@@ -69,6 +69,22 @@ async function setF32(dir: string, name: string, value: number): Promise<void> {
     await fh.close();
   }
 }
+
+/** The kernel contract in plain float64 sums (y = x · wᵀ); every call from number `failAt` on rejects. */
+const sumKernel = (failAt = Infinity): MatmulKernel & { calls: number } => ({
+  name: 'sums',
+  calls: 0,
+  async matmulT(x, w, n, k, m) {
+    if (++this.calls >= failAt) throw new Error(`kernel call ${this.calls} failed`);
+    const y = new Float32Array(n * m);
+    for (let i = 0; i < n; i++) for (let o = 0; o < m; o++) {
+      let s = 0;
+      for (let j = 0; j < k; j++) s += x[i * k + j]! * w[o * k + j]!;
+      y[i * m + o] = s;
+    }
+    return y;
+  },
+});
 
 let dir: string;
 beforeAll(async () => {
@@ -192,22 +208,6 @@ describeWithFixtures('streaming verify through a MatmulKernel', STORIES_FIXTURES
     await convertLlama2c(fixturePath(...STORIES260K_BIN), base);
   });
 
-  /** The kernel contract in plain float64 sums (y = x · wᵀ); every call from number `failAt` on rejects. */
-  const sumKernel = (failAt = Infinity): MatmulKernel & { calls: number } => ({
-    name: 'sums',
-    calls: 0,
-    async matmulT(x, w, n, k, m) {
-      if (++this.calls >= failAt) throw new Error(`kernel call ${this.calls} failed`);
-      const y = new Float32Array(n * m);
-      for (let i = 0; i < n; i++) for (let o = 0; o < m; o++) {
-        let s = 0;
-        for (let j = 0; j < k; j++) s += x[i * k + j]! * w[o * k + j]!;
-        y[i * m + o] = s;
-      }
-      return y;
-    },
-  });
-
   it('a pass on a kernel gives the same logits as the plain pass (same float64 sums, in order) and the llama2.c golden logits', async () => {
     const tokens = fs.readFileSync(fixturePath(...STORIES260K_GOLDEN, 'tokens.txt'), 'utf8').split(/\s+/).filter(Boolean).map(Number);
     const batch = { ids: Int32Array.from(tokens), batchSize: 1, seqLen: tokens.length };
@@ -220,6 +220,22 @@ describeWithFixtures('streaming verify through a MatmulKernel', STORIES_FIXTURES
       expect(r.hidden).toHaveLength(6);
       expect(maxAbsDiff(r.logits, streamForward(ck, batch).logits)).toBe(0);
       expect(relL2(r.logits.data, readF32(fixturePath(...STORIES260K_GOLDEN, 'logits.f32')))).toBeLessThanOrEqual(1e-4);
+    } finally {
+      await ck.close();
+    }
+  });
+
+  it('weights larger than a kernel chunk (a 4.4 MB head: 2 chunks, the last partial; q/k/v biases) give the plain pass\'s logits bit for bit', async () => {
+    const big = path.join(dir, 'big-head');
+    // 17000 x 64 float32 = 4.4 MB head: chunks of 4 MB raw (16384 rows), the last one partial
+    await writeRandomCheckpoint(big, tinyRawConfig({ layers: 2, vocab: 17000, hiddenSize: 64, attentionBias: true, architecture: 'Qwen2ForCausalLM' }), { seed: 5 });
+    const ck = await HfCheckpoint.open(big);
+    try {
+      const b = { ids: Int32Array.from([5, 16999, 17, 16384, 3]), batchSize: 1, seqLen: 5 };
+      const k = sumKernel();
+      const r = await streamForwardWith(ck, b, k);
+      expect(k.calls).toBe(2 * 7 + 2);
+      expect(maxAbsDiff(r.logits, streamForward(ck, b).logits)).toBe(0);
     } finally {
       await ck.close();
     }
@@ -242,6 +258,36 @@ describeWithFixtures('streaming verify through a MatmulKernel', STORIES_FIXTURES
       expect(seen).toEqual([]);
     } finally {
       await ck.close();
+    }
+  });
+
+  it('on a kernel the pre-check rides on the pass (bytes compared as read): same findings as the separate pre-check, for weights the pass reads and for the embedding it reads only rows of', async () => {
+    const ck = await HfCheckpoint.open(base);
+    const plan = interleavedStrategy.plan(ck.config, { groups: 5 });
+    const top = topStrategy.plan(ck.config, { blocks: 1 });
+    await ck.close();
+    const cases: [string, ExpansionPlan, (out: string) => Promise<void>, Partial<StreamVerifyResult['precheck']>][] = [
+      ['norm weight one ulp off', plan, (out) => bumpOneUlp(out, `model.layers.${plan.originalToNew[3]}.post_attention_layernorm.weight`), { copiesIdentical: false, differing: [`model.layers.${plan.originalToNew[3]}.post_attention_layernorm.weight`] }],
+      ['down_proj one ulp off', plan, (out) => bumpOneUlp(out, `model.layers.${plan.originalToNew[0]}.mlp.down_proj.weight`), { copiesIdentical: false, differing: [`model.layers.${plan.originalToNew[0]}.mlp.down_proj.weight`] }],
+      ['embedding one ulp off', plan, (out) => bumpOneUlp(out, 'model.embed_tokens.weight'), { copiesIdentical: false, differing: ['model.embed_tokens.weight'] }],
+      ['new block o_proj not zero', plan, (out) => setF32(out, `model.layers.${plan.newLayers[1]}.self_attn.o_proj.weight`, 0.5), { newOutputsZero: false, nonZero: [`model.layers.${plan.newLayers[1]}.self_attn.o_proj.weight`] }],
+      ['copy initializer', top, async () => undefined, { copiesIdentical: true, newOutputsZero: false, nonZero: ['model.layers.5.self_attn.o_proj.weight', 'model.layers.5.mlp.down_proj.weight'] }],
+    ];
+    for (const [what, p, corrupt, want] of cases) {
+      const out = path.join(dir, `stories-fused-${what.replace(/\W+/g, '-')}`);
+      await expandModel({ input: base, output: out, plan: p, initializer: what === 'copy initializer' ? copyInitializer : zeroOutputInitializer });
+      await corrupt(out);
+      const v = await verifyStreaming(base, out, p, undefined, undefined, { kernel: sumKernel() });
+      const b = await HfCheckpoint.open(base);
+      const x = await HfCheckpoint.open(out);
+      const separate = precheckExpansion(b, x, p);
+      await x.close();
+      await b.close();
+      expect([what, v.precheck]).toEqual([what, separate]);
+      expect([what, v.precheck]).toEqual([what, expect.objectContaining(want)]);
+      // no proof; the comparison measures (a one-ulp down_proj change may not reach the float32 logits at all:
+      // the byte check is what refuses it)
+      expect([what, v.method]).toEqual([what, 'comparison']);
     }
   });
 
@@ -280,5 +326,9 @@ describeWithFixtures('streaming verify on hf-conformance qwen2-sliding-mixed-bf1
     expect(v.firstDifferingLayer).toBeNull();
     expect(v.method).toBe('proof');
     expect(maxAbsDiff(v.baseLogits, { data: await forwardOf(base, batch), batchSize: 1, seqLen: batch.seqLen, vocabSize: v.baseLogits.vocabSize })).toBe(0);
+    // on a kernel (pre-check riding on the pass; the tied head reads the embedding whole): the same
+    const k = await verifyStreaming(base, out, plan, batch, undefined, { kernel: sumKernel() });
+    expect(k).toMatchObject({ method: 'proof', maxAbsDiff: 0, precheck: v.precheck });
+    expect(maxAbsDiff(k.baseLogits, v.baseLogits)).toBe(0);
   });
 });
