@@ -3,7 +3,8 @@
  * as the CLI (packages/cli/dist/bin.js, the user's code path: streaming verifier, onnxruntime matmul
  * kernel), on a synthetic 271M-parameter bf16 LLaMA checkpoint (LLAMA_271M: 16 layers -> 20 with
  * interleaved --groups 4). Rounds alternate the two; the report gives the median wall time and peak RSS
- * (of the CLI process, via rss-on-exit) of each, their ratios, and the load average.
+ * and CPU time (of the CLI process, all threads, via rss-on-exit) of each, their ratios, and the load
+ * average (on a busy machine the CPU-time ratio is the steadier one).
  *
  *   npm run bench:expand-verify -- [--dir /tmp] [--rounds 3] [--keep]
  */
@@ -29,7 +30,7 @@ async function main(): Promise<void> {
     const cli = path.resolve(__dirname, '../../../packages/cli/dist/bin.js');
     const preload = path.join(__dirname, 'rss-on-exit.js');
     const rssFile = path.join(root, 'rss.json');
-    const runs: Record<'expand' | 'verify', { wall: number; rssMB: number }[]> = { expand: [], verify: [] };
+    const runs: Record<'expand' | 'verify', { wall: number; rssMB: number; cpu: number }[]> = { expand: [], verify: [] };
     let verification: { maxAbsDiff?: number; identical?: boolean } | undefined;
     const load0 = os.loadavg()[0]!;
     for (let r = 0; r < rounds; r++) {
@@ -41,21 +42,23 @@ async function main(): Promise<void> {
         const p = spawnSync(process.execPath, argv, { encoding: 'utf8', env: { ...process.env, LLAMA_PRO_BENCH_RSS_FILE: rssFile, LLAMA_PRO_PROGRESS: 'none' } });
         const wall = Number(process.hrtime.bigint() - t0) / 1e9;
         if (p.status !== 0) throw new Error(`llama-pro expand${mode === 'verify' ? ' --verify' : ''} failed (exit ${p.status}): ${p.stderr}`);
-        const self = JSON.parse(await fsp.readFile(rssFile, 'utf8')) as { maxRssKiB: number };
+        const self = JSON.parse(await fsp.readFile(rssFile, 'utf8')) as { maxRssKiB: number; cpuMicros: number };
         if (mode === 'verify') verification = (JSON.parse(p.stdout.trim().split('\n').pop()!) as { verification?: typeof verification }).verification;
-        runs[mode].push({ wall, rssMB: (self.maxRssKiB * 1024) / 1e6 });
+        runs[mode].push({ wall, rssMB: (self.maxRssKiB * 1024) / 1e6, cpu: self.cpuMicros / 1e6 });
       }
     }
     const load1 = os.loadavg()[0]!;
     const w = (m: 'expand' | 'verify') => median(runs[m].map((x) => x.wall));
     const m = (m: 'expand' | 'verify') => median(runs[m].map((x) => x.rssMB));
+    const c = (m: 'expand' | 'verify') => median(runs[m].map((x) => x.cpu));
     const f = (x: number) => x.toFixed(2);
     process.stdout.write(
       [
         `checkpoint:      271M parameters, 16 layers, ${f(made.bytes / 1e9)} GB bf16 -> 20 layers (interleaved --groups 4), ${rounds} round(s), medians; CLI process each`,
-        `expand:          ${f(w('expand'))} s, peak RSS ${m('expand').toFixed(0)} MB`,
-        `expand --verify: ${f(w('verify'))} s, peak RSS ${m('verify').toFixed(0)} MB (${JSON.stringify(verification)})`,
-        `ratio:           wall ${f(w('verify') / w('expand'))}x, peak RSS ${f(m('verify') / m('expand'))}x`,
+        `expand:          ${f(w('expand'))} s, peak RSS ${m('expand').toFixed(0)} MB, CPU ${f(c('expand'))} s`,
+        `expand --verify: ${f(w('verify'))} s, peak RSS ${m('verify').toFixed(0)} MB, CPU ${f(c('verify'))} s (${JSON.stringify(verification)})`,
+        `ratio:           wall ${f(w('verify') / w('expand'))}x, peak RSS ${f(m('verify') / m('expand'))}x, CPU ${f(c('verify') / c('expand'))}x`,
+        `per round:       ${runs.verify.map((v, i) => `${f(v.wall / runs.expand[i]!.wall)}x`).join(' ')} (wall, verify / expand of the same round)`,
         `load average:    ${f(load0)} -> ${f(load1)} (1 min, ${os.cpus().length} CPUs)`,
         '',
       ].join('\n'),
