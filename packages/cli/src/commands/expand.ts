@@ -60,7 +60,7 @@ export function registerExpand(program: Command): void {
     .option('--dry-run', 'print the plan and exit without writing anything')
     .option('--verify', 'run base and expanded model on a fixed token batch and require identical logits (max |Δlogit| = 0) before publishing; otherwise nothing is written and the exit code is 1')
     .option('--verify-mode <mode>', 'identity (default: identical logits required) or report (implies --verify; only measures max |Δlogit|, not an identity check, e.g. for --init copy)')
-    .option('--backend <name>', `load both models whole through this backend for --verify (${BACKEND_OPTION_HELP}); without it --verify streams them layer by layer on the CPU (bounded memory)`, DEFAULT_BACKEND)
+    .option('--backend <name>', `load both models whole through this backend for --verify (${BACKEND_OPTION_HELP}); without it --verify streams the weights from disk (bounded memory, matmuls on onnxruntime) and proves identity with one pass of the expanded model, running both only when a check fails`, DEFAULT_BACKEND)
     .option('--shard-size <size>', 'maximum output shard size, e.g. 5GB', '5GB')
     .option('--force', 'replace an existing output directory')
     .option('--no-base-hash', 'do not sha256 the base shards into the manifest (saves CPU on large models)')
