@@ -164,7 +164,7 @@ export function registerExpand(program: Command): void {
             (v
               ? v.mode === 'report'
                 ? `difference measured on ${v.backend} (${v.device}), ${v.batchSize}x${v.seqLen} tokens: max |Δlogit| = ${v.maxAbsDiff}${v.identical ? ' (identical)' : ''} — not an identity check (--verify-mode report)\n`
-                : `identity check on ${v.backend} (${v.device}), ${v.batchSize}x${v.seqLen} tokens: max |Δlogit| = ${v.maxAbsDiff} (identical${v.method === 'proof' ? '; proven by byte-identical copies, zero new-block outputs and each new block the identity on the tokens' : ''})\n`
+                : `identity check on ${v.backend} (${v.device}), ${v.batchSize}x${v.seqLen} tokens: max |Δlogit| = ${v.maxAbsDiff} (identical${v.method === 'proof' ? '; proven: byte-identical copies, the same config, zero new-block outputs, each new block the identity on these tokens' : ''})\n`
               : ''),
         );
       }
