@@ -2,6 +2,8 @@
  * Behaviour-changing defaults of the agent runtime, the Python tool and the server, in one place.
  * Every option that falls back to a default reads it from here.
  */
+import { PYTHON_SESSION_DEFAULTS } from '@llama-pro/sandbox';
+
 export const AGENT_DEFAULTS = {
   /** Model turns before the loop ends with finishReason "max_turns". */
   maxTurns: 5,
@@ -20,23 +22,10 @@ export const AGENT_DEFAULTS = {
     'I did not find an action in your reply. Run Python code inside <execute>...</execute> (or a ```python fence), or give your final answer inside <solution>...</solution>.',
 } as const;
 
+/** The Python tool: the sandbox's PythonSession defaults (one source), plus the interpreter looked up on PATH. */
 export const PYTHON_DEFAULTS = {
-  /** Interpreter looked up on PATH. */
   executable: 'python3',
-  /** Wall-clock limit per call; on expiry the whole process group is killed and the session restarts. */
-  timeoutMs: 10_000,
-  /** Characters of output (stdout + stderr + result) kept per call. */
-  maxOutputChars: 4000,
-  /** Address-space limit of the interpreter (bytes). */
-  maxMemoryBytes: 1024 * 1024 * 1024,
-  /** CPU seconds for the whole session (RLIMIT_CPU); exceeding it ends the session, which restarts. */
-  maxCpuSeconds: 120,
-  /** Largest file the code may write (bytes, RLIMIT_FSIZE). */
-  maxFileBytes: 16 * 1024 * 1024,
-  /** Open file descriptors (RLIMIT_NOFILE). */
-  maxOpenFiles: 64,
-  /** Time to wait for the interpreter to start (ms). */
-  startTimeoutMs: 15_000,
+  ...PYTHON_SESSION_DEFAULTS,
 } as const;
 
 export const SERVER_DEFAULTS = {

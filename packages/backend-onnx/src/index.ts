@@ -2,4 +2,5 @@
 export * from './export';
 export * from './backend';
 export * from './plugin';
+export * from './matmul-kernel';
 export * from './train';

@@ -14,6 +14,7 @@ import { createHash, type Hash } from 'node:crypto';
 import { createReadStream, promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { listFiles, modelInfo } from '@huggingface/hub';
+import { progressReporter } from './output';
 import { COMMIT_HASH, CheckpointError, findCachedSnapshot, hubCacheDir, hubOffline, parseHubId, writeFileAtomic, type HubId, type ProgressReporter } from '@llama-pro/core';
 
 export interface HubOptions {
@@ -49,6 +50,29 @@ export async function resolveModelSpec(spec: string, o: HubOptions = {}): Promis
   if (/^https?:\/\//i.test(spec) || (await pathExists(spec))) return spec;
   const id = parseHubId(spec);
   if (!id) return spec;
+  return resolveHubId(spec, id, o);
+}
+
+/**
+ * A model named in a config file (a train experiment's `model:`, a study's `base.path:`), whose relative
+ * paths are relative to the file's directory `dir`: a path that exists there (or that cannot be a hub id)
+ * is returned resolved against `dir`; a hub id resolves exactly as on the command line (resolveModelSpec:
+ * the cache, offline; the same errors).
+ */
+export async function resolveConfigModelSpec(spec: string, dir: string, o: HubOptions = {}): Promise<string> {
+  if (/^https?:\/\//i.test(spec)) return spec;
+  const local = path.resolve(dir, spec);
+  const id = parseHubId(spec);
+  if (!id || (await pathExists(local))) return local;
+  return resolveHubId(spec, id, o);
+}
+
+/** Hub options as the CLI uses them: a progress bar for downloads, notes on stderr. */
+export function cliHubOptions(): HubOptions {
+  return { progress: progressReporter(), log: (m: string) => process.stderr.write(`llama-pro: ${m}\n`) };
+}
+
+async function resolveHubId(spec: string, id: HubId, o: HubOptions): Promise<string> {
   const env = o.env ?? process.env;
   const cacheDir = hubCacheDir(env);
   const snap = await findCachedSnapshot(id, cacheDir);

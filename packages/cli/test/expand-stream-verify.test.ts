@@ -13,9 +13,9 @@ import { convertLlama2c } from '@llama-pro/core';
 import { STORIES260K_BIN, describeWithFixtures, fixturePath } from '@llama-pro/core/testing';
 
 const BIN = path.resolve(__dirname, '..', 'dist', 'bin.js');
-const run = async (args: string[]): Promise<{ code: number; stdout: string; stderr: string }> => {
+const run = async (args: string[], cwd?: string): Promise<{ code: number; stdout: string; stderr: string }> => {
   try {
-    const r = await promisify(execFile)(process.execPath, [BIN, ...args], { encoding: 'utf8' });
+    const r = await promisify(execFile)(process.execPath, [BIN, ...args], { encoding: 'utf8', ...(cwd ? { cwd } : {}) });
     return { code: 0, stdout: r.stdout, stderr: r.stderr };
   } catch (e) {
     const x = e as { code: number; stdout: string; stderr: string };
@@ -39,7 +39,15 @@ describeWithFixtures('expand --verify (streaming, built CLI)', [STORIES260K_BIN]
     const r = await run(['expand', base, path.join(dir, 'x'), '--groups', '5', '--verify', '--json']);
     expect(r.stderr).not.toMatch(/llama-pro: /); // off a TTY stderr carries only progress JSON
     expect(r.code).toBe(0);
-    expect(JSON.parse(r.stdout).verification).toEqual({ backend: 'stream', device: 'cpu', maxAbsDiff: 0, identical: true, mode: 'identity' });
+    // proven: byte-identical copies, zero new-block outputs, each new block the identity on the probe (stream-verify)
+    expect(JSON.parse(r.stdout).verification).toEqual({ backend: 'stream', device: 'cpu', maxAbsDiff: 0, identical: true, mode: 'identity', method: 'proof' });
+  });
+
+  it('from a directory outside the repository (worker threads resolve the packages from the CLI, not the cwd)', async () => {
+    const r = await run(['expand', base, path.join(dir, 'x-cwd'), '--groups', '5', '--verify', '--json'], os.tmpdir());
+    expect(r.stderr).not.toMatch(/llama-pro: /);
+    expect(r.code).toBe(0);
+    expect(JSON.parse(r.stdout).verification).toMatchObject({ maxAbsDiff: 0, identical: true, method: 'proof' });
   });
 
   it('copy initializer: refused, the differing layer and tensors named, nothing written', async () => {

@@ -10,7 +10,7 @@ import { promises as fsp, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseHubId } from '@llama-pro/core';
-import { tinyRawConfig, writeRandomCheckpoint } from '@llama-pro/core/testing';
+import { tinyRawConfig, writeRandomCheckpoint, writeSentencePieceTokenizer } from '@llama-pro/core/testing';
 import { downloadSnapshot, resolveModelSpec } from '../src/hub';
 import { runCli } from './run-cli';
 
@@ -158,5 +158,86 @@ describe('hub ids', () => {
     expect(await resolveModelSpec(dir, { env: { HF_HUB_OFFLINE: '1' } })).toBe(dir);
     expect(await resolveModelSpec('http://127.0.0.1:8000/v1', { env: { HF_HUB_OFFLINE: '1' } })).toBe('http://127.0.0.1:8000/v1');
     expect(await resolveModelSpec('./not/here', { env: { HF_HUB_OFFLINE: '1' } })).toBe('./not/here');
+  });
+
+  describe('hub ids inside train experiment and study files', () => {
+    let cache: string;
+    let snap: string;
+    let grown: string;
+    beforeAll(async () => {
+      // A cache laid out by hand as huggingface_hub writes it: refs/main -> <commit>, snapshots/<commit>/ with
+      // the model files, here an expanded model (train's engine jobs read its llama_pro.json).
+      cache = path.join(dir, 'yaml-cache');
+      const src = path.join(dir, 'yaml-src');
+      await writeRandomCheckpoint(src, tinyRawConfig({ layers: 2 }), { seed: 4 });
+      grown = path.join(dir, 'yaml-grown');
+      expect((await runCli(['expand', src, grown, '--strategy', 'top', '--blocks', '1', '--json'])).code).toBe(0);
+      await writeSentencePieceTokenizer(grown); // LLaMA-Factory jobs need a tokenizer
+      const repo = path.join(cache, 'models--org--grown');
+      snap = path.join(repo, 'snapshots', COMMIT);
+      await fsp.mkdir(path.join(repo, 'refs'), { recursive: true });
+      await fsp.writeFile(path.join(repo, 'refs', 'main'), COMMIT);
+      await fsp.cp(grown, snap, { recursive: true });
+      await fsp.writeFile(path.join(dir, 'corpus.txt'), 'some domain text\n');
+    });
+
+    it('train: model: org/name and org/name@<commit> in the experiment file resolve to the cached snapshot, offline', async () => {
+      process.env['HF_HUB_CACHE'] = cache;
+      process.env['HF_HUB_OFFLINE'] = '1';
+      for (const id of ['org/grown', `org/grown@${COMMIT}`]) {
+        const exp = path.join(dir, `exp-${id.length}.yaml`);
+        await fsp.writeFile(exp, `model: ${id}\ndata:\n  path: corpus.txt\n`);
+        const emit = path.join(dir, `lf-${id.length}`);
+        const r = await runCli(['train', '--config', exp, '--engine', 'llamafactory', '--emit', emit, '--json']);
+        expect(r.stderr).toBe(`llama-pro: ${id}: using the Hugging Face cache ${snap}\n`); // as for --model
+        expect(r.code).toBe(0);
+        expect(JSON.parse(r.stdout)).toMatchObject({ engine: 'llamafactory', newLayers: [2] });
+        // LLaMA-Factory's model_name_or_path is the snapshot directory (engines/llamafactory.ts writes the model dir)
+        expect(await fsp.readFile(path.join(emit, 'llamafactory.yaml'), 'utf8')).toContain(`model_name_or_path: ${snap}\n`);
+      }
+    });
+
+    it('train: a relative model path in the file stays relative to the file; a cache miss gives the flag\'s error', async () => {
+      process.env['HF_HUB_CACHE'] = path.join(dir, 'empty-cache');
+      process.env['HF_HUB_OFFLINE'] = '1';
+      // "yaml-grown" names the directory next to the file (resolved against the file, not the cwd)
+      const local = path.join(dir, 'exp-local.yaml');
+      await fsp.writeFile(local, `model: yaml-grown\ndata:\n  path: corpus.txt\n`);
+      const r = await runCli(['train', '--config', local, '--engine', 'llamafactory', '--emit', path.join(dir, 'lf-local'), '--json']);
+      expect(r.code).toBe(0);
+      expect(await fsp.readFile(path.join(dir, 'lf-local', 'llamafactory.yaml'), 'utf8')).toContain(`model_name_or_path: ${grown}\n`);
+      const miss = path.join(dir, 'exp-miss.yaml');
+      await fsp.writeFile(miss, `model: meta-llama/Llama-2-7b-hf\ndata:\n  path: corpus.txt\n`);
+      const flag = await runCli(['train', '--model', 'meta-llama/Llama-2-7b-hf', '--data', path.join(dir, 'corpus.txt'), '--engine', 'llamafactory', '--emit', path.join(dir, 'lf-miss')]);
+      const file = await runCli(['train', '--config', miss, '--engine', 'llamafactory', '--emit', path.join(dir, 'lf-miss')]);
+      expect(flag.code).toBe(1);
+      expect(flag.stderr).toMatch(/^llama-pro: meta-llama\/Llama-2-7b-hf is not a local directory and not complete in the Hugging Face cache \(.*has no ref "main"\); HF_HUB_OFFLINE is set/);
+      expect(file.code).toBe(1);
+      expect(file.stderr).toBe(flag.stderr);
+    });
+
+    it('study: base: path: org/name in the study file resolves like --base (offline), a miss gives the same error', async () => {
+      process.env['HF_HUB_CACHE'] = cache;
+      process.env['HF_HUB_OFFLINE'] = '1';
+      const y = path.join(dir, 'study.yaml');
+      await fsp.writeFile(y, `base:\n  path: org/grown\n`);
+      const emit = path.join(dir, 'study-jobs');
+      const r = await runCli(['study', '--preset', 'paper-shape', '--config', y, '--out', path.join(dir, 'study-out'), '--engine', 'llamafactory', '--emit', emit, '--backend', 'tfjs', '--json']);
+      expect(r.stderr).toContain(`llama-pro: org/grown: using the Hugging Face cache ${snap}\n`);
+      expect(r.stderr).toContain(`base: ${snap} (given)`);
+      expect(r.code).toBe(0);
+      const jobs = (JSON.parse(r.stdout) as { jobs: string[] }).jobs;
+      expect(jobs.length).toBeGreaterThan(0);
+      expect(await fsp.readFile(path.join(emit, jobs[0]!, 'llamafactory.yaml'), 'utf8')).toContain('model_name_or_path: ');
+      process.env['HF_HUB_CACHE'] = path.join(dir, 'empty-cache');
+      const ym = path.join(dir, 'study-miss.yaml');
+      await fsp.writeFile(ym, `base:\n  path: meta-llama/Llama-2-7b-hf\n`);
+      const miss = await runCli(['study', '--preset', 'paper-shape', '--config', ym, '--out', path.join(dir, 'study-out2')]);
+      const flag = await runCli(['study', '--preset', 'paper-shape', '--base', 'meta-llama/Llama-2-7b-hf', '--out', path.join(dir, 'study-out2')]);
+      expect(flag.code).toBe(1);
+      expect(flag.stderr).toMatch(/HF_HUB_OFFLINE is set, so nothing is downloaded/);
+      expect(miss.code).toBe(1);
+      expect(miss.stderr).toBe(flag.stderr);
+    });
   });
 });

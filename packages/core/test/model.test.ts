@@ -14,6 +14,8 @@ import {
   checkTokenBatch,
   countedTargets,
   decays,
+  decoder,
+  type DecoderOps,
   layerTensorSuffixes,
   layerTensors,
   normalizeConfig,
@@ -170,5 +172,32 @@ describe('validation and the padded-targets contract', () => {
     expect(() => checkRepresentable(normalizeConfig({ ...base, attention_chunk_size: 16 }), 'onnx')).toThrow(/config.json "attention_chunk_size" is 16 \(chunked attention\), which the onnx backend does not implement/);
     expect(() => checkRepresentable(normalizeConfig({ ...base, partial_rotary_factor: 0.5 }), 'tfjs')).toThrow(/"partial_rotary_factor" is 0.5/);
     expect(() => checkRepresentable(normalizeConfig({ ...base, architectures: ['MixtralForCausalLM'], model_type: 'mixtral', num_local_experts: 4 }), 'tfjs')).toThrow(/"num_local_experts" is 4/);
+  });
+});
+
+describe('decoder layer-end hook', () => {
+  it('onLayerEnd(l, h) gets each block\'s output (the residual stream after its MLP add), in layer order, before the final norm', () => {
+    const c = normalizeConfig(tinyRawConfig({ layers: 3 }));
+    const calls: string[] = [];
+    // a symbolic T: each op returns the expression it computes
+    const ops: DecoderOps<string> = {
+      embed: () => 'e',
+      rmsNorm: (x, w) => `norm(${x.length > 12 ? '…' : x},${w})`,
+      project: (_x, l, g) => (g === 'qkv' ? ['q', 'k', 'v'] : g === 'gate_up' ? ['g', 'u'] : [`${g}${l}`]),
+      rope: (x) => x,
+      attention: () => 'ctx',
+      swiglu: () => 's',
+      add: (a, b) => `(${a.length > 12 ? `h${calls.length}` : a}+${b})`,
+      head: (x) => {
+        calls.push(`head ${x}`);
+        return 'logits';
+      },
+      onLayerEnd: (l, h) => calls.push(`${l}: ${h}`),
+    };
+    expect(decoder(c, ops)).toBe('logits');
+    expect(calls).toEqual(['0: (h0+mlp_out0)', '1: (h1+mlp_out1)', '2: (h2+mlp_out2)', 'head norm(…,model.norm.weight)']);
+    // without the hook the decoder runs the same ops
+    const { onLayerEnd: _, ...plain } = ops;
+    expect(decoder(c, plain)).toBe('logits');
   });
 });

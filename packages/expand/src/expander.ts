@@ -39,7 +39,7 @@ import { type ExpansionManifest, type IdentityReport, MANIFEST_FILE, MANIFEST_FO
 import { type ExpansionPlan, sourceOfEachLayer } from './plan';
 import { FileHasher } from './hash';
 import { verifyIdentity, type VerifyResult } from './verify';
-import { STREAM_VERIFIER, verifyStreaming, type StreamVerifyResult } from './stream-verify';
+import { STREAM_VERIFIER, verifyStreaming, type MatmulKernel, type StreamVerifyResult } from './stream-verify';
 
 /** `identity`: the check must find max |Δlogit| = 0 or nothing is published; `report`: measured only. */
 export type VerifyMode = 'identity' | 'report';
@@ -153,9 +153,10 @@ export interface ExpandOptions {
    * `'report'` only measures the difference (for initializers that are not identity-preserving, e.g. copy).
    * Without `backend` the streaming verifier (stream-verify) runs: a byte pre-check of the copied and
    * zeroed tensors, then both models forward layer by layer with weights read from disk (bounded memory);
-   * with `backend` both models are loaded whole through it.
+   * with `backend` both models are loaded whole through it. `kernel` runs the streaming verifier's matrix
+   * products (e.g. backend-onnx's onnxruntime kernel; default plain JavaScript).
    */
-  verify?: { backend?: ModelBackend; tokens?: TokenBatch; loadOptions?: BackendLoadOptions; mode?: VerifyMode };
+  verify?: { backend?: ModelBackend; tokens?: TokenBatch; loadOptions?: BackendLoadOptions; mode?: VerifyMode; kernel?: MatmulKernel };
   onProgress?: (p: ExpandProgress) => void;
 }
 
@@ -245,17 +246,18 @@ export async function expandModel(opts: ExpandOptions): Promise<ExpandResult> {
             verification = await verifyIdentity(input, tmp, vb, opts.verify.tokens, opts.verify.loadOptions);
             opts.onProgress?.({ phase: 'verify', done: 1, total: 1 });
           } else {
-            streamed = await verifyStreaming(input, tmp, opts.plan, opts.verify.tokens, (done, total) => opts.onProgress?.({ phase: 'verify', done, total }));
+            streamed = await verifyStreaming(input, tmp, opts.plan, opts.verify.tokens, (done, total) => opts.onProgress?.({ phase: 'verify', done, total }), opts.verify.kernel ? { kernel: opts.verify.kernel } : {});
             verification = streamed;
           }
           const mode = opts.verify.mode ?? 'identity';
-          const precheckFailed = streamed !== undefined && !(streamed.precheck.copiesIdentical && streamed.precheck.newOutputsZero);
+          const precheckFailed = streamed !== undefined && !(streamed.precheck.copiesIdentical && streamed.precheck.newOutputsZero && streamed.configDiffers === null);
           if (mode === 'identity' && (verification.maxAbsDiff !== 0 || precheckFailed)) {
             const preserving = tp.zeroedTensors.length > 0 || opts.plan.newLayers.length === 0;
             const where = streamed
               ? (streamed.firstDifferingLayer !== null ? `; hidden states first differ after layer ${streamed.firstDifferingLayer}` : '') +
                 (streamed.precheck.differing.length ? `; not byte-identical to the base: ${streamed.precheck.differing.join(', ')}` : '') +
-                (streamed.precheck.nonZero.length ? `; inserted-block output projections not zero: ${streamed.precheck.nonZero.join(', ')}` : '')
+                (streamed.precheck.nonZero.length ? `; inserted-block output projections not zero: ${streamed.precheck.nonZero.join(', ')}` : '') +
+                (streamed.configDiffers !== null ? `; config differs from the base in ${streamed.configDiffers}` : '')
               : '';
             throw new IdentityError(
               `identity check failed: max |Δlogit| = ${verification.maxAbsDiff} on ${vb?.name ?? STREAM_VERIFIER} (${verification.device})${where}; the expanded model does not compute the base function, nothing was written` +
@@ -271,6 +273,7 @@ export async function expandModel(opts: ExpandOptions): Promise<ExpandResult> {
             maxAbsDiff: verification.maxAbsDiff,
             identical: verification.maxAbsDiff === 0,
             mode,
+            ...(streamed ? { method: streamed.method } : {}),
           };
         }
         const manifest = parseExpansionManifest({

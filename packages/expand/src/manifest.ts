@@ -26,6 +26,12 @@ export const verificationSchema = z.object({
   identical: z.boolean(),
   /** `identity`: publishing required identical logits; `report`: the difference was only measured (not an identity check). Absent in older manifests (identity). */
   mode: z.enum(['identity', 'report']).optional(),
+  /**
+   * How the streaming verifier established max |Δlogit|: `proof` (byte and config checks plus one pass of the
+   * expanded model in which every inserted block is the identity), `comparison` (both models run and compared).
+   * Absent for a backend's whole-model check and in older manifests.
+   */
+  method: z.enum(['proof', 'comparison']).optional(),
 });
 
 export const expansionManifestSchema = z.object({

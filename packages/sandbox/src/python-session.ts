@@ -18,15 +18,23 @@ import * as path from 'node:path';
 import { resolveIsolation, SANDBOX_ENV, SandboxError, sandboxedCommand, type Isolation } from './isolation';
 import { PYTHON_DRIVER } from './python-driver';
 
-/** Defaults of PythonSession. */
+/** Defaults of PythonSession (the agent's python tool spreads these: agent/src/constants.ts). */
 export const PYTHON_SESSION_DEFAULTS = {
+  /** Wall-clock limit per call; on expiry the whole process group is killed and the session restarts. */
   timeoutMs: 10_000,
+  /** Characters of output (stdout + stderr + result) kept per call. */
   maxOutputChars: 4000,
+  /** Address-space limit of the interpreter (bytes). */
   maxMemoryBytes: 1024 * 1024 * 1024,
+  /** CPU seconds for the whole session (RLIMIT_CPU); exceeding it ends the session, which restarts. */
   maxCpuSeconds: 120,
+  /** Largest file the code may write (bytes, RLIMIT_FSIZE). */
   maxFileBytes: 16 * 1024 * 1024,
+  /** Open file descriptors (RLIMIT_NOFILE). */
   maxOpenFiles: 64,
+  /** Processes (RLIMIT_NPROC, counted inside the sandbox's user namespace). */
   maxProcesses: 32,
+  /** Time to wait for the interpreter to start (ms). */
   startTimeoutMs: 15_000,
 } as const;
 

@@ -1,8 +1,10 @@
 /**
- * bench:expand-verify — cost of `expand --verify` (the streaming verifier) against expand alone, on a
- * synthetic 271M-parameter bf16 LLaMA checkpoint (LLAMA_271M: 16 layers -> 20 with interleaved
- * --groups 4). Each run is a child process (expand-run.js, mode `hash` vs `verify`); rounds alternate the
- * two, the report gives the median wall time and peak RSS of each and their ratios.
+ * bench:expand-verify — cost of `llama-pro expand --verify` against `llama-pro expand` alone, both run
+ * as the CLI (packages/cli/dist/bin.js, the user's code path: streaming verifier, onnxruntime matmul
+ * kernel), on a synthetic 271M-parameter bf16 LLaMA checkpoint (LLAMA_271M: 16 layers -> 20 with
+ * interleaved --groups 4). Rounds alternate the two; the report gives the median wall time and peak RSS
+ * and CPU time (of the CLI process, all threads, via rss-on-exit) of each, their ratios, and the load
+ * average (on a busy machine the CPU-time ratio is the steadier one).
  *
  *   npm run bench:expand-verify -- [--dir /tmp] [--rounds 3] [--keep]
  */
@@ -25,31 +27,39 @@ async function main(): Promise<void> {
   try {
     const base = path.join(root, 'base');
     const made = await makeSynthetic(base, { layers: 16, config: LLAMA_271M });
-    const runner = path.join(__dirname, 'expand-run.js');
-    const runs: Record<'hash' | 'verify', { wall: number; rssMB: number }[]> = { hash: [], verify: [] };
-    let maxAbsDiff: number | undefined;
+    const cli = path.resolve(__dirname, '../../../packages/cli/dist/bin.js');
+    const preload = path.join(__dirname, 'rss-on-exit.js');
+    const rssFile = path.join(root, 'rss.json');
+    const runs: Record<'expand' | 'verify', { wall: number; rssMB: number; cpu: number }[]> = { expand: [], verify: [] };
+    let verification: { maxAbsDiff?: number; identical?: boolean } | undefined;
+    const load0 = os.loadavg()[0]!;
     for (let r = 0; r < rounds; r++) {
-      for (const mode of ['hash', 'verify'] as const) {
+      for (const mode of ['expand', 'verify'] as const) {
         const out = path.join(root, `out-${mode}`);
         await fsp.rm(out, { recursive: true, force: true });
+        const argv = ['--require', preload, cli, 'expand', base, out, '--groups', '4', '--json', ...(mode === 'verify' ? ['--verify'] : [])];
         const t0 = process.hrtime.bigint();
-        const p = spawnSync(process.execPath, [runner, base, out, '4', mode], { encoding: 'utf8' });
+        const p = spawnSync(process.execPath, argv, { encoding: 'utf8', env: { ...process.env, LLAMA_PRO_BENCH_RSS_FILE: rssFile, LLAMA_PRO_PROGRESS: 'none' } });
         const wall = Number(process.hrtime.bigint() - t0) / 1e9;
-        if (p.status !== 0) throw new Error(`expand-run ${mode} failed: ${p.stderr}`);
-        const self = JSON.parse(p.stdout.trim().split('\n').pop()!) as { maxRssKiB: number; maxAbsDiff?: number };
-        if (mode === 'verify') maxAbsDiff = self.maxAbsDiff;
-        runs[mode].push({ wall, rssMB: (self.maxRssKiB * 1024) / 1e6 });
+        if (p.status !== 0) throw new Error(`llama-pro expand${mode === 'verify' ? ' --verify' : ''} failed (exit ${p.status}): ${p.stderr}`);
+        const self = JSON.parse(await fsp.readFile(rssFile, 'utf8')) as { maxRssKiB: number; cpuMicros: number };
+        if (mode === 'verify') verification = (JSON.parse(p.stdout.trim().split('\n').pop()!) as { verification?: typeof verification }).verification;
+        runs[mode].push({ wall, rssMB: (self.maxRssKiB * 1024) / 1e6, cpu: self.cpuMicros / 1e6 });
       }
     }
-    const w = (m: 'hash' | 'verify') => median(runs[m].map((x) => x.wall));
-    const m = (m: 'hash' | 'verify') => median(runs[m].map((x) => x.rssMB));
+    const load1 = os.loadavg()[0]!;
+    const w = (m: 'expand' | 'verify') => median(runs[m].map((x) => x.wall));
+    const m = (m: 'expand' | 'verify') => median(runs[m].map((x) => x.rssMB));
+    const c = (m: 'expand' | 'verify') => median(runs[m].map((x) => x.cpu));
     const f = (x: number) => x.toFixed(2);
     process.stdout.write(
       [
-        `checkpoint:      271M parameters, 16 layers, ${f(made.bytes / 1e9)} GB bf16 -> 20 layers (interleaved --groups 4), ${rounds} round(s), medians`,
-        `expand:          ${f(w('hash'))} s, peak RSS ${m('hash').toFixed(0)} MB`,
-        `expand --verify: ${f(w('verify'))} s, peak RSS ${m('verify').toFixed(0)} MB (max |Δlogit| = ${maxAbsDiff})`,
-        `ratio:           wall ${f(w('verify') / w('hash'))}x, peak RSS ${f(m('verify') / m('hash'))}x`,
+        `checkpoint:      271M parameters, 16 layers, ${f(made.bytes / 1e9)} GB bf16 -> 20 layers (interleaved --groups 4), ${rounds} round(s), medians; CLI process each`,
+        `expand:          ${f(w('expand'))} s, peak RSS ${m('expand').toFixed(0)} MB, CPU ${f(c('expand'))} s`,
+        `expand --verify: ${f(w('verify'))} s, peak RSS ${m('verify').toFixed(0)} MB, CPU ${f(c('verify'))} s (${JSON.stringify(verification)})`,
+        `ratio:           wall ${f(w('verify') / w('expand'))}x, peak RSS ${f(m('verify') / m('expand'))}x, CPU ${f(c('verify') / c('expand'))}x`,
+        `per round:       ${runs.verify.map((v, i) => `${f(v.wall / runs.expand[i]!.wall)}x`).join(' ')} (wall, verify / expand of the same round)`,
+        `load average:    ${f(load0)} -> ${f(load1)} (1 min, ${os.cpus().length} CPUs)`,
         '',
       ].join('\n'),
     );

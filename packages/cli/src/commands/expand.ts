@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { HfCheckpoint, UsageError, exitCleanlyOnInterrupt, nativeIoStatus, parseByteSize } from '@llama-pro/core';
 import { type VerifyMode, checkOutputPath, expandModel, loadExpandConfig, parseExpandConfig, formatPlanTable, initializerRegistry, planTensors, strategyRegistry } from '@llama-pro/expand';
+import { createOnnxMatmulKernel } from '@llama-pro/backend-onnx';
 import { BACKEND_OPTION_HELP, DEFAULT_BACKEND, backendLoadOptions, resolveBackend } from '../backend-option';
 import { buildContainer } from '../container';
 import { humanBytes, progressReporter } from '../output';
@@ -59,7 +60,7 @@ export function registerExpand(program: Command): void {
     .option('--dry-run', 'print the plan and exit without writing anything')
     .option('--verify', 'run base and expanded model on a fixed token batch and require identical logits (max |Δlogit| = 0) before publishing; otherwise nothing is written and the exit code is 1')
     .option('--verify-mode <mode>', 'identity (default: identical logits required) or report (implies --verify; only measures max |Δlogit|, not an identity check, e.g. for --init copy)')
-    .option('--backend <name>', `load both models whole through this backend for --verify (${BACKEND_OPTION_HELP}); without it --verify streams them layer by layer on the CPU (bounded memory)`, DEFAULT_BACKEND)
+    .option('--backend <name>', `load both models whole through this backend for --verify (${BACKEND_OPTION_HELP}); without it --verify streams the weights from disk (bounded memory, matmuls on onnxruntime) and proves identity with one pass of the expanded model, running both only when a check fails`, DEFAULT_BACKEND)
     .option('--shard-size <size>', 'maximum output shard size, e.g. 5GB', '5GB')
     .option('--force', 'replace an existing output directory')
     .option('--no-base-hash', 'do not sha256 the base shards into the manifest (saves CPU on large models)')
@@ -110,6 +111,9 @@ export function registerExpand(program: Command): void {
       }
       const progress = progressReporter();
       let phase = '';
+      let total = 0;
+      // The streaming verifier's matrix products run on onnxruntime (weights still streamed, memory bounded).
+      const kernel = verifyMode && !resolved ? await createOnnxMatmulKernel() : undefined;
       const r = await expandModel({
         input: inDir,
         output: outDir,
@@ -118,16 +122,18 @@ export function registerExpand(program: Command): void {
         maxShardBytes,
         force,
         hashBase: baseHash,
-        ...(verifyMode ? { verify: resolved ? { backend: resolved.backend, loadOptions: backendLoadOptions(resolved.spec), mode: verifyMode } : { mode: verifyMode } } : {}),
+        ...(verifyMode ? { verify: resolved ? { backend: resolved.backend, loadOptions: backendLoadOptions(resolved.spec), mode: verifyMode } : { mode: verifyMode, ...(kernel ? { kernel } : {}) } } : {}),
         onProgress: (p) => {
-          if (p.phase !== phase) {
+          // a new phase, or the verifier going on to compare both models (more steps)
+          if (p.phase !== phase || p.total !== total) {
             if (phase) progress.stop();
             phase = p.phase;
+            total = p.total;
             progress.start(p.total, p.phase === 'write' ? 'expand' : 'verify');
           }
           progress.update(p.done);
         },
-      });
+      }).finally(() => kernel?.dispose());
       if (phase) progress.stop();
       const m = r.manifest;
       const native = nativeIoStatus();
@@ -148,7 +154,7 @@ export function registerExpand(program: Command): void {
             bytes: m.output.totalBytes,
             trainableTensors: m.trainableTensors.length,
             copy: r.copy,
-            verification: m.verification && { backend: m.verification.backend, device: m.verification.device, maxAbsDiff: m.verification.maxAbsDiff, identical: m.verification.identical, mode: m.verification.mode ?? 'identity' },
+            verification: m.verification && { backend: m.verification.backend, device: m.verification.device, maxAbsDiff: m.verification.maxAbsDiff, identical: m.verification.identical, mode: m.verification.mode ?? 'identity', ...(m.verification.method ? { method: m.verification.method } : {}) },
           }) + '\n',
         );
       } else {
@@ -158,7 +164,7 @@ export function registerExpand(program: Command): void {
             (v
               ? v.mode === 'report'
                 ? `difference measured on ${v.backend} (${v.device}), ${v.batchSize}x${v.seqLen} tokens: max |Δlogit| = ${v.maxAbsDiff}${v.identical ? ' (identical)' : ''} — not an identity check (--verify-mode report)\n`
-                : `identity check on ${v.backend} (${v.device}), ${v.batchSize}x${v.seqLen} tokens: max |Δlogit| = ${v.maxAbsDiff} (identical)\n`
+                : `identity check on ${v.backend} (${v.device}), ${v.batchSize}x${v.seqLen} tokens: max |Δlogit| = ${v.maxAbsDiff} (identical${v.method === 'proof' ? '; proven: byte-identical copies, the same config, zero new-block outputs, each new block the identity on these tokens' : ''})\n`
               : ''),
         );
       }

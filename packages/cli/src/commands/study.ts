@@ -9,6 +9,7 @@ import { emitAccelerate, emitLlamaFactory, engineCorpusFromExperiment, engineSet
 import { buildContainer } from '../container';
 import { BACKEND_OPTION_HELP, parseBackendSpec, resolveBackend } from '../backend-option';
 import { progressReporter } from '../output';
+import { cliHubOptions, resolveConfigModelSpec } from '../hub';
 
 interface StudyFlags {
   preset: string;
@@ -58,7 +59,7 @@ export function registerStudy(program: Command): void {
         // Corpus and base paths in the YAML are relative to it.
         const dir = path.dirname(path.resolve(o.config));
         const base = y['base'] as Record<string, unknown> | undefined;
-        if (base && typeof base['path'] === 'string') base['path'] = path.resolve(dir, base['path']);
+        if (base && typeof base['path'] === 'string') base['path'] = await resolveConfigModelSpec(base['path'], dir, cliHubOptions()); // a path or a hub id, like --base
         const files = (y['corpus'] as Record<string, unknown> | undefined)?.['files'] as Record<string, unknown> | undefined;
         if (files) for (const k of Object.keys(files)) if (typeof files[k] === 'string') files[k] = path.resolve(dir, files[k] as string);
         if (typeof y['cacheDir'] === 'string') y['cacheDir'] = path.resolve(dir, y['cacheDir']);

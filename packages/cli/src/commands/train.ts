@@ -8,6 +8,7 @@ import { buildContainer } from '../container';
 import { noteInterrupted } from '../exit-codes';
 import { BACKEND_OPTION_HELP, backendLoadOptions, parseBackendSpec, resolveBackend } from '../backend-option';
 import { progressReporter } from '../output';
+import { cliHubOptions, resolveConfigModelSpec } from '../hub';
 import { emitAccelerate, emitLlamaFactory, engineCorpusFromExperiment, engineSettingsFromExperiment } from '@llama-pro/engines';
 
 interface TrainFlags {
@@ -174,6 +175,8 @@ export function registerTrain(program: Command): void {
     .option('--byte-tokens', 'allow a model without tokenizer.json: feed text as raw byte tokens (ids 3..258; same as data.tokenizer: bytes)')
     .action(async (o: TrainFlags) => {
       let exp: Experiment = o.config ? await loadExperimentFile(o.config) : parseExperiment({});
+      // model: in the file may be a hub id, resolved like --model (relative paths stay relative to the file)
+      if (o.config && exp.model !== undefined && o.model === undefined) exp = { ...exp, model: await resolveConfigModelSpec(exp.model, path.dirname(path.resolve(o.config)), cliHubOptions()) };
       exp = resolvePaths(o, overrideExperiment(exp, overrides(o)));
       if (o.engine && o.engine !== 'llama-pro') return emitEngineJob(o, exp);
       const { model: modelDir, out: r, data: { path: d } } = exp;

@@ -64,6 +64,8 @@ export interface DecoderOps<T> {
   add(a: T, b: T): T;
   /** The LM head (tied or not) on final-normed hidden states: logits. */
   head(x: T): T;
+  /** Optional: called with the residual stream after each block (its output hidden state), in layer order. */
+  onLayerEnd?(layer: number, hidden: T): void;
 }
 
 /** The decoder: embeddings, L pre-norm blocks (attention, SwiGLU MLP, residuals), final norm, head. */
@@ -81,6 +83,7 @@ export function decoder<T>(c: LlamaConfig, ops: DecoderOps<T>): T {
     const x2 = ops.rmsNorm(h, layerTensorName(l, mlpNorm));
     const [gate, up] = ops.project(x2, l, 'gate_up');
     h = ops.add(h, ops.project(ops.swiglu(gate!, up!), l, 'mlp_out')[0]!);
+    ops.onLayerEnd?.(l, h);
   }
   // final RMSNorm and LM head
   return ops.head(ops.rmsNorm(h, FINAL_NORM));
