@@ -32,6 +32,11 @@ export interface GenerateOptions extends SamplingOptions {
   /** Called with each row's newly sampled token. */
   onToken?: (row: number, token: number) => void;
   signal?: AbortSignal;
+  /**
+   * One RNG seed per prompt: each row samples with its own RNG, so a prompt's tokens do not depend on the prompts
+   * batched with it (row i matches a one-prompt call with `seed: seeds[i]`). Default: one RNG (`seed`) for all rows.
+   */
+  seeds?: readonly number[];
 }
 
 export type FinishReason = 'length' | 'eos' | 'stop' | 'aborted';
@@ -207,7 +212,8 @@ export async function generate(model: CausalLM, prompts: readonly (readonly numb
   const V = model.config.vocabSize;
   const B = prompts.length;
   const maxLen = Math.max(...prompts.map((p) => p.length));
-  const rng = new Rng(opts.seed ?? 0);
+  if (opts.seeds && opts.seeds.length !== B) throw new UsageError(`seeds has ${opts.seeds.length} entries for ${B} prompts; give one per prompt`);
+  const shared = new Rng(opts.seed ?? 0);
   const rows = prompts.map(
     (_, b) =>
       new GenerationRow(
@@ -216,7 +222,7 @@ export async function generate(model: CausalLM, prompts: readonly (readonly numb
           adjustLogits: opts.adjustLogits ? (logits, generated) => opts.adjustLogits!(b, logits, generated) : undefined,
           onToken: opts.onToken ? (tok) => opts.onToken!(b, tok) : undefined,
         },
-        rng,
+        opts.seeds ? new Rng(opts.seeds[b]!) : shared,
       ),
   );
   if (opts.maxNewTokens === 0) return rows.map((r) => r.result);
