@@ -196,12 +196,18 @@ export class LocalLanguageModel implements LanguageModel {
     }
   }
 
+  /**
+   * Requests with the same generation settings (until, max tokens, temperature, top-p: lm-eval's grouping by
+   * gen_kwargs) are generated together, longest contexts first, in batches of at most `maxBatchSize` rows and
+   * `batchTokens` tokens (rows × (longest context + max tokens)), so that rows of a batch need little left padding.
+   * Each request samples with its own RNG (its seed), so its text does not depend on the requests batched with it.
+   */
   async generateUntil(requests: readonly GenerateUntilRequest[]): Promise<string[]> {
     const out = new Array<string>(requests.length);
     const maxPos = this.model.config.maxPositionEmbeddings;
     const groups = new Map<string, number[]>();
     requests.forEach((r, i) => {
-      const key = JSON.stringify([r.until, r.maxGenTokens ?? 256, r.temperature ?? 0, r.topP ?? 1, (r.temperature ?? 0) > 0 ? (r.seed ?? 0) : 0]);
+      const key = JSON.stringify([r.until, r.maxGenTokens ?? 256, r.temperature ?? 0, r.topP ?? 1]);
       const g = groups.get(key) ?? [];
       g.push(i);
       groups.set(key, g);
@@ -211,22 +217,30 @@ export class LocalLanguageModel implements LanguageModel {
       const r0 = requests[idx[0]!]!;
       const maxNew = Math.max(1, Math.min(r0.maxGenTokens ?? 256, Math.min(this.maxLength, maxPos) - 1));
       const ctxBudget = Math.min(this.maxLength, maxPos) - maxNew;
-      for (let s = 0; s < idx.length; s += this.maxBatch) {
-        const part = idx.slice(s, s + this.maxBatch);
-        const prompts = part.map((i) => {
-          const ids = [...this.prefix(), ...this.tokenizer.encode(requests[i]!.context)];
-          const p = ids.length ? ids : [this.prefixToken()];
-          return p.slice(-ctxBudget);
-        });
-        const res = await generate(this.model, prompts, {
-          maxNewTokens: maxNew,
-          eosTokenIds: eos === null ? [] : [eos],
-          stopStrings: r0.until,
-          decode: (ids) => this.tokenizer.decode(ids, { skipSpecialTokens: true }),
-          temperature: r0.temperature ?? 0,
-          topP: r0.topP,
-          seed: r0.seed,
-        });
+      const prompts = new Map<number, number[]>();
+      for (const i of idx) {
+        const ids = [...this.prefix(), ...this.tokenizer.encode(requests[i]!.context)];
+        prompts.set(i, (ids.length ? ids : [this.prefixToken()]).slice(-ctxBudget));
+      }
+      const order = [...idx].sort((a, b) => prompts.get(b)!.length - prompts.get(a)!.length || a - b);
+      for (let s = 0; s < order.length; ) {
+        const longest = prompts.get(order[s]!)!.length;
+        const n = Math.max(1, Math.min(this.maxBatch, Math.floor(this.batchTokens / (longest + maxNew)), order.length - s));
+        const part = order.slice(s, s + n);
+        s += n;
+        const res = await generate(
+          this.model,
+          part.map((i) => prompts.get(i)!),
+          {
+            maxNewTokens: maxNew,
+            eosTokenIds: eos === null ? [] : [eos],
+            stopStrings: r0.until,
+            decode: (ids) => this.tokenizer.decode(ids, { skipSpecialTokens: true }),
+            temperature: r0.temperature ?? 0,
+            topP: r0.topP,
+            seeds: part.map((i) => requests[i]!.seed ?? 0),
+          },
+        );
         part.forEach((i, j) => (out[i] = res[j]!.text ?? ''));
       }
     }
