@@ -95,11 +95,14 @@ describeWithFixtures('batched generation on stories260K', [STORIES260K_BIN, [...
     expect(small.length).toBeGreaterThan(2);
   });
 
-  describe('serve: continuous batching', () => {
+  // The backend's native slot session where it has one, and core's per-slot fallback (forced by hiding it).
+  describe.each([
+    ['the model as loaded', (m: CausalLM) => m],
+    ['the per-slot fallback', (m: CausalLM) => counting(m, [])],
+  ])('serve: continuous batching with %s', (_name, view) => {
     let server: RunningServer;
-    const sessions: number[] = [];
     beforeAll(async () => {
-      server = await startServer({ id: 's', model: counting(model, sessions), tokenizer, template: resolveChatTemplate(tokenizer, 'plain') }, { port: 0, maxBatchSize: 4 });
+      server = await startServer({ id: 's', model: view(model), tokenizer, template: resolveChatTemplate(tokenizer, 'plain') }, { port: 0, maxBatchSize: 4 });
     });
     afterAll(() => server?.close(1000));
 
