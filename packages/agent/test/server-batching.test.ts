@@ -2,7 +2,7 @@
  * Continuous batching in the server (issue 19 item 2): requests join and leave one running decode batch, and each
  * row keeps its own sampling, penalties and json_schema grammar mask, so a request's reply is the one it gets
  * alone. The reference for every reply is the same request sent alone; validity of structured replies is judged by
- * Ajv (JSON Schema draft-07). Admission is FIFO and bounded (503 queue_full past --max-queue).
+ * Ajv (JSON Schema draft-07). Admission is FIFO and bounded (503 queue_full past maxQueueLength).
  * The real-model version (stories260K on onnx, golden greedy path) is packages/cli/test/batching.test.ts.
  */
 import { promises as fsp } from 'node:fs';
@@ -66,7 +66,7 @@ test('json_schema, penalties and plain sampled requests decoded in one batch: ea
   }
 });
 
-test('admission is FIFO: with one slot, requests finish in arrival order; past --max-queue waiting, 503 queue_full', async () => {
+test('admission is FIFO: with one slot, requests finish in arrival order; past maxQueueLength waiting, 503 queue_full', async () => {
   const model = new TableCausalLM(CHAR_TOKENIZER_VOCAB, [], { stepDelayMs: 5, eosTokenId: 999, maxPositions: 1024 });
   const s = await startServer({ id: 'f', model, tokenizer, template }, { port: 0, maxBatchSize: 1, maxQueueLength: 3 });
   try {

@@ -35,14 +35,14 @@ export interface ServerOptions {
   maxRequestTokens?: number;
   /** Parser for tool calls in chat replies when a request has `tools` (default json-tool-calls). */
   toolCallParser?: ActionParser;
-  /** Most sequences decoded together in the running batch (continuous batching; default 8). */
+  /** Most sequences decoded together in the running batch (continuous batching; default SERVER_DEFAULTS.maxBatchSize). */
   maxBatchSize?: number;
   /** One line per request. */
   log?: (line: string) => void;
 }
 
 function batchSlots(n: number | undefined): number {
-  if (n === undefined) return 8;
+  if (n === undefined) return SERVER_DEFAULTS.maxBatchSize;
   if (!Number.isInteger(n) || n < 1) throw new UsageError(`the batch size must be a positive integer (got ${n})`);
   return n;
 }
