@@ -168,6 +168,17 @@ export class RequestQueue {
     this.settle(r.item, () => how(r));
   }
 
+  /** Ends the job in `slot` with its row's result (or the error that producing it raised). */
+  private completeSlot(slot: number): void {
+    this.finishSlot(slot, (r) => {
+      try {
+        r.item.resolve(r.item.job.row.finish());
+      } catch (e) {
+        r.item.reject(e);
+      }
+    });
+  }
+
   /** The scheduling loop; one at a time, started by `enqueue`, ends when nothing waits or runs. */
   private async pump(): Promise<void> {
     if (this.pumping) return;
@@ -201,9 +212,9 @@ export class RequestQueue {
           this.active.set(slot, { item: head, pending: Int32Array.from(head.job.prompt) });
         }
         for (const [slot, r] of [...this.active]) {
-          if (!r.item.job.signal?.aborted) continue;
+          if (!r.item.job.signal?.aborted && !this.closed) continue;
           r.item.job.row.abort();
-          this.finishSlot(slot, () => r.item.resolve(r.item.job.row.finish()));
+          this.completeSlot(slot);
         }
         if (this.active.size === 0) {
           if (this.waiting.length === 0) break;
@@ -211,12 +222,15 @@ export class RequestQueue {
         }
         await this.step();
       }
+    } catch (e) {
+      // Not expected (step settles its own failures); no job may be left unanswered.
+      for (const slot of [...this.active.keys()]) this.finishSlot(slot, (r) => r.item.reject(e));
+      for (const item of this.waiting.splice(0)) this.settle(item, () => item.reject(e));
     } finally {
       this.pumping = false;
-      if (this.closed && this.session) {
-        this.session.dispose();
-        this.session = null;
-      }
+      // A fresh session for the next busy period: a native one keeps the cache capacity of its longest sequence.
+      this.session?.dispose();
+      this.session = null;
       this.maybeIdle();
     }
   }
@@ -225,11 +239,11 @@ export class RequestQueue {
   private async step(): Promise<void> {
     const { model } = this.batch!;
     const V = model.config.vocabSize;
-    this.session ??= startSlotSession(model, this.batch!.slots, { maxLength: this.batch!.maxLength });
     const slots = [...this.active.keys()];
     const entries: SlotFeed[] = slots.map((slot) => ({ slot, ids: this.active.get(slot)!.pending }));
     let logits: Float32Array;
     try {
+      this.session ??= startSlotSession(model, this.batch!.slots, { maxLength: this.batch!.maxLength });
       logits = await this.session.feed(entries);
     } catch (e) {
       for (const slot of slots) this.finishSlot(slot, (r) => r.item.reject(e));
@@ -240,13 +254,13 @@ export class RequestQueue {
       const { row, signal } = r.item.job;
       let tok: number | null;
       try {
-        if (signal?.aborted) row.abort();
+        if (signal?.aborted || this.closed) row.abort();
         tok = row.next(logits.subarray(i * V, (i + 1) * V));
       } catch (e) {
         this.finishSlot(slot, () => r.item.reject(e));
         return;
       }
-      if (tok === null) this.finishSlot(slot, () => r.item.resolve(row.finish()));
+      if (tok === null) this.completeSlot(slot);
       else r.pending = Int32Array.of(tok);
     });
   }
