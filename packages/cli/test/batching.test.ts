@@ -95,6 +95,40 @@ describeWithFixtures('batched generation on stories260K', [STORIES260K_BIN, [...
     expect(small.length).toBeGreaterThan(2);
   });
 
+  it('eval loglikelihood: short continuations (decode-session scoring) and long ones (forward) equal each row scored alone', async () => {
+    // Reference: each context + continuation alone through forward (batch 1, no padding), log-softmax here.
+    const alone = async (context: string, continuation: string): Promise<{ logprob: number; isGreedy: boolean }> => {
+      const lm = new LocalLanguageModel(model, tokenizer);
+      const { context: c, continuation: t } = lm.encode(context, continuation);
+      const seq = [...c, ...t];
+      const { data } = await model.forward({ ids: Int32Array.from(seq), batchSize: 1, seqLen: seq.length });
+      let logprob = 0;
+      let isGreedy = true;
+      for (let j = 0; j < t.length; j++) {
+        const row = data.subarray((c.length - 1 + j) * 512, (c.length + j) * 512);
+        const max = Math.max(...row);
+        logprob += row[t[j]!]! - max - Math.log(row.reduce((s, x) => s + Math.exp(x - max), 0));
+        if (row.indexOf(max) !== t[j]) isGreedy = false;
+      }
+      return { logprob, isGreedy };
+    };
+    const reqs = [
+      ...lengths.map((k) => ({ context: ctx(k), continuation: ` t${golden[k + 1]}` })), // one token, the greedy one
+      { context: ctx(6), continuation: ` ${words(golden.slice(7, 10))}` }, // three greedy tokens
+      { context: ctx(2), continuation: ' t300 t301' },
+      { context: ctx(9), continuation: ` ${words(golden.slice(10, 22))}` }, // twelve: scored by a forward pass
+    ];
+    const sessions: number[] = [];
+    const got = await new LocalLanguageModel(counting(model, sessions), tokenizer).loglikelihood(reqs);
+    expect(sessions.length).toBeGreaterThan(0);
+    for (const [i, r] of reqs.entries()) {
+      const want = await alone(r.context, r.continuation);
+      expect(got[i]!.isGreedy).toBe(want.isGreedy);
+      expect(Math.abs(got[i]!.logprob - want.logprob)).toBeLessThan(1e-4 * Math.max(1, Math.abs(want.logprob)));
+    }
+    expect(got.map((g) => g.isGreedy)).toEqual([...lengths.map(() => true), true, false, true]); // the golden path is greedy
+  });
+
   // The backend's native slot session where it has one, and core's per-slot fallback (forced by hiding it).
   describe.each([
     ['the model as loaded', (m: CausalLM) => m],

@@ -7,15 +7,15 @@
  * - cli eval: `llama-pro eval --tasks mmlu --num-fewshot 5 --limit 1 --byte-tokens` in a child process, wall time
  *   (includes node start, module loading, the weights hash, session creation and the dataset);
  * - in-process eval: the same evaluator and LocalLanguageModel on a model already loaded (what eval itself costs);
- * - one forward: every row the eval scored (recorded from the in-process run), right-padded to the longest, in one
- *   `forward` call on the same loaded model: the FLOPs floor of the eval.
+ * - one forward: every row the eval ran (recorded from the in-process run: forward rows, decode-session rows),
+ *   right-padded to the longest, in one `forward` call on the same loaded model: the FLOPs floor of the eval.
  * Modes alternate over rounds (the machine is shared); the best round of each is reported, with the ratios.
  */
 import { execFileSync } from 'node:child_process';
 import { promises as fsp } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { ByteTokenizer, HfCheckpoint, NamedRegistry, convertLlama2c, type CausalLM, type TokenBatch } from '@llama-pro/core';
+import { ByteTokenizer, HfCheckpoint, NamedRegistry, convertLlama2c, type CausalLM, type DecodeSession, type TokenBatch } from '@llama-pro/core';
 import { STORIES260K_BIN, fixturePath } from '@llama-pro/core/testing';
 import { onnxBackend } from '@llama-pro/backend-onnx';
 import { LocalLanguageModel, mmluEvaluator, runEvaluation, type Evaluator } from '@llama-pro/eval';
@@ -30,18 +30,32 @@ async function time<T>(fn: () => Promise<T>): Promise<[number, T]> {
   return [Number(process.hrtime.bigint() - t0) / 1e9, v];
 }
 
-/** The model with its forward calls recorded (rows as given, mask-trimmed). */
+/** The model with the rows it is run on recorded (forward rows, and each decode-session row's tokens; padding dropped). */
 function recording(model: CausalLM, rows: number[][]): CausalLM {
+  const take = (batch: TokenBatch, into: number[][]): void => {
+    for (let b = 0; b < batch.batchSize; b++)
+      for (let t = 0; t < batch.seqLen; t++) if (!batch.attentionMask || batch.attentionMask[b * batch.seqLen + t]) into[b]!.push(batch.ids[b * batch.seqLen + t]!);
+  };
   return new Proxy(model, {
     get(target, prop, receiver) {
       if (prop === 'forward')
         return (batch: TokenBatch) => {
-          for (let b = 0; b < batch.batchSize; b++) {
-            const row: number[] = [];
-            for (let t = 0; t < batch.seqLen; t++) if (!batch.attentionMask || batch.attentionMask[b * batch.seqLen + t]) row.push(batch.ids[b * batch.seqLen + t]!);
-            rows.push(row);
-          }
+          const got = Array.from({ length: batch.batchSize }, (): number[] => []);
+          take(batch, got);
+          rows.push(...got);
           return target.forward(batch);
+        };
+      if (prop === 'startSession')
+        return (batchSize: number): DecodeSession => {
+          const s = target.startSession(batchSize);
+          const got = Array.from({ length: batchSize }, (): number[] => []);
+          return {
+            get length() {
+              return s.length;
+            },
+            step: (batch: TokenBatch) => (take(batch, got), s.step(batch)),
+            dispose: () => (rows.push(...got), s.dispose()),
+          };
         };
       const v = Reflect.get(target, prop, receiver) as unknown;
       return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
