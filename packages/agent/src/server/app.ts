@@ -29,14 +29,14 @@ export type { ServedModel } from './context';
 export interface ServerOptions {
   maxBodyBytes?: number;
   maxQueueLength?: number;
+  /** Most sequences decoded together in the running batch (continuous batching; default SERVER_DEFAULTS.maxBatchSize). */
+  maxBatchSize?: number;
   /** Most completions (prompts × n) per request (default SERVER_DEFAULTS.maxPromptsPerRequest); more get 413. */
   maxPromptsPerRequest?: number;
   /** Most tokens of work (Σ prompt + max_tokens over the completions) per request; more get 400. */
   maxRequestTokens?: number;
   /** Parser for tool calls in chat replies when a request has `tools` (default json-tool-calls). */
   toolCallParser?: ActionParser;
-  /** Most sequences decoded together in the running batch (continuous batching; default SERVER_DEFAULTS.maxBatchSize). */
-  maxBatchSize?: number;
   /** One line per request. */
   log?: (line: string) => void;
 }
