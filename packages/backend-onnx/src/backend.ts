@@ -51,7 +51,6 @@ import {
   POSITION_IDS,
   checkExportable,
   exportLlamaOnnx,
-  exportLlamaOnnxBytes,
   exportWeightBytes,
   pastKeyName,
   pastValueName,
@@ -70,9 +69,10 @@ export interface OnnxLoadOptions extends BackendLoadOptions {
   /** Threads between independent nodes (default 1: the graph is a chain). */
   interOpThreads?: number;
   /**
-   * Directory for exported models, keyed by the checkpoint's files and the export format (default: the
-   * LLAMA_PRO_ONNX_CACHE environment variable). Without either, the export happens in memory at load,
-   * except for models beyond 2 GB, which go to `<tmpdir>/llama-pro-onnx`.
+   * Directory for exported models (graph + external weight data), keyed by the checkpoint's files and the
+   * export format (default: the LLAMA_PRO_ONNX_CACHE environment variable). Without either, each load
+   * exports to a private temporary file that is removed once the session exists, except for models
+   * beyond 2 GB, which are cached in `<tmpdir>/llama-pro-onnx`.
    */
   cacheDir?: string;
   /** Use this already exported `.onnx` file (from `llama-pro export-onnx`) instead of exporting. */
@@ -714,14 +714,24 @@ export class OnnxBackend implements ModelBackend {
         if (await pathExists(file)) log(`onnx: using cached export ${file}`);
         else {
           log(`onnx: exporting ${dir} to ${file}`);
-          await exportLlamaOnnx(source, file, { force: true });
+          await exportLlamaOnnx(source, file, { force: true, externalData: true });
         }
         session = await this.create(file, so);
       } else {
+        // Weights go to an external data file that ONNX Runtime reads at session creation, so they are
+        // held once, by ORT: embedded model bytes were held three times while loading (the bytes, ORT's
+        // parsed copy, the initializers) and 1.7x the weights after it. The private file is removed once
+        // the session exists.
         const t0 = Date.now();
-        const bytes = await exportLlamaOnnxBytes(source);
-        log(`onnx: exported in memory (${(bytes.byteLength / 1e6).toFixed(1)} MB, ${Date.now() - t0} ms)`);
-        session = await this.create(bytes, so);
+        const tmp = await fsp.mkdtemp(path.join(os.tmpdir(), 'llama-pro-onnx-'));
+        try {
+          const file = path.join(tmp, 'model.onnx');
+          const res = await exportLlamaOnnx(source, file, { force: true, externalData: true });
+          log(`onnx: exported (${(res.dataBytes / 1e6).toFixed(1)} MB of weights as external data, ${Date.now() - t0} ms)`);
+          session = await this.create(file, so);
+        } finally {
+          await fsp.rm(tmp, { recursive: true, force: true });
+        }
       }
     }
     if (!session.inputNames.includes(PAST_LENGTH)) {
