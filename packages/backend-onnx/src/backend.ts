@@ -200,10 +200,10 @@ class KvCache {
   }
 
   /**
-   * Writes the first `count[b]` new positions of run row b (of B rows, T new positions each) into cache
-   * row `row[b]` at position `at[b]` (rows with count 0 are skipped).
+   * Writes new positions from[b] .. from[b] + count[b] - 1 of run row b (of B rows, T new positions each)
+   * into cache row `row[b]` at position `at[b]` (rows with count 0 are skipped).
    */
-  write(out: CachedRunOutput, B: number, T: number, row: ArrayLike<number>, at: ArrayLike<number>, count: ArrayLike<number>): void {
+  write(out: CachedRunOutput, B: number, T: number, row: ArrayLike<number>, at: ArrayLike<number>, count: ArrayLike<number>, from?: ArrayLike<number>): void {
     const { numHiddenLayers: L, numKeyValueHeads: KV, headDim: hd } = this.c;
     const hs = this.headStride;
     for (let l = 0; l < L; l++) {
@@ -213,7 +213,7 @@ class KvCache {
         const n = count[b]!;
         if (n === 0) continue;
         for (let h = 0; h < KV; h++) {
-          const src = ((l * B + b) * KV + h) * T * hd;
+          const src = (((l * B + b) * KV + h) * T + (from?.[b] ?? 0)) * hd;
           const dst = (row[b]! * KV + h) * hs + at[b]! * hd;
           K.set(out.newKeys.subarray(src, src + n * hd), dst);
           Vv.set(out.newValues.subarray(src, src + n * hd), dst);
@@ -515,9 +515,10 @@ interface SlotRun {
 
 /**
  * Native slot decoding: every slot is a row of one `KvCache`. A feed runs its single-token entries as one
- * batch over the contiguous rows they span, prompts of free slots as right-padded batches on an empty
- * cache (grouped by length, so that padding stays under a quarter), and multi-token extensions of occupied
- * slots one by one on their own row; the new keys and values are written into each slot's row afterwards.
+ * batch over the contiguous rows they span, prompts of free slots as left-padded batches on an empty
+ * cache (grouped by length, so that padding stays under a quarter; every row ends at the last position,
+ * so only that position's logits are computed), and multi-token extensions of occupied slots one by one
+ * on their own row; the new keys and values are written into each slot's row afterwards.
  */
 export class OnnxSlotSession implements SlotDecodeSession {
   private readonly cache: KvCache;
@@ -600,13 +601,15 @@ export class OnnxSlotSession implements SlotDecodeSession {
           pastLength[b] = p;
           // entries past a row's length are never attended (past_length), so the cache part is all ones
           mask.fill(1, b * (C + T), b * (C + T) + C);
+          // Shorter prompts of a group are left-padded (masked keys; positions count real tokens only).
           const n = e ? e.ids.length : 1;
-          ids.set(e ? e.ids : [0], b * T);
+          const pad = T - n;
+          ids.set(e ? e.ids : [0], b * T + pad);
           for (let t = 0; t < T; t++) {
-            mask[b * (C + T) + C + t] = t < n ? 1 : 0; // right padding of shorter prompts
-            pos[b * T + t] = Math.min(p + t, c.maxPositionEmbeddings - 1);
+            mask[b * (C + T) + C + t] = t < pad ? 0 : 1;
+            pos[b * T + t] = Math.min(p + Math.max(0, t - pad), c.maxPositionEmbeddings - 1);
           }
-          last[b] = n - 1;
+          last[b] = T - 1;
         }
         const keep = T - Math.min(...last);
         const view = onCache ? this.cache.view(run.lo, B) : { keys: new Array<Float32Array>(L).fill(empty), values: new Array<Float32Array>(L).fill(empty) };
@@ -627,14 +630,16 @@ export class OnnxSlotSession implements SlotDecodeSession {
       const row = new Int32Array(B);
       const at = new Int32Array(B);
       const count = new Int32Array(B);
+      const from = new Int32Array(B);
       run.entries.forEach((ei, b) => {
         if (ei === undefined) return;
         const e = entries[ei]!;
         row[b] = e.slot;
         at[b] = this.lengths[e.slot]!;
         count[b] = e.ids.length;
+        from[b] = run.T - e.ids.length;
       });
-      this.cache.write(res, B, run.T, row, at, count);
+      this.cache.write(res, B, run.T, row, at, count, from);
     }
     for (const e of entries) this.lengths[e.slot]! += e.ids.length;
     return out;
