@@ -118,9 +118,19 @@ export interface OnnxStepOutputs {
   readonly present: ort.Tensor[];
 }
 
+const LITTLE_ENDIAN = os.endianness() === 'LE';
+
+/** int32-range integers as int64 (on little-endian machines through 32-bit words: no BigInt per element). */
 function toInt64(a: ArrayLike<number>): BigInt64Array {
   const out = new BigInt64Array(a.length);
-  for (let i = 0; i < a.length; i++) out[i] = BigInt(a[i]!);
+  if (LITTLE_ENDIAN) {
+    const w = new Int32Array(out.buffer);
+    for (let i = 0; i < a.length; i++) {
+      const v = a[i]!;
+      w[2 * i] = v;
+      w[2 * i + 1] = v < 0 ? -1 : 0;
+    }
+  } else for (let i = 0; i < a.length; i++) out[i] = BigInt(a[i]!);
   return out;
 }
 

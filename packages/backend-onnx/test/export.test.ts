@@ -43,10 +43,12 @@ describe('ONNX export', () => {
     // no Concat reads a cache input: attention multiplies the cache in place
     const pastNames = new Set(inputs.filter((n) => n.startsWith('past_key_values.')));
     expect(g.node.filter((n) => n.opType === 'Concat' && n.input!.some((i) => pastNames.has(i)))).toHaveLength(0);
-    // fused kernels: rotary embedding for q and k of every layer, residual add + RMSNorm (2 per layer, the first norm excepted, + the final norm)
+    // fused kernels: rotary embedding for q and k of every layer; every RMSNorm (2 per layer + the final
+    // one) as residual add + RMSNorm in one kernel, the first with a zero skip so that all norms round alike
     const count = (op: string) => g.node.filter((n) => n.opType === op && n.domain === 'com.microsoft').length;
     expect(count('RotaryEmbedding')).toBe(2 * 3);
-    expect(count('SkipSimplifiedLayerNormalization')).toBe(2 * 3);
+    expect(count('SkipSimplifiedLayerNormalization')).toBe(2 * 3 + 1);
+    expect(g.node.filter((n) => n.opType === 'ReduceMean')).toHaveLength(0);
     const inits = new Set(g.initializer.map((t) => t.name));
     expect(inits.has('lm_head.weight')).toBe(false);
     expect(inits.has('model.embed_tokens.weight')).toBe(true);
