@@ -51,7 +51,6 @@ import {
   POSITION_IDS,
   checkExportable,
   exportLlamaOnnx,
-  exportLlamaOnnxBytes,
   exportWeightBytes,
   pastKeyName,
   pastValueName,
@@ -70,9 +69,10 @@ export interface OnnxLoadOptions extends BackendLoadOptions {
   /** Threads between independent nodes (default 1: the graph is a chain). */
   interOpThreads?: number;
   /**
-   * Directory for exported models, keyed by the checkpoint's files and the export format (default: the
-   * LLAMA_PRO_ONNX_CACHE environment variable). Without either, the export happens in memory at load,
-   * except for models beyond 2 GB, which go to `<tmpdir>/llama-pro-onnx`.
+   * Directory for exported models (graph + external weight data), keyed by the checkpoint's files and the
+   * export format (default: the LLAMA_PRO_ONNX_CACHE environment variable). Without either, each load
+   * exports to a private temporary file that is removed once the session exists, except for models
+   * beyond 2 GB, which are cached in `<tmpdir>/llama-pro-onnx`.
    */
   cacheDir?: string;
   /** Use this already exported `.onnx` file (from `llama-pro export-onnx`) instead of exporting. */
@@ -118,9 +118,19 @@ export interface OnnxStepOutputs {
   readonly present: ort.Tensor[];
 }
 
+const LITTLE_ENDIAN = os.endianness() === 'LE';
+
+/** int32-range integers as int64 (on little-endian machines through 32-bit words: no BigInt per element). */
 function toInt64(a: ArrayLike<number>): BigInt64Array {
   const out = new BigInt64Array(a.length);
-  for (let i = 0; i < a.length; i++) out[i] = BigInt(a[i]!);
+  if (LITTLE_ENDIAN) {
+    const w = new Int32Array(out.buffer);
+    for (let i = 0; i < a.length; i++) {
+      const v = a[i]!;
+      w[2 * i] = v;
+      w[2 * i + 1] = v < 0 ? -1 : 0;
+    }
+  } else for (let i = 0; i < a.length; i++) out[i] = BigInt(a[i]!);
   return out;
 }
 
@@ -200,10 +210,10 @@ class KvCache {
   }
 
   /**
-   * Writes the first `count[b]` new positions of run row b (of B rows, T new positions each) into cache
-   * row `row[b]` at position `at[b]` (rows with count 0 are skipped).
+   * Writes new positions from[b] .. from[b] + count[b] - 1 of run row b (of B rows, T new positions each)
+   * into cache row `row[b]` at position `at[b]` (rows with count 0 are skipped).
    */
-  write(out: CachedRunOutput, B: number, T: number, row: ArrayLike<number>, at: ArrayLike<number>, count: ArrayLike<number>): void {
+  write(out: CachedRunOutput, B: number, T: number, row: ArrayLike<number>, at: ArrayLike<number>, count: ArrayLike<number>, from?: ArrayLike<number>): void {
     const { numHiddenLayers: L, numKeyValueHeads: KV, headDim: hd } = this.c;
     const hs = this.headStride;
     for (let l = 0; l < L; l++) {
@@ -213,7 +223,7 @@ class KvCache {
         const n = count[b]!;
         if (n === 0) continue;
         for (let h = 0; h < KV; h++) {
-          const src = ((l * B + b) * KV + h) * T * hd;
+          const src = (((l * B + b) * KV + h) * T + (from?.[b] ?? 0)) * hd;
           const dst = (row[b]! * KV + h) * hs + at[b]! * hd;
           K.set(out.newKeys.subarray(src, src + n * hd), dst);
           Vv.set(out.newValues.subarray(src, src + n * hd), dst);
@@ -515,9 +525,10 @@ interface SlotRun {
 
 /**
  * Native slot decoding: every slot is a row of one `KvCache`. A feed runs its single-token entries as one
- * batch over the contiguous rows they span, prompts of free slots as right-padded batches on an empty
- * cache (grouped by length, so that padding stays under a quarter), and multi-token extensions of occupied
- * slots one by one on their own row; the new keys and values are written into each slot's row afterwards.
+ * batch over the contiguous rows they span, prompts of free slots as left-padded batches on an empty
+ * cache (grouped by length, so that padding stays under a quarter; every row ends at the last position,
+ * so only that position's logits are computed), and multi-token extensions of occupied slots one by one
+ * on their own row; the new keys and values are written into each slot's row afterwards.
  */
 export class OnnxSlotSession implements SlotDecodeSession {
   private readonly cache: KvCache;
@@ -600,13 +611,15 @@ export class OnnxSlotSession implements SlotDecodeSession {
           pastLength[b] = p;
           // entries past a row's length are never attended (past_length), so the cache part is all ones
           mask.fill(1, b * (C + T), b * (C + T) + C);
+          // Shorter prompts of a group are left-padded (masked keys; positions count real tokens only).
           const n = e ? e.ids.length : 1;
-          ids.set(e ? e.ids : [0], b * T);
+          const pad = T - n;
+          ids.set(e ? e.ids : [0], b * T + pad);
           for (let t = 0; t < T; t++) {
-            mask[b * (C + T) + C + t] = t < n ? 1 : 0; // right padding of shorter prompts
-            pos[b * T + t] = Math.min(p + t, c.maxPositionEmbeddings - 1);
+            mask[b * (C + T) + C + t] = t < pad ? 0 : 1;
+            pos[b * T + t] = Math.min(p + Math.max(0, t - pad), c.maxPositionEmbeddings - 1);
           }
-          last[b] = n - 1;
+          last[b] = T - 1;
         }
         const keep = T - Math.min(...last);
         const view = onCache ? this.cache.view(run.lo, B) : { keys: new Array<Float32Array>(L).fill(empty), values: new Array<Float32Array>(L).fill(empty) };
@@ -627,14 +640,16 @@ export class OnnxSlotSession implements SlotDecodeSession {
       const row = new Int32Array(B);
       const at = new Int32Array(B);
       const count = new Int32Array(B);
+      const from = new Int32Array(B);
       run.entries.forEach((ei, b) => {
         if (ei === undefined) return;
         const e = entries[ei]!;
         row[b] = e.slot;
         at[b] = this.lengths[e.slot]!;
         count[b] = e.ids.length;
+        from[b] = run.T - e.ids.length;
       });
-      this.cache.write(res, B, run.T, row, at, count);
+      this.cache.write(res, B, run.T, row, at, count, from);
     }
     for (const e of entries) this.lengths[e.slot]! += e.ids.length;
     return out;
@@ -714,14 +729,24 @@ export class OnnxBackend implements ModelBackend {
         if (await pathExists(file)) log(`onnx: using cached export ${file}`);
         else {
           log(`onnx: exporting ${dir} to ${file}`);
-          await exportLlamaOnnx(source, file, { force: true });
+          await exportLlamaOnnx(source, file, { force: true, externalData: true });
         }
         session = await this.create(file, so);
       } else {
+        // Weights go to an external data file that ONNX Runtime reads at session creation, so they are
+        // held once, by ORT: embedded model bytes were held three times while loading (the bytes, ORT's
+        // parsed copy, the initializers) and 1.7x the weights after it. The private file is removed once
+        // the session exists.
         const t0 = Date.now();
-        const bytes = await exportLlamaOnnxBytes(source);
-        log(`onnx: exported in memory (${(bytes.byteLength / 1e6).toFixed(1)} MB, ${Date.now() - t0} ms)`);
-        session = await this.create(bytes, so);
+        const tmp = await fsp.mkdtemp(path.join(os.tmpdir(), 'llama-pro-onnx-'));
+        try {
+          const file = path.join(tmp, 'model.onnx');
+          const res = await exportLlamaOnnx(source, file, { force: true, externalData: true });
+          log(`onnx: exported (${(res.dataBytes / 1e6).toFixed(1)} MB of weights as external data, ${Date.now() - t0} ms)`);
+          session = await this.create(file, so);
+        } finally {
+          await fsp.rm(tmp, { recursive: true, force: true });
+        }
       }
     }
     if (!session.inputNames.includes(PAST_LENGTH)) {

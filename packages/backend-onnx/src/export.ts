@@ -20,7 +20,7 @@
  * RoPE is ONNX Runtime's fused RotaryEmbedding (rotate-half) over per-token cos/sin computed in-graph
  * from position_ids with core's inverse frequencies and attention scaling (model/rope), so every scaling
  * type (including length-dependent longrope) takes the same path; a residual add followed by an RMSNorm
- * is one SkipSimplifiedLayerNormalization; grouped-query attention reshapes q to
+ * is one SkipSimplifiedLayerNormalization (the first norm too, with a zero skip); grouped-query attention reshapes q to
  * [B, kvHeads, T*group, headDim] and multiplies with the un-repeated K/V; attention scores over the
  * cache and over the new keys are two products (no concatenation of the cache) sharing one softmax; the
  * attention mask follows core's rule (model/positions: causal, padding keys masked except a query's
@@ -267,8 +267,6 @@ export async function buildLlamaModel(source: WeightSource, sink: InitializerSin
   // Residual sums: an RMSNorm of one becomes a SkipSimplifiedLayerNormalization (add and norm in one kernel).
   const sums = new Map<string, onnx.INodeProto>();
 
-  const eps = g.f32([c.rmsNormEps], true);
-  const two = g.f32([2], true);
   const linear = (t: string, w: string, b?: string): string => {
     const y = g.op1('MatMul', [t, w]);
     return b ? g.op1('Add', [y, b]) : y;
@@ -286,8 +284,10 @@ export async function buildLlamaModel(source: WeightSource, sink: InitializerSin
         sums.delete(t);
         return y;
       }
-      const ms = g.op1('ReduceMean', [g.op1('Pow', [t, two])], { axes: [-1], keepdims: 1 });
-      return g.op1('Mul', [g.op1('Div', [t, g.op1('Sqrt', [g.op1('Add', [ms, eps])])]), norms.get(weight)!]);
+      // Not after a residual add (the first norm): the same kernel with a zero skip, so that every norm
+      // rounds alike (an identity block inserted first must leave the logits bit-exact; expand --verify).
+      const zeros = g.op1('ConstantOfShape', [g.op1('Shape', [t])]);
+      return g.op('SkipSimplifiedLayerNormalization', [t, zeros, norms.get(weight)!], { epsilon: { float: c.rmsNormEps } }, 1, undefined, MS_DOMAIN)[0]!;
     },
     project: (t, layer, group) => {
       const f = fused.get(`${layer}.${group}`)!;
