@@ -38,6 +38,8 @@ export const SERVER_DEFAULTS = {
   chatMaxTokens: 256,
   /** Requests waiting for the model beyond this get 503 (they are never dropped silently). */
   maxQueueLength: 1024,
+  /** Sequences decoded together in the running batch (continuous batching); more wait in the queue. */
+  maxBatchSize: 8,
   /** Seconds graceful shutdown waits for in-flight requests before closing connections. */
   shutdownGraceMs: 10_000,
   /** Most alternatives returned per position when `logprobs` is requested (OpenAI allows 5 / 20). */

@@ -1,22 +1,31 @@
 /**
  * Exports a LLaMA-family checkpoint (any `WeightSource`, e.g. an `HfCheckpoint`) to one ONNX graph
- * (opset 17) that serves both prefill (past length 0) and KV-cache decode.
+ * (opset 17 plus ONNX Runtime's com.microsoft fused CPU operators) that serves both prefill (empty
+ * cache) and KV-cache decode over a preallocated cache that the caller updates in place.
  *
- * Inputs:  input_ids [B,T] int64, attention_mask [B,P+T] int64, position_ids [B,T] int64,
- *          past_key_values.{i}.key / .value [B, kvHeads, P, headDim] float32,
+ * Inputs:  input_ids [B,T] int64, position_ids [B,T] int64,
+ *          past_key_values.{i}.key / .value [B, kvHeads, C, headDim] float32: a cache of capacity C whose
+ *            first past_length[b] entries of row b are valid (the rest is ignored, whatever it holds),
+ *          past_length [B] int64,
+ *          attention_mask [B, C+T] int64: 1 = real token, 0 = padding, over the cache entries then the new tokens,
  *          logits_to_keep [] int64 (0 = logits for all positions, k = the last k positions only).
  * Outputs: logits [B,T',V] (T' = T, or the last `logits_to_keep` positions),
- *          present.{i}.key / .value [B, kvHeads, P+T, headDim].
+ *          new_keys / new_values [L*B, kvHeads, T, headDim]: the new tokens' keys and values, layer-major;
+ *            the caller writes them into its cache at each row's past_length (no copy of the cache).
  *
- * The graph is core's shared decoder (model/decoder) run with symbolic DecoderOps. Layout choices: each
- * projection group (q/k/v, attention output, gate/up, down) is one MatMul (weights stored transposed,
- * [in, out]); the 1/sqrt(headDim) attention scale is folded into the q projection (RoPE is
- * linear, so this commutes); grouped-query attention reshapes q to [B, kvHeads, T*group, headDim] and
- * multiplies with the un-repeated K/V; rotate-half RoPE takes cos/sin computed in-graph from
- * position_ids and core's inverse frequencies and attention scaling (model/rope); the attention mask
- * follows core's rule (model/positions: causal, padding keys masked except a query's own, per-layer
- * sliding windows); the LM head is a Gemm with transB on the [V, D] matrix, so a tied head shares the
- * embedding initializer.
+ * Query t of row b has sequence index past_length[b] + t; cache entry k has index k. The graph is core's
+ * shared decoder (model/decoder) run with symbolic DecoderOps. Layout choices: each projection group
+ * (q/k/v, attention output, gate/up, down) is one MatMul (weights stored transposed, [in, out]); the
+ * 1/sqrt(headDim) attention scale is folded into the q projection (RoPE is linear, so this commutes);
+ * RoPE is ONNX Runtime's fused RotaryEmbedding (rotate-half) over per-token cos/sin computed in-graph
+ * from position_ids with core's inverse frequencies and attention scaling (model/rope), so every scaling
+ * type (including length-dependent longrope) takes the same path; a residual add followed by an RMSNorm
+ * is one SkipSimplifiedLayerNormalization (the first norm too, with a zero skip); grouped-query attention reshapes q to
+ * [B, kvHeads, T*group, headDim] and multiplies with the un-repeated K/V; attention scores over the
+ * cache and over the new keys are two products (no concatenation of the cache) sharing one softmax; the
+ * attention mask follows core's rule (model/positions: causal, padding keys masked except a query's
+ * own, per-layer sliding windows); the LM head is a Gemm with transB on the [V, D] matrix, so a tied
+ * head shares the embedding initializer.
  */
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
@@ -43,11 +52,11 @@ import {
   type WeightSource,
 } from '@llama-pro/core';
 import { onnx } from 'onnx-proto';
-import { DT, EmbeddedSink, GraphBuilder, encodeModel, valueInfo, type InitializerSink } from './graph';
+import { DT, EmbeddedSink, GraphBuilder, MS_DOMAIN, encodeModel, valueInfo, type InitializerSink } from './graph';
 
 export const ONNX_OPSET = 17;
 /** Bumped whenever the exported graph changes (part of the export cache key). */
-export const EXPORT_FORMAT_VERSION = 2;
+export const EXPORT_FORMAT_VERSION = 3;
 /** Protobuf cannot hold more than 2 GiB; models above this size need an external data file. */
 export const PROTOBUF_LIMIT_BYTES = 2 ** 31 - 1;
 /** Default threshold above which `export` writes weights to an external data file. */
@@ -56,12 +65,13 @@ export const EXTERNAL_DATA_THRESHOLD_BYTES = 2_000_000_000;
 export const INPUT_IDS = 'input_ids';
 export const ATTENTION_MASK = 'attention_mask';
 export const POSITION_IDS = 'position_ids';
+export const PAST_LENGTH = 'past_length';
 export const LOGITS_TO_KEEP = 'logits_to_keep';
 export const LOGITS = 'logits';
+export const NEW_KEYS = 'new_keys';
+export const NEW_VALUES = 'new_values';
 export const pastKeyName = (layer: number): string => `past_key_values.${layer}.key`;
 export const pastValueName = (layer: number): string => `past_key_values.${layer}.value`;
-export const presentKeyName = (layer: number): string => `present.${layer}.key`;
-export const presentValueName = (layer: number): string => `present.${layer}.value`;
 
 export interface ExportProgress {
   (done: number, total: number): void;
@@ -154,9 +164,10 @@ export async function buildLlamaModel(source: WeightSource, sink: InitializerSin
   g.inputs.push(valueInfo(ATTENTION_MASK, DT.INT64, ['batch_size', 'total_sequence_length']));
   g.inputs.push(valueInfo(POSITION_IDS, DT.INT64, ['batch_size', 'sequence_length']));
   for (let i = 0; i < L; i++) {
-    g.inputs.push(valueInfo(pastKeyName(i), DT.FLOAT, ['batch_size', KV, 'past_sequence_length', hd]));
-    g.inputs.push(valueInfo(pastValueName(i), DT.FLOAT, ['batch_size', KV, 'past_sequence_length', hd]));
+    g.inputs.push(valueInfo(pastKeyName(i), DT.FLOAT, ['batch_size', KV, 'cache_capacity', hd]));
+    g.inputs.push(valueInfo(pastValueName(i), DT.FLOAT, ['batch_size', KV, 'cache_capacity', hd]));
   }
+  g.inputs.push(valueInfo(PAST_LENGTH, DT.INT64, ['batch_size']));
   // 0 = logits for every position; k > 0 = only the last k positions (prefill for generation needs 1).
   g.inputs.push(valueInfo(LOGITS_TO_KEEP, DT.INT64, []));
 
@@ -193,8 +204,8 @@ export async function buildLlamaModel(source: WeightSource, sink: InitializerSin
   const headW = c.tieWordEmbeddings ? embed : await g.weight(LM_HEAD, [V, D], await r(LM_HEAD));
   tick();
 
-  // --- rotary cos/sin [B,T,1,hd] (rotate-half layout: cat(freqs, freqs); sin signed as cat(-sin, sin)),
-  // times the attention scaling (yarn, longrope)
+  // --- rotary cos/sin per token, [B*T, hd/2] (times the attention scaling of yarn and longrope), for
+  // RotaryEmbedding with position ids 0..B*T-1 into that table
   const posF = g.op1('Cast', [POSITION_IDS], { to: DT.FLOAT });
   const rs = c.ropeScaling;
   const short = ropeFrequencies(c);
@@ -205,46 +216,57 @@ export async function buildLlamaModel(source: WeightSource, sink: InitializerSin
     const seqLen = g.op1('Add', [g.op1('ReduceMax', [POSITION_IDS], { keepdims: 0 }), g.i64([1], true)]);
     inv = g.op1('Where', [g.op1('Greater', [seqLen, g.i64([rs.originalMaxPositionEmbeddings], true)]), g.f32([...long.invFreq]), inv]);
   }
-  const freqs = g.op1('Mul', [g.op1('Unsqueeze', [posF, g.i64([2])]), inv]); // [B,T,hd/2]
-  let cosH = g.op1('Cos', [freqs]);
-  let sinH = g.op1('Sin', [freqs]);
+  const freqs = g.op1('Reshape', [g.op1('Mul', [g.op1('Unsqueeze', [posF, g.i64([2])]), inv]), g.i64([-1, hd / 2])]); // [B*T,hd/2]
+  let cosTable = g.op1('Cos', [freqs]);
+  let sinTable = g.op1('Sin', [freqs]);
   if (short.attentionScaling !== 1) {
     const a = g.f32([short.attentionScaling], true);
-    cosH = g.op1('Mul', [cosH, a]);
-    sinH = g.op1('Mul', [sinH, a]);
+    cosTable = g.op1('Mul', [cosTable, a]);
+    sinTable = g.op1('Mul', [sinTable, a]);
   }
-  const cos = g.op1('Unsqueeze', [g.op1('Concat', [cosH, cosH], { axis: -1 }), g.i64([2])]);
-  const sinS = g.op1('Unsqueeze', [g.op1('Concat', [g.op1('Neg', [sinH]), sinH], { axis: -1 }), g.i64([2])]);
-  const halves = g.i64([hd / 2, hd / 2]);
+  const idsShape = g.op1('Shape', [INPUT_IDS]);
+  const ropeIdx = g.op1('Reshape', [g.op1('Range', [g.i64([0], true), g.op1('Size', [INPUT_IDS]), g.i64([1], true)]), idsShape]); // [B,T]
 
-  // --- additive attention masks (core's model/positions rule): query q (sequence index P..P+T-1) sees key k
-  // iff k <= q, k is real or k = q, and q - k < window on sliding-window layers; one mask per window kind.
-  const S = g.op1('Shape', [ATTENTION_MASK], { start: 1, end: 2 });
+  // --- additive attention masks (core's model/positions rule). Key sequence indices: cache entry k is k
+  // when k < past_length[b] and never attended otherwise (a huge index fails the causal test); new key j
+  // is past_length[b] + j. Query t is past_length[b] + t. Query q sees key k iff k <= q, k is real or
+  // k = q, and q - k < window on sliding-window layers; one mask per window kind.
+  const C = g.op1('Shape', [pastKeyName(0)], { start: 2, end: 3 });
   const T = g.op1('Shape', [INPUT_IDS], { start: 1, end: 2 });
+  const Cs = g.op1('Squeeze', [C, g.i64([0])]);
+  const Ts = g.op1('Squeeze', [T, g.i64([0])]);
+  const S = g.op1('Add', [Cs, Ts]);
   const zeroS = g.i64([0], true);
   const oneS = g.i64([1], true);
-  const Ss = g.op1('Squeeze', [S, g.i64([0])]);
-  const Ps = g.op1('Squeeze', [g.op1('Sub', [S, T]), g.i64([0])]);
-  const kpos = g.op1('Unsqueeze', [g.op1('Range', [zeroS, Ss, oneS]), g.i64([0])]); // [1,S]
-  const qpos = g.op1('Unsqueeze', [g.op1('Range', [Ps, Ss, oneS]), g.i64([1])]); // [T,1]
-  const causal = g.op1('LessOrEqual', [kpos, qpos]); // [T,S]
-  const own = g.op1('Equal', [kpos, qpos]); // [T,S]
+  const pl = g.op1('Unsqueeze', [PAST_LENGTH, g.i64([1])]); // [B,1]
+  const kr = g.op1('Unsqueeze', [g.op1('Range', [zeroS, S, oneS]), g.i64([0])]); // [1,S]
+  const inCache = g.op1('Less', [kr, Cs]); // [1,S]
+  const cacheIdx = g.op1('Where', [g.op1('Less', [kr, pl]), kr, g.i64([2 ** 40], true)]); // [B,S]
+  const kseq = g.op1('Where', [inCache, cacheIdx, g.op1('Sub', [g.op1('Add', [pl, kr]), Cs])]); // [B,S]
+  const qseq = g.op1('Add', [pl, g.op1('Unsqueeze', [g.op1('Range', [zeroS, Ts, oneS]), g.i64([0])])]); // [B,T]
+  const kseq3 = g.op1('Unsqueeze', [kseq, g.i64([1])]); // [B,1,S]
+  const qseq3 = g.op1('Unsqueeze', [qseq, g.i64([2])]); // [B,T,1]
+  const causal = g.op1('LessOrEqual', [kseq3, qseq3]); // [B,T,S]
+  const own = g.op1('Equal', [kseq3, qseq3]);
   const notPad = g.op1('Unsqueeze', [g.op1('Cast', [ATTENTION_MASK], { to: DT.BOOL }), g.i64([1])]); // [B,1,S]
   const allowed = g.op1('And', [causal, g.op1('Or', [notPad, own])]); // [B,T,S]
   const maskFor = (window: number | null): string => {
-    const ok = window === null ? allowed : g.op1('And', [allowed, g.op1('Less', [g.op1('Sub', [qpos, kpos]), g.i64([window], true)])]);
+    const ok = window === null ? allowed : g.op1('And', [allowed, g.op1('Less', [g.op1('Sub', [qseq3, kseq3]), g.i64([window], true)])]);
     const mask3 = g.op1('Where', [ok, g.f32([0], true), g.f32([MASK], true)]); // [B,T,S]
     // Scores are laid out [B, KV, T*G, S] (rows ordered t, then g): repeat each mask row G times once here.
     if (G === 1) return g.op1('Unsqueeze', [mask3, g.i64([1])]);
     const rep = g.op1('Expand', [g.op1('Unsqueeze', [mask3, g.i64([2])]), g.i64([1, 1, G, 1])]); // [B,T,G,S]
-    const shp = g.op1('Concat', [g.op1('Shape', [INPUT_IDS], { start: 0, end: 1 }), g.i64([1, -1]), S], { axis: 0 });
+    const shp = g.op1('Concat', [g.op1('Shape', [INPUT_IDS], { start: 0, end: 1 }), g.i64([1, -1]), g.op1('Unsqueeze', [S, g.i64([0])])], { axis: 0 });
     return g.op1('Reshape', [rep, shp]); // [B,1,T*G,S]
   };
   const masks = new Map<number | null, string>();
   for (const w of c.attentionWindows) if (!masks.has(w)) masks.set(w, maskFor(w));
+  const cacheAndNew = g.op1('Concat', [C, T], { axis: 0 }); // split sizes of the scores' last axis
+  const newKeys: string[] = [];
+  const newValues: string[] = [];
+  // Residual sums: an RMSNorm of one becomes a SkipSimplifiedLayerNormalization (add and norm in one kernel).
+  const sums = new Map<string, onnx.INodeProto>();
 
-  const eps = g.f32([c.rmsNormEps], true);
-  const two = g.f32([2], true);
   const linear = (t: string, w: string, b?: string): string => {
     const y = g.op1('MatMul', [t, w]);
     return b ? g.op1('Add', [y, b]) : y;
@@ -254,37 +276,47 @@ export async function buildLlamaModel(source: WeightSource, sink: InitializerSin
   const ops: DecoderOps<string> = {
     embed: () => g.op1('Gather', [embed, INPUT_IDS], { axis: 0 }),
     rmsNorm: (t, weight) => {
-      const ms = g.op1('ReduceMean', [g.op1('Pow', [t, two])], { axes: [-1], keepdims: 1 });
-      return g.op1('Mul', [g.op1('Div', [t, g.op1('Sqrt', [g.op1('Add', [ms, eps])])]), norms.get(weight)!]);
+      const add = sums.get(t);
+      if (add) {
+        // the Add that produced t becomes the fused kernel; t stays its (fourth) sum output
+        const y = g.fresh('SkipSimplifiedLayerNormalization');
+        g.rewrite(add, 'SkipSimplifiedLayerNormalization', [add.input![0]!, add.input![1]!, norms.get(weight)!], [y, '', '', t], { epsilon: { float: c.rmsNormEps } }, MS_DOMAIN);
+        sums.delete(t);
+        return y;
+      }
+      // Not after a residual add (the first norm): the same kernel with a zero skip, so that every norm
+      // rounds alike (an identity block inserted first must leave the logits bit-exact; expand --verify).
+      const zeros = g.op1('ConstantOfShape', [g.op1('Shape', [t])]);
+      return g.op('SkipSimplifiedLayerNormalization', [t, zeros, norms.get(weight)!], { epsilon: { float: c.rmsNormEps } }, 1, undefined, MS_DOMAIN)[0]!;
     },
     project: (t, layer, group) => {
       const f = fused.get(`${layer}.${group}`)!;
       const y = linear(t, f.w, f.b);
       return f.splits.length === 1 ? [y] : g.op('Split', [y, g.i64([...f.splits])], { axis: -1 }, f.splits.length);
     },
-    rope: (t, kind) => {
-      const x = g.op1('Reshape', [t, g.i64([0, 0, kind === 'q' ? H : KV, hd])]);
-      const [a, b] = g.op('Split', [x, halves], { axis: -1 }, 2);
-      const swapped = g.op1('Concat', [b!, a!], { axis: -1 });
-      return g.op1('Add', [g.op1('Mul', [x, cos]), g.op1('Mul', [swapped, sinS])]);
-    },
+    rope: (t, kind) => g.op('RotaryEmbedding', [t, ropeIdx, cosTable, sinTable], { interleaved: 0, num_heads: kind === 'q' ? H : KV }, 1, undefined, MS_DOMAIN)[0]!,
     // q arrives pre-scaled by 1/sqrt(headDim) (folded into the q projection above).
-    attention: (q, k, v0, i) => {
-      const v = g.op1('Reshape', [v0, g.i64([0, 0, KV, hd])]);
-      const qg = g.op1('Reshape', [g.op1('Transpose', [g.op1('Reshape', [q, g.i64([0, 0, KV, G, hd])])], { perm: [0, 2, 1, 3, 4] }), g.i64([0, 0, -1, hd])]); // [B,KV,T*G,hd]
-      const kNew = g.op1('Transpose', [k], { perm: [0, 2, 1, 3] });
-      const vNew = g.op1('Transpose', [v], { perm: [0, 2, 1, 3] });
-      const kAll = g.op1('Concat', [pastKeyName(i), kNew], { axis: 2 }, presentKeyName(i)); // [B,KV,S,hd]
-      const vAll = g.op1('Concat', [pastValueName(i), vNew], { axis: 2 }, presentValueName(i));
-      g.outputs.push(valueInfo(presentKeyName(i), DT.FLOAT, ['batch_size', KV, 'total_sequence_length', hd]));
-      g.outputs.push(valueInfo(presentValueName(i), DT.FLOAT, ['batch_size', KV, 'total_sequence_length', hd]));
-      const scores = g.op1('MatMul', [qg, g.op1('Transpose', [kAll], { perm: [0, 1, 3, 2] })]); // [B,KV,T*G,S]
+    attention: (q, k, v, i) => {
+      const heads = (x: string) => g.op1('Transpose', [g.op1('Reshape', [x, g.i64([0, 0, KV, hd])])], { perm: [0, 2, 1, 3] }); // [B,KV,T,hd]
+      const qg = G === 1 ? heads(q) : g.op1('Reshape', [g.op1('Transpose', [g.op1('Reshape', [q, g.i64([0, 0, KV, G, hd])])], { perm: [0, 2, 1, 3, 4] }), g.i64([0, 0, -1, hd])]); // [B,KV,T*G,hd]
+      const kNew = heads(k);
+      const vNew = heads(v);
+      newKeys.push(kNew);
+      newValues.push(vNew);
+      const kT = (x: string) => g.op1('Transpose', [x], { perm: [0, 1, 3, 2] });
+      const scores = g.op1('Concat', [g.op1('MatMul', [qg, kT(pastKeyName(i))]), g.op1('MatMul', [qg, kT(kNew)])], { axis: -1 }); // [B,KV,T*G,C+T]
       const probs = g.op1('Softmax', [g.op1('Add', [scores, masks.get(c.attentionWindows[i]!)!])], { axis: -1 });
-      const ctx = g.op1('Reshape', [g.op1('MatMul', [probs, vAll]), g.i64([0, 0, -1, G * hd])]); // [B,KV,T,G*hd]
-      return g.op1('Reshape', [g.op1('Transpose', [ctx], { perm: [0, 2, 1, 3] }), g.i64([0, 0, -1])]); // [B,T,H*hd]
+      const [pCache, pNew] = g.op('Split', [probs, cacheAndNew], { axis: -1 }, 2);
+      const ctx = g.op1('Add', [g.op1('MatMul', [pCache!, pastValueName(i)]), g.op1('MatMul', [pNew!, vNew])]); // [B,KV,T*G,hd]
+      const merged = G === 1 ? ctx : g.op1('Reshape', [ctx, g.i64([0, 0, -1, G * hd])]); // [B,KV,T,G*hd]
+      return g.op1('Reshape', [g.op1('Transpose', [merged], { perm: [0, 2, 1, 3] }), g.i64([0, 0, -1])]); // [B,T,H*hd]
     },
     swiglu: (gate, up) => g.op1('Mul', [g.op1('Mul', [gate, g.op1('Sigmoid', [gate])]), up]),
-    add: (a, b) => g.op1('Add', [a, b]),
+    add: (a, b) => {
+      const y = g.op1('Add', [a, b]);
+      sums.set(y, g.nodes[g.nodes.length - 1]!);
+      return y;
+    },
     // keep the last `logits_to_keep` positions (0 = all), then the LM head
     head: (xn) => {
       const keep = g.op1('Unsqueeze', [LOGITS_TO_KEEP, g.i64([0])]);
@@ -296,7 +328,11 @@ export async function buildLlamaModel(source: WeightSource, sink: InitializerSin
     },
   };
   decoder(c, ops);
-  g.outputs.unshift(valueInfo(LOGITS, DT.FLOAT, ['batch_size', 'logits_length', V]));
+  g.outputs.push(valueInfo(LOGITS, DT.FLOAT, ['batch_size', 'logits_length', V]));
+  g.op1('Concat', newKeys, { axis: 0 }, NEW_KEYS);
+  g.op1('Concat', newValues, { axis: 0 }, NEW_VALUES);
+  g.outputs.push(valueInfo(NEW_KEYS, DT.FLOAT, ['layers_x_batch', KV, 'sequence_length', hd]));
+  g.outputs.push(valueInfo(NEW_VALUES, DT.FLOAT, ['layers_x_batch', KV, 'sequence_length', hd]));
 
   return g.model({
     opset: ONNX_OPSET,

@@ -18,6 +18,9 @@ function attribute(name: string, v: AttrValue): onnx.IAttributeProto {
   return { name, type: AT.FLOATS, floats: v.floats };
 }
 
+/** ONNX Runtime's contrib operator domain (fused CPU kernels: RotaryEmbedding, SkipSimplifiedLayerNormalization). */
+export const MS_DOMAIN = 'com.microsoft';
+
 /** A dimension: a fixed size or a symbolic name. */
 export type Dim = number | string;
 
@@ -50,18 +53,33 @@ export class GraphBuilder {
 
   constructor(private readonly sink: InitializerSink = new EmbeddedSink()) {}
 
-  /** Adds a node; returns its output names (fresh unique names unless given). */
-  op(opType: string, inputs: readonly string[], attrs: Record<string, AttrValue> = {}, nOutputs = 1, names?: readonly string[]): string[] {
+  /** Adds a node (in `domain`, default the ONNX domain); returns its output names (fresh unique names unless given). */
+  op(opType: string, inputs: readonly string[], attrs: Record<string, AttrValue> = {}, nOutputs = 1, names?: readonly string[], domain?: string): string[] {
     const id = this.counter++;
     const outputs = names ? [...names] : Array.from({ length: nOutputs }, (_, i) => `${opType}_${id}${nOutputs > 1 ? `_${i}` : ''}`);
     this.nodes.push({
       name: `${opType}_${id}`,
       opType,
+      ...(domain ? { domain } : {}),
       input: [...inputs],
       output: outputs,
       attribute: Object.entries(attrs).map(([k, v]) => attribute(k, v)),
     });
     return outputs;
+  }
+
+  /** Replaces node `node` in place by another operator (same position in the graph, so still topologically sorted). */
+  rewrite(node: onnx.INodeProto, opType: string, inputs: readonly string[], outputs: readonly string[], attrs: Record<string, AttrValue> = {}, domain?: string): void {
+    node.opType = opType;
+    node.domain = domain ?? '';
+    node.input = [...inputs];
+    node.output = [...outputs];
+    node.attribute = Object.entries(attrs).map(([k, v]) => attribute(k, v));
+  }
+
+  /** A fresh unique value name. */
+  fresh(prefix: string): string {
+    return `${prefix}_${this.counter++}`;
   }
 
   /** Single-output node. */
@@ -104,7 +122,7 @@ export class GraphBuilder {
   model(opts: { opset: number; producerVersion: string; docString?: string; metadata?: Record<string, string> }): onnx.ModelProto {
     return onnx.ModelProto.create({
       irVersion: 8,
-      opsetImport: [{ domain: '', version: opts.opset }],
+      opsetImport: [{ domain: '', version: opts.opset }, ...(this.nodes.some((n) => n.domain === MS_DOMAIN) ? [{ domain: MS_DOMAIN, version: 1 }] : [])],
       producerName: 'llama-pro',
       producerVersion: opts.producerVersion,
       docString: opts.docString ?? '',

@@ -25,16 +25,30 @@ describe('ONNX export', () => {
     await fsp.rm(tmp, { recursive: true, force: true });
   });
 
-  it('declares opset 17, the cache interface, and shares the embedding with a tied head', async () => {
+  it('declares opset 17 (+ com.microsoft fused ops), the in-place cache interface, and shares the embedding with a tied head', async () => {
     const m = onnx.ModelProto.decode(await exportLlamaOnnxBytes(tied));
-    expect(m.opsetImport.map((o) => [o.domain, Number(o.version)])).toEqual([['', 17]]);
+    expect(m.opsetImport.map((o) => [o.domain, Number(o.version)])).toEqual([
+      ['', 17],
+      ['com.microsoft', 1],
+    ]);
     const g = m.graph as onnx.GraphProto;
     const inputs = g.input.map((i) => i.name);
     expect(inputs.slice(0, 3)).toEqual(['input_ids', 'attention_mask', 'position_ids']);
     expect(inputs).toContain('past_key_values.2.value');
-    expect(g.output.map((o) => o.name)).toEqual(['logits', ...[0, 1, 2].flatMap((i) => [`present.${i}.key`, `present.${i}.value`])]);
+    expect(inputs).toContain('past_length');
+    // only the new tokens' keys and values come out (the caller writes them into its cache)
+    expect(g.output.map((o) => o.name)).toEqual(['logits', 'new_keys', 'new_values']);
     const past = g.input.find((i) => i.name === 'past_key_values.0.key')!;
-    expect(past.type!.tensorType!.shape!.dim!.map((d) => d.dimParam || Number(d.dimValue))).toEqual(['batch_size', 2, 'past_sequence_length', 8]);
+    expect(past.type!.tensorType!.shape!.dim!.map((d) => d.dimParam || Number(d.dimValue))).toEqual(['batch_size', 2, 'cache_capacity', 8]);
+    // no Concat reads a cache input: attention multiplies the cache in place
+    const pastNames = new Set(inputs.filter((n) => n.startsWith('past_key_values.')));
+    expect(g.node.filter((n) => n.opType === 'Concat' && n.input!.some((i) => pastNames.has(i)))).toHaveLength(0);
+    // fused kernels: rotary embedding for q and k of every layer; every RMSNorm (2 per layer + the final
+    // one) as residual add + RMSNorm in one kernel, the first with a zero skip so that all norms round alike
+    const count = (op: string) => g.node.filter((n) => n.opType === op && n.domain === 'com.microsoft').length;
+    expect(count('RotaryEmbedding')).toBe(2 * 3);
+    expect(count('SkipSimplifiedLayerNormalization')).toBe(2 * 3 + 1);
+    expect(g.node.filter((n) => n.opType === 'ReduceMean')).toHaveLength(0);
     const inits = new Set(g.initializer.map((t) => t.name));
     expect(inits.has('lm_head.weight')).toBe(false);
     expect(inits.has('model.embed_tokens.weight')).toBe(true);
@@ -89,7 +103,8 @@ describe('ONNX export', () => {
     expect(logs.filter((l) => l.startsWith('onnx: using cached export'))).toHaveLength(1);
     const entries = await fsp.readdir(cacheDir);
     expect(entries).toHaveLength(1);
-    expect(await fsp.readdir(path.join(cacheDir, entries[0]!))).toEqual(['model.onnx']);
+    // weights as external data, which ONNX Runtime reads without a second copy in the model bytes
+    expect((await fsp.readdir(path.join(cacheDir, entries[0]!))).sort()).toEqual(['model.onnx', 'model.onnx.data']);
     // a changed checkpoint file (here: a newer mtime on the weights) gets a fresh export
     const later = new Date(Date.now() + 60_000);
     await fsp.utimes(path.join(tmp, 'tied', 'model.safetensors'), later, later);

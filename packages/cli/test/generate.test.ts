@@ -42,6 +42,44 @@ describeWithFixtures('llama-pro generate on stories260K', [STORIES260K_BIN, [...
     expect(r.stdout.trim()).toBe(golden.slice(5, 15).join(','));
   });
 
+  // Several prompts in one left-padded batch (issue 19 item 2). Prefixes of the golden greedy path (llama2.c run.c,
+  // tokens.txt) must continue along it, whatever their length and batch; any other prompts must come out as they do
+  // one by one.
+  const jsonLines = (stdout: string) => stdout.trim().split('\n').map((l) => JSON.parse(l) as { index: number; tokens: number[] });
+
+  it.each(['onnx', 'tfjs:cpu'])('batches prompts of different lengths (left padding); each continues its golden path (--backend %s)', async (backend) => {
+    const lengths = [9, 1, 15, 4, 2];
+    const args = lengths.flatMap((k) => ['--prompt-ids', golden.slice(0, k).join(',')]);
+    const r = await runCli(['generate', '--model', dir, ...args, '--max-new-tokens', '12', '--batch-size', '3', '--backend', backend, '--json']);
+    expect(r.code).toBe(0);
+    const out = jsonLines(r.stdout);
+    expect(out.map((o) => o.index)).toEqual([0, 1, 2, 3, 4]);
+    lengths.forEach((k, i) => expect(out[i]!.tokens).toEqual(golden.slice(k, k + 12)));
+  });
+
+  it('--prompts-file (JSON Lines): batched outputs equal one-by-one generation, in input order', async () => {
+    const prompts = [[1, 300, 7, 80], [1], [1, 42, 42, 42, 42, 42, 42, 9], [1, 250, 251]];
+    const file = path.join(path.dirname(dir), 'prompts.jsonl');
+    await fsp.writeFile(file, prompts.map((p) => JSON.stringify(p)).join('\n') + '\n\n');
+    const batched = await runCli(['generate', '--model', dir, '--prompts-file', file, '--max-new-tokens', '10', '--batch-size', '4']);
+    expect(batched.code).toBe(0);
+    const single: string[] = [];
+    for (const p of prompts) {
+      const r = await runCli(['generate', '--model', dir, '--prompt-ids', p.join(','), '--max-new-tokens', '10']);
+      expect(r.code).toBe(0);
+      single.push(r.stdout.trim());
+    }
+    expect(batched.stdout.trim().split('\n')).toEqual(single);
+
+    await fsp.writeFile(file, '[1, 2]\n{"prompt": 3}\n');
+    const bad = await runCli(['generate', '--model', dir, '--prompts-file', file]);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/line 2 must be a JSON string .* or a non-empty array/);
+    const both = await runCli(['generate', '--model', dir, '--prompts-file', file, '--prompt-ids', '1']);
+    expect(both.code).toBe(2);
+    expect(both.stderr).toContain('exactly one of --prompt-ids, --prompt (each repeatable) and --prompts-file');
+  });
+
   it('names the known backends and variants on bad input', async () => {
     const a = await runCli(['generate', '--model', dir, '--prompt-ids', '1', '--backend', 'nope', '--json']);
     expect(a.code).toBe(2); // usage class, like the unknown variant below

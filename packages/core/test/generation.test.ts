@@ -111,6 +111,14 @@ describe('generate', () => {
     expect(r[0]).toEqual({ tokens: [], finishReason: 'aborted' });
   });
 
+  it('seeds: with one RNG per prompt, a sampled row does not depend on the prompts batched with it', async () => {
+    const prompts = [[1], [5, 20], [11, 12, 13]];
+    const opts = { maxNewTokens: 6, temperature: 1.5, topK: 20 };
+    const batched = await generate(tableModel(chain), prompts, { ...opts, seeds: [7, 8, 9] });
+    for (let i = 0; i < prompts.length; i++) expect(batched[i]).toEqual((await generate(tableModel(chain), [prompts[i]!], { ...opts, seed: 7 + i }))[0]);
+    await expect(generate(tableModel(chain), prompts, { ...opts, seeds: [1] })).rejects.toThrow(/seeds has 1 entries for 3 prompts/);
+  });
+
   it('firstStop finds the earliest of several stops', () => {
     expect(firstStop('abc</s>def\n', ['\n', '</s>'])).toEqual({ index: 3, stop: '</s>' });
     expect(firstStop('abc', ['x', ''])).toBeNull();

@@ -1,22 +1,26 @@
 /**
  * Cost of serving through the OpenAI-compatible HTTP server versus calling generation directly, on one
- * seeded tfjs model (dim 64, 2 layers, character vocabulary), same prompts, greedy, 16 new tokens.
- * Ratios are against the direct calls measured in the same run.
+ * seeded model (dim 64, 2 layers, character vocabulary; onnx unless BENCH_BACKEND=tfjs), same prompts, greedy,
+ * 16 new tokens. Ratios are against the direct calls measured in the same run. Then continuous batching (issue 19
+ * target ≥ 3×): 8 completions (different prompts, 32 new tokens) sent at once against the same 8 one after another.
  *
- *   npm run bench:serve     (env: BENCH_REQUESTS (default 32), BENCH_CONCURRENCY (64), BENCH_ROUNDS (3))
+ *   npm run bench:serve     (env: BENCH_REQUESTS (default 32), BENCH_CONCURRENCY (64), BENCH_ROUNDS (3), BENCH_BACKEND (onnx))
  *
  * - direct generate: `TextGenerator.generate` (core `generate()`) in a loop;
  * - http sequential: POST /v1/completions one at a time (JSON parse, validation, queue, response);
  * - http streamed: the same with `stream: true` (an SSE chunk per token);
- * - http concurrent: BENCH_CONCURRENCY requests at once (the queue serializes them on the one model).
+ * - http concurrent: BENCH_CONCURRENCY requests at once (they share decode steps, 8 slots at a time);
+ * - 8 sequential / 8 concurrent: the batching comparison; it says whether the backend has a native slot session
+ *   (one batched run per decode step) or core's per-slot fallback (slots run one after another).
  * The modes alternate over rounds (the machine is shared); the best round of each is reported.
  */
 import { promises as fsp } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { HfCheckpoint, loadTokenizer } from '@llama-pro/core';
+import { HfCheckpoint, loadTokenizer, type CausalLM } from '@llama-pro/core';
 import { tinyRawConfig, writeRandomCheckpoint } from '@llama-pro/core/testing';
 import { tfjsBackend } from '@llama-pro/backend-tfjs';
+import { onnxBackend } from '@llama-pro/backend-onnx';
 import { TextGenerator, resolveChatTemplate, startServer } from '@llama-pro/agent';
 import { CHAR_TOKENIZER_VOCAB, writeCharTokenizer } from '@llama-pro/agent/testing';
 
@@ -24,6 +28,8 @@ const N = Number(process.env['BENCH_REQUESTS'] ?? 32);
 const C = Number(process.env['BENCH_CONCURRENCY'] ?? 64);
 const ROUNDS = Number(process.env['BENCH_ROUNDS'] ?? 3);
 const MAX_TOKENS = 16;
+const BACKEND = process.env['BENCH_BACKEND'] ?? 'onnx';
+const BATCH_TOKENS = 32;
 
 async function time(fn: () => Promise<void>): Promise<number> {
   const t0 = process.hrtime.bigint();
@@ -39,16 +45,17 @@ async function main(): Promise<void> {
     await writeCharTokenizer(dir);
     const tokenizer = await loadTokenizer(dir);
     const ckpt = await HfCheckpoint.open(dir);
-    const model = await tfjsBackend.load(ckpt, { log: (m) => process.stderr.write(`${m}\n`) });
+    if (BACKEND !== 'onnx' && BACKEND !== 'tfjs') throw new Error(`BENCH_BACKEND must be onnx or tfjs, got ${BACKEND}`);
+    const model = await (BACKEND === 'onnx' ? onnxBackend : tfjsBackend).load(ckpt, { log: (m) => process.stderr.write(`${m}\n`) });
     const prompts = Array.from({ length: N }, (_, i) => `Request number ${i}: tell me a story about a cat.`);
     const gen = new TextGenerator(model, tokenizer);
     const ids = (p: string): number[] => [tokenizer.bosTokenId!, ...tokenizer.encode(p)];
     const server = await startServer({ id: 'bench', model, tokenizer, template: resolveChatTemplate(tokenizer, 'plain') }, { port: 0 });
-    const post = async (prompt: string, stream: boolean): Promise<void> => {
+    const post = async (prompt: string, stream: boolean, maxTokens = MAX_TOKENS): Promise<void> => {
       const res = await fetch(`${server.url}/v1/completions`, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ model: 'bench', prompt, max_tokens: MAX_TOKENS, temperature: 0, stream }),
+        body: JSON.stringify({ model: 'bench', prompt, max_tokens: maxTokens, temperature: 0, stream }),
       });
       if (res.status !== 200) throw new Error(`HTTP ${res.status}: ${await res.text()}`);
       await res.text();
@@ -65,10 +72,18 @@ async function main(): Promise<void> {
       ['http streamed', N, async () => { for (const p of prompts) await post(p, true); }],
       ['http concurrent', C, async () => void (await Promise.all(concurrentPrompts.map((p) => post(p, false))))],
     ];
+    const eight = prompts.slice(0, 8).map((p, i) => `${'Once upon a time, '.repeat(i % 4)}${p}`); // different lengths
+    const batchModes: [string, () => Promise<void>][] = [
+      ['8 sequential', async () => { for (const p of eight) await post(p, false, BATCH_TOKENS); }],
+      ['8 concurrent', async () => void (await Promise.all(eight.map((p) => post(p, false, BATCH_TOKENS))))],
+    ];
+    const batchBest = new Map<string, number>();
     const best = new Map<string, number>();
     for (let round = 0; round < ROUNDS; round++) {
       for (const [name, n, run] of modes) best.set(name, Math.min(best.get(name) ?? Infinity, (await time(run)) / n));
+      for (const [name, run] of batchModes) batchBest.set(name, Math.min(batchBest.get(name) ?? Infinity, await time(run)));
     }
+    const native = typeof (model as CausalLM).startSlotSession === 'function';
     await server.close();
     await model.dispose();
     await ckpt.close();
@@ -76,6 +91,10 @@ async function main(): Promise<void> {
     const base = best.get('direct generate')!;
     process.stdout.write(`serve bench: ${model.device}, ${N} requests (${C} concurrent), ${MAX_TOKENS} new tokens each, best of ${ROUNDS} rounds\n`);
     for (const [name, s] of best) process.stdout.write(`${name.padEnd(18)} ${(s * 1000).toFixed(1).padStart(8)} ms/request   ${(s / base).toFixed(3)}x direct\n`);
+    const seq = batchBest.get('8 sequential')!;
+    const con = batchBest.get('8 concurrent')!;
+    process.stdout.write(`continuous batching (${native ? 'native slot session' : "core's per-slot fallback"}), 8 completions × ${BATCH_TOKENS} new tokens, best of ${ROUNDS}; load average ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}\n`);
+    process.stdout.write(`8 sequential       ${(seq * 1000).toFixed(1).padStart(8)} ms\n8 concurrent       ${(con * 1000).toFixed(1).padStart(8)} ms   ${(seq / con).toFixed(2)}x faster than sequential (target >= 3x)\n`);
   } finally {
     await fsp.rm(root, { recursive: true, force: true });
   }

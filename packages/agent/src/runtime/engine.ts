@@ -3,7 +3,7 @@
  * `generate()`. Adds what serving needs: streamed text deltas that never leak a stop string or a
  * half-decoded character, and per-token log-probabilities from one extra forward pass.
  */
-import { UsageError, decodeAfter, generate, type CausalLM, type FinishReason as CoreFinishReason, type TextTokenizer } from '@llama-pro/core';
+import { GenerationRow, Rng, UsageError, checkGeneration, decodeAfter, generate, type CausalLM, type FinishReason as CoreFinishReason, type GenerationResult, type TextTokenizer } from '@llama-pro/core';
 
 export interface TextGenerationRequest {
   promptIds: readonly number[];
@@ -111,11 +111,7 @@ export class TextGenerator {
   }
 
   async generate(req: TextGenerationRequest): Promise<TextGenerationResult> {
-    // The completion's text is what its tokens add after the prompt (vLLM's incremental detokenizer): decoding the
-    // tokens alone would drop the first one's leading space with SentencePiece-style (Strip) decoders.
-    const decode = (ids: readonly number[]): string => decodeAfter(this.tokenizer, req.promptIds, ids, { skipSpecialTokens: true });
-    const stops = (req.stop ?? []).filter((s) => s.length > 0);
-    const stream = req.onText ? new StreamingText(decode, stops, req.onText) : null;
+    const { decode, stops, stream } = this.prepare(req);
     const [r] = await generate(this.model, [req.promptIds], {
       maxNewTokens: req.maxTokens,
       temperature: req.temperature,
@@ -129,9 +125,48 @@ export class TextGenerator {
       adjustLogits: req.adjustLogits ? (_row, logits, generated) => req.adjustLogits!(logits, generated) : undefined,
       onToken: stream ? (_row, tok) => stream.push(tok) : undefined,
     });
-    const text = r!.text ?? decode(r!.tokens);
+    return this.result(req, r!, decode, stream);
+  }
+
+  /**
+   * The request as one sequence for a running batch (continuous batching): its prompt, a GenerationRow that samples
+   * exactly as `generate` does for this request alone (its own RNG seeded with the request's seed), and how to turn
+   * the row's result into this request's result (text, streamed tail). Checks the prompt like `generate`.
+   */
+  job(req: TextGenerationRequest): { prompt: readonly number[]; row: GenerationRow; result(r: GenerationResult): TextGenerationResult } {
+    const { decode, stops, stream } = this.prepare(req);
+    checkGeneration(this.model, [req.promptIds], { maxNewTokens: req.maxTokens, stopStrings: stops, decode });
+    const row = new GenerationRow(
+      {
+        maxNewTokens: req.maxTokens,
+        temperature: req.temperature,
+        topP: req.topP,
+        topK: req.topK,
+        seed: req.seed,
+        eosTokenIds: [...this.eosIds(), ...(req.stopTokenIds ?? [])],
+        stopStrings: stops,
+        decode,
+        adjustLogits: req.adjustLogits,
+        onToken: stream ? (tok) => stream.push(tok) : undefined,
+      },
+      new Rng(req.seed ?? 0),
+    );
+    return { prompt: req.promptIds, row, result: (r) => this.result(req, r, decode, stream) };
+  }
+
+  private prepare(req: TextGenerationRequest): { decode: (ids: readonly number[]) => string; stops: string[]; stream: StreamingText | null } {
+    // The completion's text is what its tokens add after the prompt (vLLM's incremental detokenizer): decoding the
+    // tokens alone would drop the first one's leading space with SentencePiece-style (Strip) decoders.
+    const decode = (ids: readonly number[]): string => decodeAfter(this.tokenizer, req.promptIds, ids, { skipSpecialTokens: true });
+    const stops = (req.stop ?? []).filter((s) => s.length > 0);
+    const stream = req.onText ? new StreamingText(decode, stops, req.onText) : null;
+    return { decode, stops, stream };
+  }
+
+  private result(req: TextGenerationRequest, r: GenerationResult, decode: (ids: readonly number[]) => string, stream: StreamingText | null): TextGenerationResult {
+    const text = r.text ?? decode(r.tokens);
     stream?.finish(text);
-    return { tokens: r!.tokens, text, finishReason: r!.finishReason, promptTokens: req.promptIds.length };
+    return { tokens: r.tokens, text, finishReason: r.finishReason, promptTokens: req.promptIds.length };
   }
 
   /**

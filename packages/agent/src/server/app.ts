@@ -2,8 +2,8 @@
  * An OpenAI-compatible HTTP API over one local model: `GET /v1/models`, `POST /v1/completions`,
  * `POST /v1/chat/completions` (SSE streaming ending in `data: [DONE]`, tools → tool_calls), plus vLLM's
  * `/tokenize`, `/detokenize`, `/version` and `/metrics`. Requests are validated (4xx with a message naming the
- * problem), bodies and the work per request are bounded, generation goes through a FIFO queue so concurrent
- * requests neither crash the model nor starve, stops when its client goes away, and shutdown answers every request.
+ * problem), bodies and the work per request are bounded, generation goes through a FIFO queue into a running
+ * decode batch (continuous batching: requests join and leave it) so concurrent requests share decode steps without starving, stops when its client goes away, and shutdown answers every request.
  * The routes live in completions.ts, chat.ts and extras.ts; this file wires them and runs the HTTP server.
  */
 import type { Server } from 'node:http';
@@ -29,6 +29,8 @@ export type { ServedModel } from './context';
 export interface ServerOptions {
   maxBodyBytes?: number;
   maxQueueLength?: number;
+  /** Most sequences decoded together in the running batch (continuous batching; default SERVER_DEFAULTS.maxBatchSize). */
+  maxBatchSize?: number;
   /** Most completions (prompts × n) per request (default SERVER_DEFAULTS.maxPromptsPerRequest); more get 413. */
   maxPromptsPerRequest?: number;
   /** Most tokens of work (Σ prompt + max_tokens over the completions) per request; more get 400. */
@@ -39,6 +41,12 @@ export interface ServerOptions {
   log?: (line: string) => void;
 }
 
+function batchSlots(n: number | undefined): number {
+  if (n === undefined) return SERVER_DEFAULTS.maxBatchSize;
+  if (!Number.isInteger(n) || n < 1) throw new UsageError(`the batch size must be a positive integer (got ${n})`);
+  return n;
+}
+
 /** The HTTP app and its queue (the queue is exposed for graceful shutdown and tests). */
 export function createOpenAIApp(served: ServedModel, options: ServerOptions = {}): { app: Hono; queue: RequestQueue; drain(): void } {
   const app = new Hono();
@@ -47,7 +55,7 @@ export function createOpenAIApp(served: ServedModel, options: ServerOptions = {}
     served,
     generator,
     prompts: new ChatPromptBuilder(served.tokenizer, served.template),
-    queue: new RequestQueue(options.maxQueueLength ?? SERVER_DEFAULTS.maxQueueLength),
+    queue: new RequestQueue(options.maxQueueLength ?? SERVER_DEFAULTS.maxQueueLength, { model: served.model, slots: batchSlots(options.maxBatchSize) }),
     toolParser: options.toolCallParser ?? new JsonToolCallParser(),
     limits: { maxPrompts: options.maxPromptsPerRequest ?? SERVER_DEFAULTS.maxPromptsPerRequest, maxRequestTokens: options.maxRequestTokens ?? SERVER_DEFAULTS.maxRequestTokens },
     metrics: new ServerMetrics(),

@@ -136,48 +136,53 @@ export function registerChat(app: Hono, sc: ServerContext): void {
       return { prompt_tokens: promptIds.length, completion_tokens: completion, total_tokens: promptIds.length + completion };
     };
 
+    // The n choices join the running decode batch together (choice j samples with seed + j, its own grammar mask).
+    const requests = (signal: AbortSignal, onText?: (index: number) => ((delta: string) => void) | undefined) =>
+      Array.from({ length: n }, (_, index) => ({ promptIds, maxTokens, ...s, seed: s.seed + index, stop, stopTokenIds, signal, adjustLogits: adjustLogits(), onText: onText?.(index) }));
+    const logprobsOf = (out: TextGenerationResult, signal: AbortSignal): Promise<Record<string, unknown> | null> =>
+      top >= 0 ? sc.queue.run(() => chatLogprobs(sc, [...promptIds, ...out.tokens], promptIds.length, top), signal) : Promise.resolve(null);
+
     if (body.stream) {
       const includeUsage = body.stream_options?.include_usage ?? false;
       const chunkBase = { ...base, object: 'chat.completion.chunk' };
       return sse(sc, c, async (send, signal) => {
         const outs: TextGenerationResult[] = [];
-        for (let index = 0; index < n; index++) {
-          const chunk = (delta: Record<string, unknown>, finish: string | null, lp: unknown = null): Record<string, unknown> => ({ ...chunkBase, choices: [{ index, delta, logprobs: lp, finish_reason: finish }], ...(includeUsage ? { usage: null } : {}) });
-          const { out, lp } = await sc.queue.run(async () => {
-            send(chunk({ role: 'assistant', content: '' }, null));
-            // With tools the reply may turn out to be a tool call, so it is sent whole at the end.
-            const streamText = !tools && top < 0;
-            const out = await generateCounted(sc, { promptIds, maxTokens, ...s, seed: s.seed + index, stop, stopTokenIds, signal, adjustLogits: adjustLogits(), onText: streamText ? (d) => send(chunk({ content: d }, null)) : undefined });
-            const lp = top >= 0 ? await chatLogprobs(sc, [...promptIds, ...out.tokens], promptIds.length, top) : null;
-            return { out, lp };
-          }, signal);
-          if (signal.aborted) return;
-          outs.push(out);
-          const m = toMessage(out);
-          if (m.finish === 'tool_calls') {
-            const calls = m.message['tool_calls'] as ToolCall[];
-            if (m.message['content']) send(chunk({ content: m.message['content'] }, null));
-            send(chunk({ tool_calls: calls.map((call, i) => ({ index: i, id: call.id, type: 'function', function: { name: call.function.name, arguments: call.function.arguments } })) }, null));
-          } else if (tools || top >= 0) send(chunk({ content: out.text }, null, lp));
-          send(chunk({}, m.finish));
-        }
+        const chunk = (index: number, delta: Record<string, unknown>, finish: string | null, lp: unknown = null): Record<string, unknown> => ({ ...chunkBase, choices: [{ index, delta, logprobs: lp, finish_reason: finish }], ...(includeUsage ? { usage: null } : {}) });
+        // With tools the reply may turn out to be a tool call, so it is sent whole at the end.
+        const streamText = !tools && top < 0;
+        const runs = generateCounted(sc, requests(signal, (index) => (streamText ? (d) => send(chunk(index, { content: d }, null)) : undefined)));
+        for (let index = 0; index < n; index++) send(chunk(index, { role: 'assistant', content: '' }, null));
+        await Promise.all(
+          runs.map(async (run, index) => {
+            const out = await run;
+            if (signal.aborted) return;
+            const lp = await logprobsOf(out, signal);
+            outs.push(out);
+            const m = toMessage(out);
+            if (m.finish === 'tool_calls') {
+              const calls = m.message['tool_calls'] as ToolCall[];
+              if (m.message['content']) send(chunk(index, { content: m.message['content'] }, null));
+              send(chunk(index, { tool_calls: calls.map((call, i) => ({ index: i, id: call.id, type: 'function', function: { name: call.function.name, arguments: call.function.arguments } })) }, null));
+            } else if (tools || top >= 0) send(chunk(index, { content: out.text }, null, lp));
+            send(chunk(index, {}, m.finish));
+          }),
+        );
+        if (signal.aborted) return;
         if (includeUsage) send({ ...chunkBase, choices: [], usage: usage(outs) });
       });
     }
 
     const signal = requestSignal(sc, c);
-    const choices: Record<string, unknown>[] = [];
-    const outs: TextGenerationResult[] = [];
-    for (let index = 0; index < n; index++) {
-      const { out, lp } = await sc.queue.run(async () => {
-        const out = await generateCounted(sc, { promptIds, maxTokens, ...s, seed: s.seed + index, stop, stopTokenIds, signal, adjustLogits: adjustLogits() });
-        const lp = top >= 0 ? await chatLogprobs(sc, [...promptIds, ...out.tokens], promptIds.length, top) : null;
-        return { out, lp };
-      }, signal);
-      outs.push(out);
-      const m = toMessage(out);
-      choices.push({ index, message: m.message, logprobs: lp, finish_reason: m.finish });
-    }
+    const results = await Promise.all(
+      generateCounted(sc, requests(signal)).map(async (run, index) => {
+        const out = await run;
+        const lp = await logprobsOf(out, signal);
+        const m = toMessage(out);
+        return { out, choice: { index, message: m.message, logprobs: lp, finish_reason: m.finish } };
+      }),
+    );
+    const outs = results.map((r) => r.out);
+    const choices = results.map((r) => r.choice);
     return c.json({ ...base, choices, usage: usage(outs) });
   });
 }

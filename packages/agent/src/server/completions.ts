@@ -71,42 +71,47 @@ export function registerCompletions(app: Hono, sc: ServerContext): void {
     // Choice index = prompt × n + j (OpenAI's order); choice j samples with seed + j.
     const jobs = ids.flatMap((_p, i) => Array.from({ length: n }, (_, j) => ({ index: i * n + j, prompt: i, seed: s.seed + j })));
 
+    // All choices join the running decode batch together; logprobs (one forward each) run between decode steps.
+    const requests = (signal: AbortSignal, onText?: (index: number) => (delta: string) => void) =>
+      jobs.map((job) => ({ promptIds: ids[job.prompt]!, maxTokens: maxTokens[job.prompt]!, ...s, seed: job.seed, stop, signal, adjustLogits, onText: onText?.(job.index) }));
+    const logprobsOf = (out: TextGenerationResult, i: number, signal: AbortSignal): Promise<Record<string, unknown> | null> =>
+      logprobs === null ? Promise.resolve(null) : sc.queue.run(() => completionLogprobs(sc, [...ids[i]!, ...out.tokens], ids[i]!.length, echo, logprobs), signal);
+
     if (body.stream) {
       return sse(sc, c, async (send, signal) => {
         const promptTokens = ids.reduce((k, p) => k + p.length, 0);
         let completionTokens = 0;
         const includeUsage = body.stream_options?.include_usage ?? false;
-        for (const job of jobs) {
-          if (signal.aborted) return;
-          const i = job.prompt;
-          const chunk = (text: string, finish: string | null, lp: unknown = null): Record<string, unknown> => ({ ...base, choices: [{ text, index: job.index, logprobs: lp, finish_reason: finish }], ...(includeUsage ? { usage: null } : {}) });
-          const r = await sc.queue.run(async () => {
-            if (echo) send(chunk(promptTexts[i]!, null));
-            const out = await generateCounted(sc, { promptIds: ids[i]!, maxTokens: maxTokens[i]!, ...s, seed: job.seed, stop, signal, adjustLogits, onText: logprobs === null ? (d) => send(chunk(d, null)) : undefined });
-            const lp = logprobs === null ? null : await completionLogprobs(sc, [...ids[i]!, ...out.tokens], ids[i]!.length, echo, logprobs);
-            return { out, lp };
-          }, signal);
-          completionTokens += r.out.tokens.length;
-          if (r.lp) send(chunk(r.out.text, null, r.lp));
-          send(chunk('', finishReason(r.out)));
-        }
+        const chunk = (index: number, text: string, finish: string | null, lp: unknown = null): Record<string, unknown> => ({ ...base, choices: [{ text, index, logprobs: lp, finish_reason: finish }], ...(includeUsage ? { usage: null } : {}) });
+        const runs = generateCounted(sc, requests(signal, logprobs === null ? (index) => (d) => send(chunk(index, d, null)) : undefined));
+        if (echo) for (const job of jobs) send(chunk(job.index, promptTexts[job.prompt]!, null));
+        await Promise.all(
+          runs.map(async (run, k) => {
+            const job = jobs[k]!;
+            const out = await run;
+            if (signal.aborted) return;
+            const lp = await logprobsOf(out, job.prompt, signal);
+            completionTokens += out.tokens.length;
+            if (lp) send(chunk(job.index, out.text, null, lp));
+            send(chunk(job.index, '', finishReason(out)));
+          }),
+        );
+        if (signal.aborted) return;
         if (includeUsage) send({ ...base, choices: [], usage: { prompt_tokens: promptTokens, completion_tokens: completionTokens, total_tokens: promptTokens + completionTokens } });
       });
     }
 
     const signal = requestSignal(sc, c);
-    const choices: Record<string, unknown>[] = [];
     let completionTokens = 0;
-    for (const job of jobs) {
-      const i = job.prompt;
-      const { out, lp } = await sc.queue.run(async () => {
-        const out = await generateCounted(sc, { promptIds: ids[i]!, maxTokens: maxTokens[i]!, ...s, seed: job.seed, stop, signal, adjustLogits });
-        const lp = logprobs === null ? null : await completionLogprobs(sc, [...ids[i]!, ...out.tokens], ids[i]!.length, echo, logprobs);
-        return { out, lp };
-      }, signal);
-      completionTokens += out.tokens.length;
-      choices.push({ text: (echo ? promptTexts[i]! : '') + out.text, index: job.index, logprobs: lp, finish_reason: finishReason(out) });
-    }
+    const choices = await Promise.all(
+      generateCounted(sc, requests(signal)).map(async (run, k) => {
+        const job = jobs[k]!;
+        const out = await run;
+        const lp = await logprobsOf(out, job.prompt, signal);
+        completionTokens += out.tokens.length;
+        return { text: (echo ? promptTexts[job.prompt]! : '') + out.text, index: job.index, logprobs: lp, finish_reason: finishReason(out) };
+      }),
+    );
     // OpenAI counts each prompt once in usage, whatever n is.
     const promptTokens = ids.reduce((k, p) => k + p.length, 0);
     return c.json({ ...base, choices, usage: { prompt_tokens: promptTokens, completion_tokens: completionTokens, total_tokens: promptTokens + completionTokens } });

@@ -48,12 +48,18 @@ export function requestSignal(sc: ServerContext, c: Context, extra?: AbortSignal
   return AbortSignal.any([c.req.raw.signal, sc.queue.shutdownSignal, ...(extra ? [extra] : [])]);
 }
 
-/** Generates, counting tokens for /metrics; a generation cut by shutdown is a 503, not a short answer. */
-export async function generateCounted(sc: ServerContext, req: TextGenerationRequest): Promise<TextGenerationResult> {
-  const out = await sc.generator.generate(req);
-  sc.metrics.promptTokens += req.promptIds.length;
-  sc.metrics.generationTokens += out.tokens.length;
-  if (out.finishReason === 'aborted' && sc.queue.shutdownSignal.aborted) throw new ShuttingDownError();
-  return out;
+/**
+ * Generates the requests (one request's choices) in the running decode batch, counting tokens for /metrics; each
+ * promise settles with its request's result. A generation cut by shutdown is a 503, not a short answer.
+ */
+export function generateCounted(sc: ServerContext, reqs: readonly TextGenerationRequest[]): Promise<TextGenerationResult>[] {
+  const jobs = reqs.map((req) => sc.generator.job(req));
+  const runs = sc.queue.decode(jobs.map((j, i) => ({ prompt: j.prompt, row: j.row, signal: reqs[i]!.signal })));
+  return runs.map(async (run, i) => {
+    const out = jobs[i]!.result(await run);
+    sc.metrics.promptTokens += reqs[i]!.promptIds.length;
+    sc.metrics.generationTokens += out.tokens.length;
+    if (out.finishReason === 'aborted' && sc.queue.shutdownSignal.aborted) throw new ShuttingDownError();
+    return out;
+  });
 }
-

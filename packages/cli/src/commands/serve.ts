@@ -73,6 +73,7 @@ interface ServeOpts {
   maxBodyBytes?: string;
   maxPrompts?: string;
   maxRequestTokens?: string;
+  maxBatch?: string;
   plugin?: string[];
 }
 
@@ -89,6 +90,7 @@ export function registerServe(program: Command): void {
     .option('--max-body-bytes <n>', 'largest accepted request body', String(SERVER_DEFAULTS.maxBodyBytes))
     .option('--max-prompts <n>', 'most completions (prompts × n) per request; more get 413', String(SERVER_DEFAULTS.maxPromptsPerRequest))
     .option('--max-request-tokens <n>', 'most tokens of work (prompt + max_tokens, summed over completions) per request; more get 400', String(SERVER_DEFAULTS.maxRequestTokens))
+    .option('--max-batch <n>', 'most sequences decoded together (continuous batching: requests join and leave the running batch; more wait in FIFO order)', String(SERVER_DEFAULTS.maxBatchSize))
     .option('--plugin <module...>', 'extra plugin modules (paths or package names) to load')
     .action(async (opts: ServeOpts) => {
       const port = intOption('--port', opts.port, 0)!;
@@ -96,11 +98,12 @@ export function registerServe(program: Command): void {
       const maxBodyBytes = intOption('--max-body-bytes', opts.maxBodyBytes, 1)!;
       const maxPromptsPerRequest = intOption('--max-prompts', opts.maxPrompts, 1)!;
       const maxRequestTokens = intOption('--max-request-tokens', opts.maxRequestTokens, 1)!;
+      const maxBatchSize = intOption('--max-batch', opts.maxBatch, 1)!;
       const log = (m: string): void => void process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), message: m })}\n`);
       const container = await buildContainer(opts.plugin ?? []);
       const loaded = await loadChatModel(container, opts.model, { backend: opts.backend, template: opts.template, name: opts.name, log });
       try {
-        const server = await startServer(loaded, { host: opts.host, port, maxBodyBytes, maxPromptsPerRequest, maxRequestTokens, log });
+        const server = await startServer(loaded, { host: opts.host, port, maxBodyBytes, maxPromptsPerRequest, maxRequestTokens, maxBatchSize, log });
         log(`serving "${loaded.id}" (${loaded.model.device}, template ${loaded.template.name}) on ${server.url}/v1`);
         const signal = await new Promise<string>((resolve) => {
           const on = (s: string) => () => {

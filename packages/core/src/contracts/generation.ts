@@ -32,6 +32,11 @@ export interface GenerateOptions extends SamplingOptions {
   /** Called with each row's newly sampled token. */
   onToken?: (row: number, token: number) => void;
   signal?: AbortSignal;
+  /**
+   * One RNG seed per prompt: each row samples with its own RNG, so a prompt's tokens do not depend on the prompts
+   * batched with it (row i matches a one-prompt call with `seed: seeds[i]`). Default: one RNG (`seed`) for all rows.
+   */
+  seeds?: readonly number[];
 }
 
 export type FinishReason = 'length' | 'eos' | 'stop' | 'aborted';
@@ -94,26 +99,133 @@ function endsWith(a: readonly number[], b: readonly number[]): boolean {
   return true;
 }
 
-/** Generates continuations for each prompt (token ids). Rows finish independently. */
-export async function generate(model: CausalLM, prompts: readonly (readonly number[])[], opts: GenerateOptions): Promise<GenerationResult[]> {
-  if (prompts.length === 0) return [];
+/** What one row of a generation needs to pick its tokens and decide when it ends (GenerateOptions, per row). */
+export interface RowOptions extends SamplingOptions {
+  maxNewTokens: number;
+  eosTokenIds?: readonly number[];
+  stopTokenSequences?: readonly (readonly number[])[];
+  stopStrings?: readonly string[];
+  decode?: (ids: readonly number[]) => string;
+  adjustLogits?: (logits: Float32Array, generated: readonly number[]) => void;
+  onToken?: (token: number) => void;
+}
+
+/**
+ * One sequence being generated: takes the logits after its last token, samples the next token and decides whether
+ * the sequence ends (EOS, stop token sequence, stop string, all-masked logits, max new tokens). `generate()` runs one
+ * per prompt over a shared DecodeSession; continuous batching (agent's server) runs one per request over a
+ * SlotDecodeSession. Both therefore pick the same tokens for the same logits and RNG.
+ */
+export class GenerationRow {
+  readonly result: GenerationResult = { tokens: [], finishReason: 'length' };
+  private sampled = 0;
+  private finished: boolean;
+  private readonly eos: ReadonlySet<number>;
+
+  constructor(
+    private readonly opts: RowOptions,
+    private readonly rng: Rng,
+  ) {
+    this.eos = new Set(opts.eosTokenIds ?? []);
+    this.finished = opts.maxNewTokens <= 0;
+  }
+
+  get done(): boolean {
+    return this.finished;
+  }
+
+  /** Ends the row with reason `aborted` (no-op when it already ended). */
+  abort(): void {
+    if (this.finished) return;
+    this.result.finishReason = 'aborted';
+    this.finished = true;
+  }
+
+  /**
+   * Samples from `logits` (the row's next-token logits; not modified: copied when adjusted) and returns the token to
+   * feed next, or null when the row has ended (the ending token, EOS or the last of a stop sequence, is not fed).
+   */
+  next(logits: Float32Array): number | null {
+    if (this.finished) return null;
+    const o = this.opts;
+    const r = this.result;
+    // A copy when adjusted: backends may hand out views of buffers they reuse.
+    const row = o.adjustLogits ? logits.slice() : logits;
+    if (o.adjustLogits) {
+      o.adjustLogits(row, r.tokens);
+      if (!row.some((x) => x > -Infinity)) return this.end('stop');
+    }
+    const tok = sampleToken(row, o, this.rng);
+    this.sampled++;
+    if (this.eos.has(tok)) return this.end('eos');
+    r.tokens.push(tok);
+    o.onToken?.(tok);
+    const seq = o.stopTokenSequences?.find((s) => endsWith(r.tokens, s));
+    if (seq) {
+      r.tokens.splice(r.tokens.length - seq.length);
+      return this.end('stop');
+    }
+    if (o.stopStrings?.length) {
+      const text = o.decode!(r.tokens);
+      const hit = firstStop(text, o.stopStrings);
+      if (hit) {
+        r.text = text.slice(0, hit.index);
+        r.stop = hit.stop;
+        return this.end('stop');
+      }
+    }
+    if (this.sampled >= o.maxNewTokens) return this.end('length');
+    return tok;
+  }
+
+  /** The result, with its text decoded when the options have `decode`. */
+  finish(): GenerationResult {
+    if (this.opts.decode && this.result.text === undefined) this.result.text = this.opts.decode(this.result.tokens);
+    return this.result;
+  }
+
+  private end(reason: FinishReason): null {
+    this.result.finishReason = reason;
+    this.finished = true;
+    return null;
+  }
+}
+
+/** Checks prompts (non-empty, ids in the vocabulary) and options shared by every generation path. */
+export function checkGeneration(model: CausalLM, prompts: readonly (readonly number[])[], opts: Pick<GenerateOptions, 'maxNewTokens' | 'stopStrings' | 'decode'>): void {
   if (!(opts.maxNewTokens >= 0)) throw new UsageError('maxNewTokens must be >= 0');
   if (opts.stopStrings?.length && !opts.decode) throw new UsageError('stop strings need a tokenizer (decode)');
   const V = model.config.vocabSize;
   for (const p of prompts) {
     if (p.length === 0) throw new UsageError('empty prompt: give at least one token (e.g. BOS)');
     for (const id of p) if (!Number.isInteger(id) || id < 0 || id >= V) throw new UsageError(`token id ${id} is outside the vocabulary [0, ${V})`);
+    if (p.length + opts.maxNewTokens > model.config.maxPositionEmbeddings) {
+      throw new UsageError(`prompt (${p.length}) + max new tokens (${opts.maxNewTokens}) exceeds the model's ${model.config.maxPositionEmbeddings} positions`);
+    }
   }
+}
+
+/** Generates continuations for each prompt (token ids). Rows finish independently. */
+export async function generate(model: CausalLM, prompts: readonly (readonly number[])[], opts: GenerateOptions): Promise<GenerationResult[]> {
+  if (prompts.length === 0) return [];
+  checkGeneration(model, prompts, opts);
+  const V = model.config.vocabSize;
   const B = prompts.length;
   const maxLen = Math.max(...prompts.map((p) => p.length));
-  if (maxLen + opts.maxNewTokens > model.config.maxPositionEmbeddings) {
-    throw new UsageError(`prompt (${maxLen}) + max new tokens (${opts.maxNewTokens}) exceeds the model's ${model.config.maxPositionEmbeddings} positions`);
-  }
-  const rng = new Rng(opts.seed ?? 0);
-  const results: GenerationResult[] = prompts.map(() => ({ tokens: [], finishReason: 'length' }));
-  const done = new Array<boolean>(B).fill(false);
-  const eos = new Set(opts.eosTokenIds ?? []);
-  if (opts.maxNewTokens === 0) return results;
+  if (opts.seeds && opts.seeds.length !== B) throw new UsageError(`seeds has ${opts.seeds.length} entries for ${B} prompts; give one per prompt`);
+  const shared = new Rng(opts.seed ?? 0);
+  const rows = prompts.map(
+    (_, b) =>
+      new GenerationRow(
+        {
+          ...opts,
+          adjustLogits: opts.adjustLogits ? (logits, generated) => opts.adjustLogits!(b, logits, generated) : undefined,
+          onToken: opts.onToken ? (tok) => opts.onToken!(b, tok) : undefined,
+        },
+        opts.seeds ? new Rng(opts.seeds[b]!) : shared,
+      ),
+  );
+  if (opts.maxNewTokens === 0) return rows.map((r) => r.result);
   const session = model.startSession(B);
   try {
     const ids = new Int32Array(B * maxLen);
@@ -126,61 +238,26 @@ export async function generate(model: CausalLM, prompts: readonly (readonly numb
       }
     });
     let logits = await session.step({ ids, batchSize: B, seqLen: maxLen, attentionMask: mask });
-    for (let step = 0; step < opts.maxNewTokens; step++) {
+    for (;;) {
       if (opts.signal?.aborted) {
-        for (let b = 0; b < B; b++) if (!done[b]) [results[b]!.finishReason, done[b]] = ['aborted', true];
+        for (const r of rows) r.abort();
         break;
       }
       const next = new Int32Array(B);
       const nextMask = new Uint8Array(B);
       for (let b = 0; b < B; b++) {
-        if (done[b]) continue;
-        // A copy when adjusted: backends may hand out views of buffers they reuse.
-        const row = opts.adjustLogits ? logits.slice(b * V, (b + 1) * V) : logits.subarray(b * V, (b + 1) * V);
-        if (opts.adjustLogits) {
-          opts.adjustLogits(b, row, results[b]!.tokens);
-          if (!row.some((x) => x > -Infinity)) {
-            [results[b]!.finishReason, done[b]] = ['stop', true];
-            continue;
-          }
-        }
-        const tok = sampleToken(row, opts, rng);
+        const tok = rows[b]!.next(logits.subarray(b * V, (b + 1) * V));
+        if (tok === null) continue;
         next[b] = tok;
         nextMask[b] = 1;
-        const r = results[b]!;
-        if (eos.has(tok)) {
-          r.finishReason = 'eos';
-          done[b] = true;
-          continue;
-        }
-        r.tokens.push(tok);
-        opts.onToken?.(b, tok);
-        const seq = opts.stopTokenSequences?.find((s) => endsWith(r.tokens, s));
-        if (seq) {
-          r.tokens.splice(r.tokens.length - seq.length);
-          r.finishReason = 'stop';
-          done[b] = true;
-          continue;
-        }
-        if (opts.stopStrings?.length) {
-          const text = opts.decode!(r.tokens);
-          const hit = firstStop(text, opts.stopStrings);
-          if (hit) {
-            r.text = text.slice(0, hit.index);
-            r.stop = hit.stop;
-            r.finishReason = 'stop';
-            done[b] = true;
-          }
-        }
       }
-      if (done.every(Boolean) || step === opts.maxNewTokens - 1) break;
+      if (rows.every((r) => r.done)) break;
       logits = await session.step({ ids: next, batchSize: B, seqLen: 1, attentionMask: nextMask });
     }
   } finally {
     session.dispose();
   }
-  if (opts.decode) for (const r of results) if (r.text === undefined) r.text = opts.decode(r.tokens);
-  return results;
+  return rows.map((r) => r.finish());
 }
 
 /** The earliest occurrence of any stop string. */

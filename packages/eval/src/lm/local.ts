@@ -56,6 +56,9 @@ export function rollingWindows(tokens: readonly number[], prefixToken: number, m
   return out;
 }
 
+/** Continuations of at most this many tokens are scored through a decode session (see scoreRows). */
+const SESSION_SCORING_MAX_POSITIONS = 8;
+
 interface ScoreRow {
   /** Model input. */
   input: number[];
@@ -144,28 +147,28 @@ export class LocalLanguageModel implements LanguageModel {
     return totals;
   }
 
-  /** Runs forward passes over rows in token-budgeted batches and reports each consumer's summed logprob. */
+  /**
+   * Scores rows in token-budgeted batches (longest first) and reports each consumer's summed logprob. A batch whose
+   * continuations are short (MMLU's one-token answers) runs as a decode session: the inputs up to the first scored
+   * position as one left-padded prefill, then one step per further position, so only the logits that are scored are
+   * computed and copied (a forward computes the vocabulary projection at every position). Longer continuations
+   * (rolling windows) take one forward pass.
+   */
   private async scoreRows(rows: ScoreRow[], emit: (index: number, logprob: number, isGreedy: boolean) => void): Promise<void> {
-    const order = rows.map((_, i) => i).sort((a, b) => rows[b]!.input.length - rows[a]!.input.length);
+    // Rows that score few positions batch with rows scoring as many (they take the session path), the others
+    // together (a forward each batch); longest first within each group.
+    const group = rows.map((r) => Math.min(SESSION_SCORING_MAX_POSITIONS + 1, Math.max(...r.consumers.map((c) => c.targets.length))));
+    const order = rows.map((_, i) => i).sort((a, b) => group[a]! - group[b]! || rows[b]!.input.length - rows[a]!.input.length);
     let i = 0;
     const V = this.model.config.vocabSize;
     while (i < order.length) {
       const T = rows[order[i]!]!.input.length;
-      const B = Math.max(1, Math.min(this.maxBatch, Math.floor(this.batchTokens / Math.max(1, T)), order.length - i));
-      const batch = order.slice(i, i + B);
+      let B = Math.max(1, Math.min(this.maxBatch, Math.floor(this.batchTokens / Math.max(1, T)), order.length - i));
+      for (let j = 1; j < B; j++) if (group[order[i + j]!] !== group[order[i]!]) B = j;
+      const batch = order.slice(i, i + B).map((r) => rows[r]!);
       i += B;
-      const ids = new Int32Array(B * T);
-      const mask = new Uint8Array(B * T);
-      batch.forEach((r, b) => {
-        const inp = rows[r]!.input;
-        for (let t = 0; t < inp.length; t++) {
-          ids[b * T + t] = inp[t]!;
-          mask[b * T + t] = 1;
-        }
-      });
-      const logits = await this.model.forward({ ids, batchSize: B, seqLen: T, attentionMask: mask });
-      batch.forEach((r, b) => {
-        const row = rows[r]!;
+      const at = await this.batchLogits(batch, T);
+      batch.forEach((row, b) => {
         const L = row.input.length;
         for (const c of row.consumers) {
           // The sequence input + [last target] ends with the targets; logits at position p predict token p + 1.
@@ -173,21 +176,20 @@ export class LocalLanguageModel implements LanguageModel {
           let greedy = true;
           const n = c.targets.length;
           for (let j = 0; j < n; j++) {
-            const pos = L - n + j;
-            const off = (b * T + pos) * V;
+            const logits = at(b, L - n + j);
             const tgt = c.targets[j]!;
             let max = -Infinity;
             let arg = 0;
             for (let v = 0; v < V; v++) {
-              const x = logits.data[off + v]!;
+              const x = logits[v]!;
               if (x > max) {
                 max = x;
                 arg = v;
               }
             }
             let sum = 0;
-            for (let v = 0; v < V; v++) sum += Math.exp(logits.data[off + v]! - max);
-            lp += logits.data[off + tgt]! - max - Math.log(sum);
+            for (let v = 0; v < V; v++) sum += Math.exp(logits[v]! - max);
+            lp += logits[tgt]! - max - Math.log(sum);
             if (arg !== tgt) greedy = false;
           }
           emit(c.index, lp, greedy);
@@ -196,12 +198,67 @@ export class LocalLanguageModel implements LanguageModel {
     }
   }
 
+  /** The logits of a batch of rows (the longest has T tokens): `at(b, p)` is row b's next-token logits at position p. */
+  private async batchLogits(batch: readonly ScoreRow[], T: number): Promise<(b: number, pos: number) => Float32Array> {
+    const V = this.model.config.vocabSize;
+    const B = batch.length;
+    // K: the most positions any consumer in the batch scores (≤ every row's length: a row's input holds its context).
+    const K = Math.max(...batch.map((r) => Math.max(...r.consumers.map((c) => c.targets.length))));
+    if (K <= SESSION_SCORING_MAX_POSITIONS && batch.every((r) => r.input.length >= K)) {
+      // Row b needs positions L_b - K .. L_b - 1: prefill input[0 .. L_b - K], then feed the rest one token a step.
+      const Tp = T - K + 1;
+      const ids = new Int32Array(B * Tp);
+      const mask = new Uint8Array(B * Tp);
+      batch.forEach((r, b) => {
+        const n = r.input.length - K + 1;
+        for (let t = 0; t < n; t++) {
+          ids[b * Tp + Tp - n + t] = r.input[t]!;
+          mask[b * Tp + Tp - n + t] = 1;
+        }
+      });
+      const out = new Float32Array(B * K * V);
+      const session = this.model.startSession(B);
+      try {
+        let logits = await session.step({ ids, batchSize: B, seqLen: Tp, attentionMask: mask });
+        for (let j = 0; ; j++) {
+          // A copy: sessions may hand out views of buffers they reuse.
+          for (let b = 0; b < B; b++) out.set(logits.subarray(b * V, (b + 1) * V), (b * K + j) * V);
+          if (j === K - 1) break;
+          const next = Int32Array.from(batch, (r) => r.input[r.input.length - K + 1 + j]!);
+          logits = await session.step({ ids: next, batchSize: B, seqLen: 1, attentionMask: new Uint8Array(B).fill(1) });
+        }
+      } finally {
+        session.dispose();
+      }
+      return (b, pos) => {
+        const j = pos - (batch[b]!.input.length - K);
+        return out.subarray((b * K + j) * V, (b * K + j + 1) * V);
+      };
+    }
+    const ids = new Int32Array(B * T);
+    const mask = new Uint8Array(B * T);
+    batch.forEach((r, b) => {
+      for (let t = 0; t < r.input.length; t++) {
+        ids[b * T + t] = r.input[t]!;
+        mask[b * T + t] = 1;
+      }
+    });
+    const logits = await this.model.forward({ ids, batchSize: B, seqLen: T, attentionMask: mask });
+    return (b, pos) => logits.data.subarray((b * T + pos) * V, (b * T + pos + 1) * V);
+  }
+
+  /**
+   * Requests with the same generation settings (until, max tokens, temperature, top-p: lm-eval's grouping by
+   * gen_kwargs) are generated together, longest contexts first, in batches of at most `maxBatchSize` rows and
+   * `batchTokens` tokens (rows × (longest context + max tokens)), so that rows of a batch need little left padding.
+   * Each request samples with its own RNG (its seed), so its text does not depend on the requests batched with it.
+   */
   async generateUntil(requests: readonly GenerateUntilRequest[]): Promise<string[]> {
     const out = new Array<string>(requests.length);
     const maxPos = this.model.config.maxPositionEmbeddings;
     const groups = new Map<string, number[]>();
     requests.forEach((r, i) => {
-      const key = JSON.stringify([r.until, r.maxGenTokens ?? 256, r.temperature ?? 0, r.topP ?? 1, (r.temperature ?? 0) > 0 ? (r.seed ?? 0) : 0]);
+      const key = JSON.stringify([r.until, r.maxGenTokens ?? 256, r.temperature ?? 0, r.topP ?? 1]);
       const g = groups.get(key) ?? [];
       g.push(i);
       groups.set(key, g);
@@ -211,22 +268,30 @@ export class LocalLanguageModel implements LanguageModel {
       const r0 = requests[idx[0]!]!;
       const maxNew = Math.max(1, Math.min(r0.maxGenTokens ?? 256, Math.min(this.maxLength, maxPos) - 1));
       const ctxBudget = Math.min(this.maxLength, maxPos) - maxNew;
-      for (let s = 0; s < idx.length; s += this.maxBatch) {
-        const part = idx.slice(s, s + this.maxBatch);
-        const prompts = part.map((i) => {
-          const ids = [...this.prefix(), ...this.tokenizer.encode(requests[i]!.context)];
-          const p = ids.length ? ids : [this.prefixToken()];
-          return p.slice(-ctxBudget);
-        });
-        const res = await generate(this.model, prompts, {
-          maxNewTokens: maxNew,
-          eosTokenIds: eos === null ? [] : [eos],
-          stopStrings: r0.until,
-          decode: (ids) => this.tokenizer.decode(ids, { skipSpecialTokens: true }),
-          temperature: r0.temperature ?? 0,
-          topP: r0.topP,
-          seed: r0.seed,
-        });
+      const prompts = new Map<number, number[]>();
+      for (const i of idx) {
+        const ids = [...this.prefix(), ...this.tokenizer.encode(requests[i]!.context)];
+        prompts.set(i, (ids.length ? ids : [this.prefixToken()]).slice(-ctxBudget));
+      }
+      const order = [...idx].sort((a, b) => prompts.get(b)!.length - prompts.get(a)!.length || a - b);
+      for (let s = 0; s < order.length; ) {
+        const longest = prompts.get(order[s]!)!.length;
+        const n = Math.max(1, Math.min(this.maxBatch, Math.floor(this.batchTokens / (longest + maxNew)), order.length - s));
+        const part = order.slice(s, s + n);
+        s += n;
+        const res = await generate(
+          this.model,
+          part.map((i) => prompts.get(i)!),
+          {
+            maxNewTokens: maxNew,
+            eosTokenIds: eos === null ? [] : [eos],
+            stopStrings: r0.until,
+            decode: (ids) => this.tokenizer.decode(ids, { skipSpecialTokens: true }),
+            temperature: r0.temperature ?? 0,
+            topP: r0.topP,
+            seeds: part.map((i) => requests[i]!.seed ?? 0),
+          },
+        );
         part.forEach((i, j) => (out[i] = res[j]!.text ?? ''));
       }
     }
