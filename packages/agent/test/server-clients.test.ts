@@ -20,7 +20,7 @@ import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import Ajv from 'ajv';
 import { ByteTokenizer, loadTokenizer, type TextTokenizer } from '@llama-pro/core';
-import { resolveChatTemplate, startServer, type RunningServer } from '../src';
+import { ChatPromptBuilder, resolveChatTemplate, startServer, type ChatMessage, type RunningServer } from '../src';
 import { TableCausalLM } from '../src/testing';
 
 jest.setTimeout(180_000);
@@ -244,6 +244,11 @@ async function replay(name: string, s: RunningServer, tok: TextTokenizer): Promi
         const back = await send(s.url, { method: 'POST', path: '/tokenize', user_agent: '', body: { prompt: text, add_special_tokens: false } });
         expect((back.json as { tokens: number[] }).tokens[0]).toBe(id);
       }
+    } else if (r.path === '/tokenize' && Array.isArray(body['prompt'])) {
+      // lm-eval with --apply_chat_template and the remote tokenizer posts the chat itself as "prompt"; its tokens
+      // are the served template's rendering (what /v1/chat/completions would feed the model).
+      const tokens = (json as { tokens: unknown }).tokens as number[];
+      expect(tokens).toEqual(new ChatPromptBuilder(tok, resolveChatTemplate(tok, 'auto')).ids(body['prompt'] as ChatMessage[]));
     } else if (r.path === '/tokenize') {
       const tokens = (json as { tokens: unknown }).tokens as number[];
       const plain = tok.encode(body['prompt'] as string);
@@ -276,6 +281,9 @@ describe('recorded reference clients, replayed', () => {
 
   test('lm-eval 0.4.13 local-completions (remote tokenizer: gsm8k generate_until, MMLU loglikelihood, loglikelihood_rolling)', async () => {
     expect(await replay('lm-eval-local-completions', s, tied)).toBe(37);
+  });
+  test('lm-eval 0.4.13 local-completions --apply_chat_template (the remote tokenizer renders the chat)', async () => {
+    expect(await replay('lm-eval-local-completions-chat-template', s, tied)).toBe(8);
   });
   test('lm-eval 0.4.13 local-chat-completions (multi-turn few-shot)', async () => {
     expect(await replay('lm-eval-local-chat-completions', s, tied)).toBe(2);

@@ -14,8 +14,12 @@ import { readJson, textOf } from './request';
 import { chatRequestSchema } from './schemas';
 import { JinjaChatTemplate } from '../templates/chat-template';
 
+// lm-eval 0.4.13's RemoteTokenizer.encode posts {"prompt": <context>, "add_special_tokens": false}; with
+// `--apply_chat_template` its context is the chat itself (TemplateAPI.apply_chat_template returns the messages for the
+// remote backend), so "prompt" may also be a list of chat messages: it is rendered with the served chat template.
 const tokenizeSchema = z.union([
   z.object({ model: z.string().nullish(), prompt: z.string(), add_special_tokens: z.boolean().nullish() }),
+  z.object({ model: z.string().nullish(), prompt: chatRequestSchema.shape.messages, add_special_tokens: z.boolean().nullish() }),
   z.object({ model: z.string().nullish(), messages: chatRequestSchema.shape.messages, add_generation_prompt: z.boolean().nullish() }),
 ]);
 const detokenizeSchema = z.object({ model: z.string().nullish(), tokens: z.array(z.number().int().min(0)) });
@@ -88,13 +92,20 @@ export function registerExtras(app: Hono, sc: ServerContext): void {
     const body = await readJson(c, tokenizeSchema);
     if (body.model) checkModel(sc, body.model);
     let tokens: number[];
-    if ('prompt' in body) {
+    const chat = 'messages' in body ? body.messages : typeof body.prompt === 'string' ? null : body.prompt;
+    if (chat) {
+      const messages = chat.map((m) => ({ role: m.role === 'developer' ? 'system' : m.role, content: textOf(m.content) })) as Parameters<typeof sc.prompts.ids>[0];
+      try {
+        tokens = sc.prompts.ids(messages);
+      } catch (e) {
+        throw new ApiError(400, `the messages cannot be rendered with the "${sc.served.template.name}" chat template: ${(e as Error).message}`, 'invalid_request_error', 'messages');
+      }
+    } else if ('prompt' in body && typeof body.prompt === 'string') {
       tokens = sc.served.tokenizer.encode(body.prompt);
       // vLLM: add_special_tokens defaults to true (BOS for Llama-family tokenizers).
       if ((body.add_special_tokens ?? true) && sc.served.tokenizer.bosTokenId !== null) tokens.unshift(sc.served.tokenizer.bosTokenId);
     } else {
-      const messages = body.messages.map((m) => ({ role: m.role === 'developer' ? 'system' : m.role, content: textOf(m.content) })) as Parameters<typeof sc.prompts.ids>[0];
-      tokens = sc.prompts.ids(messages);
+      throw new ApiError(400, 'send "prompt" (a string or chat messages) or "messages"', 'invalid_request_error', 'prompt');
     }
     return c.json({ count: tokens.length, max_model_len: sc.contextLength, tokens });
   });
