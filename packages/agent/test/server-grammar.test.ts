@@ -113,6 +113,15 @@ describe.each(['char', 'sp'] as const)('tool_choice by grammar (%s tokenizer)', 
     expect(validators.get('get_weather')!(JSON.parse(fn.arguments!))).toBe(true);
   });
 
+  test('a call cut by max_tokens or a stop string comes back as text with finish_reason "length" / "stop" (OpenAI: a cut structured output), not a 500', async () => {
+    const cut = await c.chat.completions.create({ model: 'g', messages: msgs, tools: TOOLS, tool_choice: 'required', temperature: 1, seed: 0, max_tokens: 5 });
+    expect(cut.choices[0]!.finish_reason).toBe('length');
+    expect(cut.choices[0]!.message.content).toBe('<tool_call>'.slice(0, cut.choices[0]!.message.content!.length));
+    const stopped = await c.chat.completions.create({ model: 'g', messages: msgs, tools: TOOLS, tool_choice: { type: 'function', function: { name: 'book' } }, temperature: 1, seed: 0, max_tokens: 700, stop: ['"when"'] });
+    expect(stopped.choices[0]!.finish_reason).toBe('stop');
+    expect(stopped.choices[0]!.message.content).toMatch(/^<tool_call>\{"name": "book", "arguments": /);
+  });
+
   test('a function without parameters gets a JSON object as arguments', async () => {
     const r = await c.chat.completions.create({ model: 'g', messages: msgs, tools: TOOLS, tool_choice: { type: 'function', function: { name: 'ping' } }, temperature: 1, seed: 1, max_tokens: 900 });
     const call = (r.choices[0]!.message.tool_calls! as { function: { name: string; arguments: string } }[])[0]!;

@@ -135,9 +135,10 @@ export function registerChat(app: Hono, sc: ServerContext): void {
           const calls: ToolCall[] = action.calls.map((call) => ({ id: newToolCallId(), type: 'function', function: { name: call.name, arguments: JSON.stringify(call.arguments ?? {}) } }));
           return { message: { role: 'assistant', content: action.content || null, tool_calls: calls, refusal: null }, finish: 'tool_calls' };
         }
-        // Under the tool-call grammar only max_tokens can stop a call before it is complete: that reply is returned
-        // as it is, with finish_reason "length" (as OpenAI / vLLM return a cut structured output).
-        if (forced && out.finishReason !== 'length' && out.finishReason !== 'aborted') throw new ApiError(500, `tool_choice ${JSON.stringify(toolChoice)}: the reply is not a valid tool call (${JSON.stringify(out.text.slice(0, 200))})`, 'server_error', 'tool_choice', 'invalid_tool_call');
+        // Under the tool-call grammar a call is incomplete only when max_tokens (finish_reason "length") or one of the
+        // request's stop strings (finish_reason "stop") cut it: the reply is returned as it is, as OpenAI / vLLM
+        // return a cut structured output.
+        if (forced) sc.log?.(`chat ${id}: tool_choice ${JSON.stringify(toolChoice)}: the call was cut (${finishReason(out)})`);
       }
       return { message: { role: 'assistant', content: out.text, refusal: null }, finish: finishReason(out) };
     };

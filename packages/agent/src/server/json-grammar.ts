@@ -289,7 +289,8 @@ export function feed(s: GrammarState, ch: string): GrammarState | null {
     case 'end':
       return null;
     case 'value':
-      if (WS.includes(ch)) return f.ws < WS_RUN ? push({ ...f, ws: f.ws + 1 }, s.up) : null;
+      // A tool call starts right at its opening tag; JSON values may have whitespace before them.
+      if (WS.includes(ch)) return f.ws < WS_RUN && f.node.k !== 'tagged' ? push({ ...f, ws: f.ws + 1 }, s.up) : null;
       return startValue(f.node, ch, s.up, f.depth);
     case 'tag':
       return tagStep(f.cases, f.pos, ch, s.up, f.depth);
