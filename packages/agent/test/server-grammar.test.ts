@@ -5,7 +5,8 @@
  * parameters schema — whatever the model would have said (a table model with random logits, sampled under many
  * seeds). Validity is judged by Ajv (JSON Schema draft-07 validator), the reference; OpenAI documents that a forced
  * tool_choice makes the model call that function (finish_reason "tool_calls"). Also: the JSON grammar honours schema
- * bounds beyond the old 64-character / 8-item caps, and the schema-less bounds are an explicit server option.
+ * bounds beyond the old 64-character / 8-item caps, caps nothing by default, and bounds for schema-less values are an
+ * explicit server option.
  */
 import { promises as fsp } from 'node:fs';
 import * as os from 'node:os';
@@ -163,6 +164,24 @@ describe('JSON grammar lengths', () => {
     expect(r.choices[0]!.finish_reason).toBe('stop');
     const value = JSON.parse(r.choices[0]!.message.content!) as string;
     expect(value.length).toBeGreaterThanOrEqual(90);
+  });
+
+  test('json_object has no default caps: schema-less strings run past the old 64 characters', async () => {
+    let longest = 0;
+    const walk = (v: unknown): void => {
+      if (typeof v === 'string') longest = Math.max(longest, [...v].length);
+      else if (Array.isArray(v)) v.forEach(walk);
+      else if (v && typeof v === 'object') for (const [k, x] of Object.entries(v)) {
+          walk(k);
+          walk(x);
+        }
+    };
+    for (let seed = 0; seed < 6; seed++) {
+      const r = await c.chat.completions.create({ model: 'g', messages: [{ role: 'user', content: 'go' }], temperature: 1, seed, max_tokens: 3000, response_format: { type: 'json_object' } });
+      expect(r.choices[0]!.finish_reason).toBe('stop');
+      walk(JSON.parse(r.choices[0]!.message.content!));
+    }
+    expect(longest).toBeGreaterThan(64);
   });
 
   test('a document cut by max_tokens comes back with finish_reason "length" (OpenAI: the JSON may be incomplete), never closed early', async () => {

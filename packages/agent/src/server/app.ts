@@ -38,7 +38,7 @@ export interface ServerOptions {
   toolCallParser?: ActionParser;
   /**
    * Bounds for schema-less JSON under `response_format` / forced tool calls (json_object, `{}` sub-schemas): string
-   * characters, array items, object properties, nesting depth (default GENERIC_JSON_LIMITS; Infinity lifts one).
+   * characters, array items, object properties, nesting depth (default: none, GENERIC_JSON_LIMITS is all Infinity).
    * Values a schema describes are never capped.
    */
   jsonLimits?: Partial<GenericJsonLimits>;

@@ -7,11 +7,11 @@
  * Lengths: what a schema bounds (maxLength, maxItems, minLength, minItems, enum, const) is honoured exactly, and what
  * it leaves open (a string without maxLength, an array without maxItems, a number's digits, the nesting) is not
  * capped, as in llama.cpp's and vLLM's grammars: generation is bounded by max_tokens, and a document cut there comes
- * back with finish_reason "length" (OpenAI: the JSON may then be incomplete). Only schema-less values (json_object,
- * `{}` / `true` sub-schemas) get the explicit bounds of {@link GenericJsonLimits} (server option `jsonLimits`;
- * strings, items, properties, depth; each may be Infinity), so that "any JSON" from a model that never closes stays a
- * finite document. They never apply where a schema speaks, so they cannot make a schema unsatisfiable or cut a value
- * the schema allows. Whitespace between tokens comes in runs of at most {@link JSON_WHITESPACE_RUN} characters
+ * back with finish_reason "length" (OpenAI: the JSON may then be incomplete). Schema-less values (json_object,
+ * `{}` / `true` sub-schemas) are unbounded too unless the server is started with {@link GenericJsonLimits} (option
+ * `jsonLimits`: strings, items, properties, depth), an explicit operator choice that shapes them like a schema's
+ * maxLength / maxItems would. Those bounds never apply where a schema speaks, so they cannot make a schema
+ * unsatisfiable or cut a value the schema allows. Whitespace between tokens comes in runs of at most {@link JSON_WHITESPACE_RUN} characters
  * (formatting only: every JSON value stays expressible), as llama.cpp's json.gbnf limits it.
  *
  * Tool calls (`tool_choice` "required" / a named function): {@link toolCallNode} builds the grammar of
@@ -43,7 +43,8 @@ type Node =
  * Bounds for schema-less JSON only (json_object, `{}` / `true` sub-schemas): most characters of a string (keys
  * included), items of an array, properties of an object, and `depth`: at that nesting depth of the document or deeper
  * (the top-level value is depth 0) a schema-less value is a string, number, boolean or null, not an object or array.
- * Values a schema describes are never capped by these. Server option `jsonLimits`; Infinity lifts a bound.
+ * Values a schema describes are never capped by these. Server option `jsonLimits`; every bound is Infinity (none)
+ * unless set.
  */
 export interface GenericJsonLimits {
   string: number;
@@ -51,7 +52,7 @@ export interface GenericJsonLimits {
   properties: number;
   depth: number;
 }
-export const GENERIC_JSON_LIMITS: Readonly<GenericJsonLimits> = { string: 64, items: 8, properties: 6, depth: 3 };
+export const GENERIC_JSON_LIMITS: Readonly<GenericJsonLimits> = { string: Infinity, items: Infinity, properties: Infinity, depth: Infinity };
 
 /** The limits with an override applied; a bad value is a typed error naming the field (integers ≥ 1 or Infinity). */
 export function genericJsonLimits(over: Partial<GenericJsonLimits> = {}): GenericJsonLimits {
