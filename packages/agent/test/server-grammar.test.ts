@@ -16,6 +16,7 @@ import OpenAI from 'openai';
 import { loadTokenizer, UsageError } from '@llama-pro/core';
 import { writeSentencePieceTokenizer } from '@llama-pro/core/testing';
 import { resolveChatTemplate, startServer, type RunningServer, type ServerOptions } from '../src';
+import { complete, feedText, initialState, toolCallNode } from '../src/server/json-grammar';
 import { CHAR_TOKENIZER_VOCAB, TableCausalLM, writeCharTokenizer } from '../src/testing';
 
 jest.setTimeout(180_000);
@@ -72,23 +73,32 @@ describe.each(['char', 'sp'] as const)('tool_choice by grammar (%s tokenizer)', 
   const validators = new Map(TOOLS.map((t) => [t.function.name, ajv.compile('parameters' in t.function ? t.function.parameters : { type: 'object' })]));
   const msgs = [{ role: 'user' as const, content: 'go' }];
 
-  test('"required": every sampled reply is one call to a listed function with schema-valid arguments', async () => {
+  test.each([
+    ['one or more calls (OpenAI: "required" = call one or more tools)', undefined],
+    ['exactly one call with parallel_tool_calls false', false],
+  ] as const)('"required": every sampled reply is %s to listed functions, with schema-valid arguments', async (_what, parallel) => {
     const names = new Set<string>();
+    const counts = new Set<number>();
     for (let seed = 0; seed < 8; seed++) {
-      const r = await c.chat.completions.create({ model: 'g', messages: msgs, tools: TOOLS, tool_choice: 'required', temperature: 1, seed, max_tokens: 700 });
+      const r = await c.chat.completions.create({ model: 'g', messages: msgs, tools: TOOLS, tool_choice: 'required', temperature: 1, seed, max_tokens: 1500, ...(parallel === undefined ? {} : { parallel_tool_calls: parallel }) });
       const choice = r.choices[0]!;
       expect([seed, choice.finish_reason]).toEqual([seed, 'tool_calls']);
       const calls = choice.message.tool_calls! as { type: string; function: { name: string; arguments: string } }[];
-      expect(calls).toHaveLength(1);
-      expect(calls[0]!.type).toBe('function');
-      const validate = validators.get(calls[0]!.function.name);
-      expect(validate).toBeDefined();
-      const args: unknown = JSON.parse(calls[0]!.function.arguments);
-      expect([seed, validate!(args) ? 'valid' : ajv.errorsText(validate!.errors)]).toEqual([seed, 'valid']);
-      names.add(calls[0]!.function.name);
+      expect(calls.length).toBeGreaterThanOrEqual(1);
+      if (parallel === false) expect(calls).toHaveLength(1);
+      counts.add(calls.length);
+      for (const call of calls) {
+        expect(call.type).toBe('function');
+        const validate = validators.get(call.function.name);
+        expect(validate).toBeDefined();
+        const args: unknown = JSON.parse(call.function.arguments);
+        expect([seed, validate!(args) ? 'valid' : ajv.errorsText(validate!.errors)]).toEqual([seed, 'valid']);
+        names.add(call.function.name);
+      }
     }
     // The grammar lets the model pick among the functions (not always the first).
     expect(names.size).toBeGreaterThan(1);
+    if (parallel === false) expect([...counts]).toEqual([1]);
   });
 
   test('a named function: every sampled reply calls it with schema-valid arguments (also streamed)', async () => {
@@ -129,6 +139,28 @@ describe.each(['char', 'sp'] as const)('tool_choice by grammar (%s tokenizer)', 
     const args: unknown = JSON.parse(call.function.arguments);
     expect(call.function.name).toBe('ping');
     expect(typeof args === 'object' && args !== null && !Array.isArray(args)).toBe(true);
+  });
+});
+
+describe('the tool-call grammar itself', () => {
+  // The text form is the one toolCallsAsText writes (calls joined by a newline) and the json-tool-calls parser reads.
+  const call = (name: string, args: string): string => `<tool_call>{"name": ${JSON.stringify(name)}, "arguments": ${args}}</tool_call>`;
+  const fns = TOOLS.map((t) => t.function);
+  test('several calls, newline-separated, only when "many" (required with parallel tool calls); each must be complete', () => {
+    const many = toolCallNode(fns, '<tool_call>', '</tool_call>', undefined, true);
+    const one = toolCallNode(fns, '<tool_call>', '</tool_call>');
+    const two = `${call('get_weather', '{"city": "Paris", "unit": "c"}')}\n${call('ping', '{}')}`;
+    const s2 = feedText(initialState(many), two);
+    expect(s2 && complete(s2)).toBe(true);
+    expect(feedText(initialState(one), two)).toBeNull();
+    const s1 = feedText(initialState(one), call('ping', '{}'));
+    expect(s1 && complete(s1)).toBe(true);
+    // Not complete mid-call or after a separator; a wrong function name, bad arguments or whitespace first are refused.
+    expect(complete(feedText(initialState(many), `${call('ping', '{}')}\n`)!)).toBe(false);
+    expect(complete(feedText(initialState(many), call('ping', '{}').slice(0, -1))!)).toBe(false);
+    expect(feedText(initialState(many), call('pong', '{}'))).toBeNull();
+    expect(feedText(initialState(many), call('get_weather', '{"city": "Paris", "unit": "k"}'))).toBeNull();
+    expect(feedText(initialState(many), ` ${call('ping', '{}')}`)).toBeNull();
   });
 });
 

@@ -79,9 +79,10 @@ function combine(a: Adjust | undefined, b: (() => Adjust) | undefined): (() => A
 }
 
 /**
- * A fresh grammar mask per generation (undefined when the reply is free text): a forced tool call (`tool_choice`
- * "required" / named: one `<tool_call>{"name": ..., "arguments": ...}</tool_call>` whose arguments follow the
- * function's parameters schema), else `response_format` json_object / json_schema.
+ * A fresh grammar mask per generation (undefined when the reply is free text): forced tool calls (`tool_choice`
+ * "required": one or more `<tool_call>{"name": ..., "arguments": ...}</tool_call>`, one with parallel_tool_calls
+ * false; named: one call of it; the arguments follow the function's parameters schema), else `response_format`
+ * json_object / json_schema.
  */
 function structuredOutput(sc: ServerContext, body: ChatRequest, forced: ToolSpec[] | null, endIds: number[]): (() => Adjust) | undefined {
   const rf = body.response_format;
@@ -90,7 +91,9 @@ function structuredOutput(sc: ServerContext, body: ChatRequest, forced: ToolSpec
   let node;
   try {
     node = forced
-      ? toolCallNode(forced.map((t) => t.function), TOOL_CALL_OPEN, TOOL_CALL_CLOSE, sc.jsonLimits)
+      ? // OpenAI: "required" = call one or more tools (several unless parallel_tool_calls is false); a named
+        // function = call that function (once).
+        toolCallNode(forced.map((t) => t.function), TOOL_CALL_OPEN, TOOL_CALL_CLOSE, sc.jsonLimits, body.tool_choice === 'required' && body.parallel_tool_calls !== false)
       : compileSchema(rf!.type === 'json_object' ? { type: 'object' } : rf!.type === 'json_schema' ? (rf!.json_schema.schema ?? {}) : {}, 'response_format.json_schema.schema', sc.jsonLimits);
   } catch (e) {
     if (e instanceof SchemaError) throw new ApiError(400, e.message, 'invalid_request_error', param, 'invalid_schema');

@@ -15,8 +15,8 @@
  * (formatting only: every JSON value stays expressible), as llama.cpp's json.gbnf limits it.
  *
  * Tool calls (`tool_choice` "required" / a named function): {@link toolCallNode} builds the grammar of
- * `<tool_call>{"name": "<name>", "arguments": <arguments>}</tool_call>`, the arguments following that function's
- * parameters schema, so the reply is always one well-formed call.
+ * `<tool_call>{"name": "<name>", "arguments": <arguments>}</tool_call>` (one, or several separated by newlines), the
+ * arguments following that function's parameters schema, so the reply is always well-formed calls.
  *
  * Supported schema keywords: type (one or a list), properties, required, additionalProperties (extra properties are
  * never generated), items, minItems, maxItems, enum, const, minLength, maxLength, anyOf / oneOf whose options start
@@ -37,7 +37,8 @@ type Node =
   | { k: 'num'; integer: boolean }
   | { k: 'any'; lim: GenericJsonLimits }
   | { k: 'alt'; options: Node[] }
-  | { k: 'tagged'; cases: { prefix: string; node: Node; suffix: string }[] };
+  | { k: 'tagged'; cases: { prefix: string; node: Node; suffix: string }[] }
+  | { k: 'calls'; call: Node & { k: 'tagged' }; sep: string };
 
 /**
  * Bounds for schema-less JSON only (json_object, `{}` / `true` sub-schemas): most characters of a string (keys
@@ -88,6 +89,8 @@ function firstChars(n: Node): string {
       return n.options.map(firstChars).join('');
     case 'tagged':
       return [...new Set(n.cases.map((c) => c.prefix[0]!))].join('');
+    case 'calls':
+      return firstChars(n.call);
   }
 }
 
@@ -171,6 +174,7 @@ type Frame =
   | { t: 'num'; integer: boolean; phase: 'sign' | 'zero' | 'int' | 'dot' | 'frac' | 'e' | 'esign' | 'exp' }
   | { t: 'obj'; node: Node & ({ k: 'obj' } | { k: 'anyobj' }); phase: 'open' | 'key' | 'anykey' | 'colon' | 'after' | 'comma'; i: number; count: number; ws: number; depth: number; key?: string[]; keyPos?: number }
   | { t: 'tag'; cases: (Node & { k: 'tagged' })['cases']; pos: number; depth: number }
+  | { t: 'more'; node: Node & { k: 'calls' } }
   | { t: 'arr'; node: Node & { k: 'arr' }; phase: 'open' | 'after' | 'comma'; count: number; ws: number; depth: number }
   | { t: 'end' };
 
@@ -193,8 +197,9 @@ function ret(up: GrammarState | null): GrammarState | null {
   // A schema-less key (a string) was read: the colon comes next.
   if (f.t === 'obj' && f.phase === 'anykey') return push({ ...f, phase: 'colon', ws: 0, count: f.count + 1 }, up.up);
   if (f.t === 'obj') return push({ ...f, phase: 'after', ws: 0 }, up.up);
-  // The value before a literal suffix (a tool call's closing) completed: the suffix follows.
-  if (f.t === 'lit') return up;
+  // The value before a literal suffix (a tool call's closing) completed: the suffix follows. A separator before
+  // another tool call completed: the call follows. A tool call completed: another may follow.
+  if (f.t === 'lit' || f.t === 'value' || f.t === 'more') return up;
   if (f.t === 'arr') return push({ ...f, phase: 'after', count: f.count + 1, ws: 0 }, up.up);
   if (f.t === 'end') return up;
   return null;
@@ -232,6 +237,8 @@ function startValue(node: Node, ch: string, up: GrammarState | null, depth: numb
     }
     case 'tagged':
       return tagStep(node.cases, 0, ch, up, depth);
+    case 'calls':
+      return startValue(node.call, ch, push({ t: 'more', node }, up), depth);
   }
 }
 
@@ -267,13 +274,14 @@ function canClose(f: Frame & { t: 'obj' }): boolean {
 }
 
 /**
- * The grammar of one tool call in the json-tool-calls format the chat templates describe:
+ * The grammar of tool calls in the json-tool-calls format the chat templates describe:
  * `<open>{"name": "<name>", "arguments": <arguments>}<close>`, one case per function, the arguments compiled from its
- * parameters schema (none: any JSON object).
+ * parameters schema (none: any JSON object); with `many`, one or more such calls separated by a newline (the way
+ * toolCallsAsText writes several), else exactly one.
  */
-export function toolCallNode(functions: readonly { name: string; parameters?: unknown }[], open: string, close: string, lim: GenericJsonLimits = GENERIC_JSON_LIMITS): Node {
+export function toolCallNode(functions: readonly { name: string; parameters?: unknown }[], open: string, close: string, lim: GenericJsonLimits = GENERIC_JSON_LIMITS, many = false): Node {
   if (functions.length === 0) throw new SchemaError('tool_choice: no function to call');
-  return {
+  const call: Node & { k: 'tagged' } = {
     k: 'tagged',
     cases: functions.map((f, i) => ({
       prefix: `${open}{"name": ${JSON.stringify(f.name)}, "arguments": `,
@@ -281,6 +289,7 @@ export function toolCallNode(functions: readonly { name: string; parameters?: un
       suffix: `}${close}`,
     })),
   };
+  return many ? { k: 'calls', call, sep: '\n' } : call;
 }
 
 /** Feeds one character; null when the document cannot continue with it. */
@@ -291,10 +300,15 @@ export function feed(s: GrammarState, ch: string): GrammarState | null {
       return null;
     case 'value':
       // A tool call starts right at its opening tag; JSON values may have whitespace before them.
-      if (WS.includes(ch)) return f.ws < WS_RUN && f.node.k !== 'tagged' ? push({ ...f, ws: f.ws + 1 }, s.up) : null;
+      if (WS.includes(ch)) return f.ws < WS_RUN && f.node.k !== 'tagged' && f.node.k !== 'calls' ? push({ ...f, ws: f.ws + 1 }, s.up) : null;
       return startValue(f.node, ch, s.up, f.depth);
     case 'tag':
       return tagStep(f.cases, f.pos, ch, s.up, f.depth);
+    case 'more': {
+      // After a call: the separator, then another call (which returns here), or the end of the reply.
+      if (ch !== f.node.sep[0]) return null;
+      return push({ t: 'lit', cands: [f.node.sep], pos: 1 }, push({ t: 'value', node: f.node.call, depth: 0, ws: 0 }, s));
+    }
     case 'lit': {
       const cands = f.cands.filter((c) => c[f.pos] === ch);
       if (cands.length) return push({ ...f, cands, pos: f.pos + 1 }, s.up);
@@ -399,6 +413,7 @@ export function feed(s: GrammarState, ch: string): GrammarState | null {
 /** Whether the document may end here. */
 export function complete(s: GrammarState): boolean {
   if (s.f.t === 'end') return true;
+  if (s.f.t === 'more') return s.up !== null && complete(s.up);
   if (implicitEnd(s.f)) {
     const r = ret(s.up);
     return r !== null && complete(r);
