@@ -112,11 +112,10 @@ describe('tool_choice', () => {
     const tok = await loadTokenizer(dir);
     const template = resolveChatTemplate(tok, 'chatml');
     const builder = new ChatPromptBuilder(tok, template);
-    // With a named tool_choice the reply is generated after the forced prefix `<tool_call>{"name": "add", "arguments": `.
-    const prefixed = [...builder.ids(Q, [ADD]), ...tok.encode('<tool_call>{"name": "add", "arguments": ')];
-    // With "required" it is generated after `<tool_call>`.
-    const opened = [...builder.ids(Q, [ADD]), ...tok.encode('<tool_call>')];
-    const rules = [...scriptRules(prefixed, tok.encode('{"a": 2}}</tool_call>'), EOS), ...scriptRules(opened, tok.encode('{"name": "add", "arguments": {"a": 2}}</tool_call>'), EOS)];
+    // The model answers the prompt with a call; tool_choice decodes it under the tool-call grammar (no prefill, so the
+    // whole 61-character call counts towards max_tokens).
+    const prompt = builder.ids(Q, [ADD]);
+    const rules = scriptRules(prompt, tok.encode('<tool_call>{"name": "add", "arguments": {"a": 2}}</tool_call>'), EOS);
     const model = new TableCausalLM(CHAR_TOKENIZER_VOCAB, rules, { maxPositions: 2048, eosTokenId: EOS });
     s = await startServer({ id: 't', model, tokenizer: tok, template }, { port: 0 });
     c = new OpenAI({ baseURL: `${s.url}/v1`, apiKey: 'unused', maxRetries: 0 });
@@ -127,14 +126,14 @@ describe('tool_choice', () => {
   });
 
   test('a named function is called (OpenAI: tool_choice {"type": "function", ...} forces that call)', async () => {
-    const r = await c.chat.completions.create({ model: 't', messages: Q, tools: [ADD], tool_choice: { type: 'function', function: { name: 'add' } }, max_tokens: 40, temperature: 0 });
+    const r = await c.chat.completions.create({ model: 't', messages: Q, tools: [ADD], tool_choice: { type: 'function', function: { name: 'add' } }, max_tokens: 80, temperature: 0 });
     expect(r.choices[0]!.finish_reason).toBe('tool_calls');
     const call = r.choices[0]!.message.tool_calls![0]! as { function: { name: string; arguments: string } };
     expect(call.function).toEqual({ name: 'add', arguments: '{"a":2}' });
   });
 
   test('"required" makes the reply a tool call (OpenAI: the model must call one or more tools)', async () => {
-    const r = await c.chat.completions.create({ model: 't', messages: Q, tools: [ADD], tool_choice: 'required', max_tokens: 60, temperature: 0 });
+    const r = await c.chat.completions.create({ model: 't', messages: Q, tools: [ADD], tool_choice: 'required', max_tokens: 80, temperature: 0 });
     expect(r.choices[0]!.finish_reason).toBe('tool_calls');
     expect((r.choices[0]!.message.tool_calls![0]! as { function: { name: string; arguments: string } }).function).toEqual({ name: 'add', arguments: '{"a":2}' });
   });

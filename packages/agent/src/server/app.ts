@@ -21,6 +21,7 @@ import { registerCompletions } from './completions';
 import type { ServedModel, ServerContext } from './context';
 import { ApiError, errorBody, toApiError } from './errors';
 import { registerExtras } from './extras';
+import { genericJsonLimits, SchemaError, type GenericJsonLimits } from './json-grammar';
 import { ServerMetrics } from './metrics';
 import { RequestQueue, ShuttingDownError } from './queue';
 
@@ -37,6 +38,12 @@ export interface ServerOptions {
   maxRequestTokens?: number;
   /** Parser for tool calls in chat replies when a request has `tools` (default json-tool-calls). */
   toolCallParser?: ActionParser;
+  /**
+   * Bounds for schema-less JSON under `response_format` / forced tool calls (json_object, `{}` sub-schemas): string
+   * characters, array items, object properties, nesting depth (default: none, GENERIC_JSON_LIMITS is all Infinity).
+   * Values a schema describes are never capped.
+   */
+  jsonLimits?: Partial<GenericJsonLimits>;
   /** One line per request. */
   log?: (line: string) => void;
 }
@@ -51,6 +58,12 @@ function batchSlots(n: number | undefined): number {
 export function createOpenAIApp(served: ServedModel, options: ServerOptions = {}): { app: Hono; queue: RequestQueue; drain(): void } {
   const app = new Hono();
   const generator = new TextGenerator(served.model, served.tokenizer);
+  let jsonLimits: GenericJsonLimits;
+  try {
+    jsonLimits = genericJsonLimits(options.jsonLimits);
+  } catch (e) {
+    throw e instanceof SchemaError ? new UsageError(`server option jsonLimits: ${e.message}`) : e;
+  }
   const sc: ServerContext = {
     served,
     generator,
@@ -62,6 +75,7 @@ export function createOpenAIApp(served: ServedModel, options: ServerOptions = {}
     log: options.log,
     contextLength: generator.contextLength,
     vocab: served.model.config.vocabSize,
+    jsonLimits,
     created: Math.floor(Date.now() / 1000),
   };
   const maxBody = options.maxBodyBytes ?? SERVER_DEFAULTS.maxBodyBytes;

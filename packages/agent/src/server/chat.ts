@@ -1,7 +1,7 @@
 /** `POST /v1/chat/completions`: chat template, tools → tool_calls (tool_choice auto/none/required/named), n, SSE. */
 import { randomUUID } from 'node:crypto';
 import type { Hono } from 'hono';
-import { SERVER_DEFAULTS, TOOL_CALL_OPEN } from '../constants';
+import { SERVER_DEFAULTS, TOOL_CALL_CLOSE, TOOL_CALL_OPEN } from '../constants';
 import { newToolCallId, type ChatMessage, type ToolCall, type ToolSpec } from '../messages';
 import type { TextGenerationResult } from '../runtime/engine';
 import { checkModel } from './checks';
@@ -11,7 +11,7 @@ import { ApiError } from './errors';
 import { asList, checkLength, checkWork, logitAdjuster, readJson, sampling, textOf } from './request';
 import { chatRequestSchema, type ChatRequest } from './schemas';
 import { sse } from './sse';
-import { SchemaError, VocabTrie, compileSchema, grammarMask, initialState } from './json-grammar';
+import { SchemaError, VocabTrie, compileSchema, grammarMask, initialState, toolCallNode } from './json-grammar';
 
 function chatMessages(body: ChatRequest): ChatMessage[] {
   return body.messages.map((m): ChatMessage => {
@@ -45,17 +45,19 @@ async function chatLogprobs(sc: ServerContext, ids: number[], promptLen: number,
 }
 
 /**
- * What the reply must start with for `tool_choice`: "required" opens a tool call, a named function opens a call to it
- * (the reply is generated after this prefill, as a forced prefix; the JSON tool-call parser then reads prefill + reply).
+ * The functions `tool_choice` forces a call to: every tool for "required", the named one for a named function; null
+ * for auto / none. The reply is then decoded under the tool-call grammar (structuredOutput), not prefilled.
  */
-function toolPrefill(body: ChatRequest, tools: ToolSpec[] | undefined): string {
+function forcedTools(sc: ServerContext, body: ChatRequest, tools: ToolSpec[] | undefined): ToolSpec[] | null {
   const choice = body.tool_choice ?? 'auto';
-  if (choice === 'auto' || choice === 'none') return '';
+  if (choice === 'auto' || choice === 'none') return null;
   if (!tools) throw new ApiError(400, `tool_choice ${JSON.stringify(choice)} needs "tools"`, 'invalid_request_error', 'tool_choice');
-  if (choice === 'required') return TOOL_CALL_OPEN;
+  if (sc.toolParser.name !== 'json-tool-calls') throw new ApiError(400, `tool_choice ${JSON.stringify(choice)} needs the json-tool-calls parser, this server parses tool calls with "${sc.toolParser.name}"`, 'invalid_request_error', 'tool_choice');
+  if (choice === 'required') return tools;
   const name = choice.function.name;
-  if (!tools.some((t) => t.function.name === name)) throw new ApiError(400, `tool_choice names function "${name}", which is not in "tools"`, 'invalid_request_error', 'tool_choice');
-  return `${TOOL_CALL_OPEN}{"name": ${JSON.stringify(name)}, "arguments": `;
+  const named = tools.filter((t) => t.function.name === name);
+  if (named.length === 0) throw new ApiError(400, `tool_choice names function "${name}", which is not in "tools"`, 'invalid_request_error', 'tool_choice');
+  return named;
 }
 
 function stopTokenIdsOf(sc: ServerContext): number[] {
@@ -76,20 +78,30 @@ function combine(a: Adjust | undefined, b: (() => Adjust) | undefined): (() => A
   };
 }
 
-/** `response_format` json_object / json_schema: a fresh grammar mask per generation (undefined for text). */
-function structuredOutput(sc: ServerContext, body: ChatRequest, endIds: number[]): (() => Adjust) | undefined {
+/**
+ * A fresh grammar mask per generation (undefined when the reply is free text): forced tool calls (`tool_choice`
+ * "required": one or more `<tool_call>{"name": ..., "arguments": ...}</tool_call>`, one with parallel_tool_calls
+ * false; named: one call of it; the arguments follow the function's parameters schema), else `response_format`
+ * json_object / json_schema.
+ */
+function structuredOutput(sc: ServerContext, body: ChatRequest, forced: ToolSpec[] | null, endIds: number[]): (() => Adjust) | undefined {
   const rf = body.response_format;
-  if (!rf || rf.type === 'text') return undefined;
+  if (!forced && (!rf || rf.type === 'text')) return undefined;
+  const param = forced ? 'tools' : 'response_format';
   let node;
   try {
-    node = compileSchema(rf.type === 'json_object' ? { type: 'object' } : (rf.json_schema.schema ?? {}), 'response_format.json_schema.schema');
+    node = forced
+      ? // OpenAI: "required" = call one or more tools (several unless parallel_tool_calls is false); a named
+        // function = call that function (once).
+        toolCallNode(forced.map((t) => t.function), TOOL_CALL_OPEN, TOOL_CALL_CLOSE, sc.jsonLimits, body.tool_choice === 'required' && body.parallel_tool_calls !== false)
+      : compileSchema(rf!.type === 'json_object' ? { type: 'object' } : rf!.type === 'json_schema' ? (rf!.json_schema.schema ?? {}) : {}, 'response_format.json_schema.schema', sc.jsonLimits);
   } catch (e) {
-    if (e instanceof SchemaError) throw new ApiError(400, e.message, 'invalid_request_error', 'response_format', 'invalid_schema');
+    if (e instanceof SchemaError) throw new ApiError(400, e.message, 'invalid_request_error', param, 'invalid_schema');
     throw e;
   }
   sc.vocabTrie ??= new VocabTrie(sc.served.tokenizer, sc.vocab);
   const trie = sc.vocabTrie;
-  if (trie.allowed(initialState(node)).length === 0) throw new ApiError(400, "no token of the model's vocabulary can start a document for this response_format", 'invalid_request_error', 'response_format', 'invalid_schema');
+  if (trie.allowed(initialState(node)).length === 0) throw new ApiError(400, `no token of the model's vocabulary can start a document for this ${forced ? 'tool call' : 'response_format'}`, 'invalid_request_error', param, 'invalid_schema');
   return () => grammarMask(trie, node, endIds);
 }
 
@@ -100,19 +112,18 @@ export function registerChat(app: Hono, sc: ServerContext): void {
     const toolChoice = body.tool_choice ?? 'auto';
     const tools: ToolSpec[] | undefined =
       body.tools?.length && toolChoice !== 'none' ? body.tools.map((t) => ({ type: 'function', function: { name: t.function.name, description: t.function.description, parameters: t.function.parameters } })) : undefined;
-    const prefill = toolPrefill(body, tools);
+    const forced = forcedTools(sc, body, tools);
     let promptIds: number[];
     try {
       promptIds = sc.prompts.ids(chatMessages(body), tools);
     } catch (e) {
       throw new ApiError(400, `the messages cannot be rendered with the "${sc.served.template.name}" chat template: ${(e as Error).message}`, 'invalid_request_error', 'messages');
     }
-    if (prefill) promptIds = [...promptIds, ...sc.served.tokenizer.encode(prefill)];
     const n = body.n ?? 1;
     const maxTokens = checkLength(sc.contextLength, promptIds.length, body.max_completion_tokens ?? body.max_tokens, SERVER_DEFAULTS.chatMaxTokens, body.max_completion_tokens ? 'max_completion_tokens' : 'max_tokens');
     checkWork(sc.limits, [{ promptTokens: promptIds.length, maxTokens }], n);
     const s = sampling(body);
-    const adjustLogits = combine(logitAdjuster(body, sc.vocab), structuredOutput(sc, body, stopTokenIdsOf(sc)));
+    const adjustLogits = combine(logitAdjuster(body, sc.vocab), structuredOutput(sc, body, forced, stopTokenIdsOf(sc)));
     const stop = [...sc.prompts.stop, ...asList(body.stop)];
     const stopTokenIds = sc.prompts.stopTokenIds;
     const id = `chatcmpl-${randomUUID()}`;
@@ -122,12 +133,15 @@ export function registerChat(app: Hono, sc: ServerContext): void {
 
     const toMessage = (out: TextGenerationResult): { message: Record<string, unknown>; finish: string } => {
       if (tools) {
-        const action = sc.toolParser.parse(prefill + out.text);
+        const action = sc.toolParser.parse(out.text);
         if (action.type === 'tool_calls' && action.calls.length > 0) {
           const calls: ToolCall[] = action.calls.map((call) => ({ id: newToolCallId(), type: 'function', function: { name: call.name, arguments: JSON.stringify(call.arguments ?? {}) } }));
           return { message: { role: 'assistant', content: action.content || null, tool_calls: calls, refusal: null }, finish: 'tool_calls' };
         }
-        if (prefill) throw new ApiError(500, `tool_choice ${JSON.stringify(toolChoice)}: the model's reply is not a valid tool call (${JSON.stringify((prefill + out.text).slice(0, 200))})`, 'server_error', 'tool_choice', 'invalid_tool_call');
+        // Under the tool-call grammar a call is incomplete only when max_tokens (finish_reason "length") or one of the
+        // request's stop strings (finish_reason "stop") cut it: the reply is returned as it is, as OpenAI / vLLM
+        // return a cut structured output.
+        if (forced) sc.log?.(`chat ${id}: tool_choice ${JSON.stringify(toolChoice)}: the call was cut (${finishReason(out)})`);
       }
       return { message: { role: 'assistant', content: out.text, refusal: null }, finish: finishReason(out) };
     };

@@ -8,7 +8,7 @@ import type { ChatTemplate } from '../templates/chat-template';
 import type { ServerMetrics } from './metrics';
 import { ShuttingDownError, type RequestQueue } from './queue';
 import type { WorkLimits } from './request';
-import type { VocabTrie } from './json-grammar';
+import type { GenericJsonLimits, VocabTrie } from './json-grammar';
 
 export interface ServedModel {
   /** The name clients put in `model`. */
@@ -31,6 +31,8 @@ export interface ServerContext {
   readonly contextLength: number;
   readonly vocab: number;
   readonly created: number;
+  /** Bounds for schema-less JSON under structured output (json-grammar.ts). */
+  readonly jsonLimits: GenericJsonLimits;
   /** The vocabulary as a trie of token texts, built on the first structured-output request. */
   vocabTrie?: VocabTrie;
 }
