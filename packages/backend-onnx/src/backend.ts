@@ -90,7 +90,10 @@ export interface OnnxLoadOptions extends BackendLoadOptions {
   memArena?: boolean;
 }
 
-/** The tensors one graph run needs. Past tensors are [B, kvHeads, P, headDim]; `attentionMask` is [B, P+T]. */
+/**
+ * `runStep`'s inputs (the explicit-past API). Past tensors are [B, kvHeads, P, headDim]; `attentionMask`
+ * is [B, P+T]. The sessions do not use this: they bind their in-place cache through `runCached`.
+ */
 export interface OnnxStepInputs {
   readonly ids: Int32Array;
   readonly batchSize: number;
@@ -105,8 +108,7 @@ export interface OnnxStepInputs {
   readonly logitsToKeep?: number;
   /**
    * Preallocated storage for the present tensors (same order as `past`), each holding at least
-   * B * kvHeads * (P+T) * headDim floats: ONNX Runtime writes the outputs there instead of allocating
-   * and copying them into new JavaScript buffers.
+   * B * kvHeads * (P+T) * headDim floats: past + new are assembled there instead of in fresh buffers.
    */
   readonly presentInto?: readonly Float32Array[];
 }

@@ -81,6 +81,18 @@ describe('ONNX export', () => {
     }
   });
 
+  it('refuses an .onnx file of an older export format (no past_length input) with a re-export hint', async () => {
+    // an export-format-2 interface: past_key_values.{i} in, present.{i} out, no past_length
+    const m = onnx.ModelProto.decode(await exportLlamaOnnxBytes(tied));
+    const g = m.graph as onnx.GraphProto;
+    const keep = g.input.filter((i) => i.name !== 'past_length');
+    g.input.splice(0, g.input.length, ...keep);
+    g.initializer.push(onnx.TensorProto.create({ name: 'past_length', dataType: onnx.TensorProto.DataType.INT64, dims: [1], int64Data: [0] }));
+    const file = path.join(tmp, 'old-format.onnx');
+    await fsp.writeFile(file, onnx.ModelProto.encode(m).finish());
+    await expect(new OnnxBackend().load(tied, { threads: 1, onnxFile: file })).rejects.toMatchObject({ code: 'ONNX_LOAD', message: expect.stringMatching(/older llama-pro \(it has no "past_length" input\); export it again/) });
+  });
+
   it('refuses to overwrite without force and leaves no temporary files on failure', async () => {
     const out = path.join(tmp, 'again.onnx');
     await exportLlamaOnnx(tied, out);
