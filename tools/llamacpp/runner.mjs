@@ -7,7 +7,7 @@
 // Jobs (token ids everywhere; `threads` defaults to 2):
 //   {"op":"tokenize","model":F,"texts":[...]}                       -> {"tokens":[[...],...]}   (no BOS, no special parsing)
 //   {"op":"greedy","model":F,"prompts":[[...]],"maxNewTokens":N}    -> {"tokens":[[...]],"firstLogits":[[...]]}
-//   {"op":"bench","model":F,"prompts":[[...] x B],"maxNewTokens":N} -> {"prefillS","decodeS","rssLoadMB","maxRssMB"}
+//   {"op":"bench","model":F,"prompts":[[...] x B],"maxNewTokens":N,"warmup":W} -> {"prefillS","decodeS","rssLoadMB","maxRssMB"}
 //      B sequences of one context, evaluated together (node-llama-cpp batches a context's sequences);
 //      prefillS: start to the last sequence's first token; decodeS: from then to the last sequence's last token.
 import { getLlama } from 'node-llama-cpp';
@@ -54,24 +54,30 @@ if (job.op === 'tokenize') {
   } else if (job.op === 'bench') {
     const rssLoadMB = mb(process.memoryUsage().rss);
     const seqs = job.prompts.map(() => context.getSequence());
-    const t0 = performance.now();
-    let firstDone = 0;
-    let lastDone = 0;
-    await Promise.all(
-      seqs.map(async (seq, b) => {
-        let n = 0;
-        for await (const tok of seq.evaluate(job.prompts[b], { temperature: 0 })) {
-          void tok;
-          const now = performance.now();
-          if (n === 0) firstDone = Math.max(firstDone, now);
-          if (++n >= job.maxNewTokens) {
-            lastDone = Math.max(lastDone, now);
-            break;
+    // `warmup` untimed runs first (same shapes), each sequence's history cleared between runs.
+    let res;
+    for (let r = 0; r <= (job.warmup ?? 0); r++) {
+      for (const seq of seqs) await seq.clearHistory();
+      const t0 = performance.now();
+      let firstDone = 0;
+      let lastDone = 0;
+      await Promise.all(
+        seqs.map(async (seq, b) => {
+          let n = 0;
+          for await (const tok of seq.evaluate(job.prompts[b], { temperature: 0 })) {
+            void tok;
+            const now = performance.now();
+            if (n === 0) firstDone = Math.max(firstDone, now);
+            if (++n >= job.maxNewTokens) {
+              lastDone = Math.max(lastDone, now);
+              break;
+            }
           }
-        }
-      }),
-    );
-    out = { prefillS: (firstDone - t0) / 1000, decodeS: (lastDone - firstDone) / 1000, rssLoadMB, maxRssMB: process.resourceUsage().maxRSS / 1024 };
+        }),
+      );
+      res = { prefillS: (firstDone - t0) / 1000, decodeS: (lastDone - firstDone) / 1000 };
+    }
+    out = { ...res, rssLoadMB, maxRssMB: process.resourceUsage().maxRSS / 1024 };
   } else throw new Error(`unknown op ${job.op}`);
   await context.dispose();
 }
