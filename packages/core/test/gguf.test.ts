@@ -285,6 +285,10 @@ describe('export-gguf', () => {
     await fsp.writeFile(path.join(w, 'tokenizer.json'), JSON.stringify({ model: { type: 'WordPiece', vocab: { a: 0 } } }));
     await expect(ggufTokenizerFromDir(w, 300)).rejects.toThrow(ConfigError);
     await expect(ggufTokenizerFromDir(w, 300)).rejects.toThrow(/WordPiece tokenizer.*--no-tokenizer/);
+    const u = path.join(dir, 'unigram');
+    await fsp.mkdir(u, { recursive: true });
+    await fsp.writeFile(path.join(u, 'tokenizer.json'), JSON.stringify({ model: { type: 'Unigram', unk_id: 0, vocab: [['<unk>', 0], ['\u2581a', -1]] } }));
+    await expect(ggufTokenizerFromDir(u, 300)).rejects.toThrow(/Unigram tokenizer.*Viterbi/);
     expect(await ggufTokenizerFromDir(path.join(dir, 'none'), 300)).toBeNull();
   });
 });

@@ -19,7 +19,7 @@
  *   BPE then maps every byte to the same id and decodes it back to the same byte. The `llama` type cannot express
  *   it: llama.cpp's SentencePiece tokenizer always turns spaces into "▁".
  *
- * Anything else (WordPiece, Unigram, WordLevel, other pre-tokenizers) is refused with a ConfigError.
+ * Anything else (WordPiece, Unigram, WordLevel, other normalizers / pre-tokenizers) is refused with a ConfigError.
  */
 import * as path from 'node:path';
 import { ConfigError } from '../errors';
@@ -130,6 +130,9 @@ export async function ggufTokenizerFromDir(dir: string, vocabSize: number): Prom
   const refuse = (what: string): never => {
     throw new ConfigError(`export-gguf: ${tjFile} is ${what}, which this exporter cannot map to a llama.cpp tokenizer (SentencePiece-style BPE, byte-level BPE and byte tokenizers are supported); export without it: --no-tokenizer`);
   };
+  // Unigram is refused too: llama.cpp would read its scores with the SentencePiece-BPE rule (highest-score adjacent
+  // merge), not the Viterbi segmentation Unigram defines, so the two would tokenize some text differently.
+  if (model['type'] === 'Unigram') refuse('a Unigram tokenizer (llama.cpp would segment it by greedy score merges, not Viterbi, so its ids would differ)');
   if (model['type'] !== 'BPE') refuse(`a ${String(model['type'])} tokenizer`);
   const vocab = model['vocab'] as Record<string, number> | undefined;
   if (!vocab || typeof vocab !== 'object' || Array.isArray(vocab)) refuse('a BPE tokenizer without a vocab object');
