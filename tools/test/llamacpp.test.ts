@@ -17,6 +17,8 @@ import { STORIES260K_BIN, STORIES260K_GOLDEN, fixturePath, haveFixtures, relL2, 
 import { onnxBackend } from '@llama-pro/backend-onnx';
 
 const RUNNER = path.join(__dirname, '..', 'llamacpp', 'runner.mjs');
+// Generous: two engines load and generate per test, on a CPU that may be shared (not a timing assertion).
+const TIMEOUT_MS = 600_000;
 const TEXTS = [
   'Once upon a time, there was a little girl named Lily.',
   'He has 10 apples. The answer is 42.\nQ: A',
@@ -102,7 +104,7 @@ const have = haveFixtures(STORIES260K_BIN, [...STORIES260K_GOLDEN, 'logits.f32']
     const first = await compareGreedy(m, gguf, prompts, 24);
     expect(relL2(first[0]!, goldenLogits.subarray(11 * 512, 12 * 512))).toBeLessThan(1e-2);
     expect(argmax(first[0]!)).toBe(golden[12]);
-  });
+  }, TIMEOUT_MS);
 
   it('hf-conformance llama-tied-fp32 (byte-level BPE): same tokenization, logits near transformers, same greedy tokens as onnx', async () => {
     const m = fixturePath('hf-conformance', 'llama-tied-fp32');
@@ -119,7 +121,7 @@ const have = haveFixtures(STORIES260K_BIN, [...STORIES260K_GOLDEN, 'logits.f32']
     expect(relL2(first[0]!, ref.subarray(15 * 320, 16 * 320))).toBeLessThan(1e-2);
     const cpp2 = await llamaCpp<{ tokens: number[][] }>({ op: 'greedy', model: gguf, prompts: [greedy.prompt], maxNewTokens: 24 });
     expect(cpp2.tokens[0]).toEqual(greedy.tokens.slice(0, 24));
-  });
+  }, TIMEOUT_MS);
 
   it('a SentencePiece-style tokenizer (llama): llama.cpp tokenizes text as we do', async () => {
     const m = path.join(dir, 'sp');
@@ -130,5 +132,5 @@ const have = haveFixtures(STORIES260K_BIN, [...STORIES260K_GOLDEN, 'logits.f32']
     const texts = [...TEXTS, 'He has the answer. Q: A10 apples', 'HeHas▁has'];
     const cpp = await llamaCpp<{ tokens: number[][] }>({ op: 'tokenize', model: gguf, texts });
     expect(cpp.tokens).toEqual(texts.map((t) => tok.encode(t)));
-  });
+  }, TIMEOUT_MS);
 });
