@@ -18,10 +18,14 @@ export function registerExportGguf(program: Command): void {
       if (!TYPES.includes(opts.type as GgufOutType)) throw new UsageError(`--type must be f32, f16, bf16 or q8_0, got "${opts.type}"`);
       if (isInside(out, modelDir)) throw new OutputError(`output ${out} must not be inside the model directory ${modelDir}`);
       const ckpt = await HfCheckpoint.open(modelDir);
+      // The model's tokenizer.json as llama.cpp's tokenizer metadata; null without one (an id-only vocabulary).
+      // Read before the progress bar starts, so a refused tokenizer is the only line printed.
+      const tokenizer = opts.tokenizer ? await ggufTokenizerFromDir(modelDir, ckpt.config.vocabSize).catch(async (e: unknown) => {
+        await ckpt.close();
+        throw e;
+      }) : null;
       const progress = progressReporter();
       try {
-        // The model's tokenizer.json as llama.cpp's tokenizer metadata; null without one (an id-only vocabulary).
-        const tokenizer = opts.tokenizer ? await ggufTokenizerFromDir(modelDir, ckpt.config.vocabSize) : null;
         progress.start(ckpt.tensorNames().length, 'export-gguf');
         const res = await exportGguf(ckpt, out, { type: opts.type as GgufOutType, force: opts.force, tokenizer, onProgress: (done) => progress.update(done) });
         progress.stop();
