@@ -6,7 +6,9 @@
 //
 // Jobs (token ids everywhere; `threads` defaults to 2):
 //   {"op":"tokenize","model":F,"texts":[...]}                       -> {"tokens":[[...],...]}   (no BOS, no special parsing)
-//   {"op":"greedy","model":F,"prompts":[[...]],"maxNewTokens":N}    -> {"tokens":[[...]],"firstLogits":[[...]]}
+//   {"op":"greedy","model":F,"prompts":[[...]],"maxNewTokens":N}    -> {"tokens":[[...]],"firstProbs":[[...]]}
+//      firstProbs: the next-token distribution after each prompt (softmax of the logits at temperature 1: node-llama-cpp
+//      3.21 gives probabilities, not raw logits, from controlledEvaluate)
 //   {"op":"bench","model":F,"prompts":[[...] x B],"maxNewTokens":N,"warmup":W} -> {"prefillS","decodeS","rssLoadMB","maxRssMB"}
 //      B sequences of one context, evaluated together (node-llama-cpp batches a context's sequences);
 //      prefillS: start to the last sequence's first token; decodeS: from then to the last sequence's last token.
@@ -33,15 +35,15 @@ if (job.op === 'tokenize') {
   });
   if (job.op === 'greedy') {
     const tokens = [];
-    const firstLogits = [];
+    const firstProbs = [];
     for (const p of job.prompts) {
       const seq = context.getSequence();
       const greedy = { token: true, options: { temperature: 0 } };
-      const first = await seq.controlledEvaluate([...p.slice(0, -1), [p[p.length - 1], { generateNext: { ...greedy, logits: true } }]]);
+      const first = await seq.controlledEvaluate([...p.slice(0, -1), [p[p.length - 1], { generateNext: { ...greedy, probabilities: true } }]]);
       const next = first[p.length - 1].next;
-      const logits = new Array(next.logits.size);
-      for (const [id, v] of next.logits) logits[id] = v;
-      firstLogits.push(logits);
+      const probs = new Array(next.probabilities.size);
+      for (const [id, v] of next.probabilities) probs[id] = v;
+      firstProbs.push(probs);
       const gen = [next.token];
       while (gen.length < job.maxNewTokens) {
         const r = await seq.controlledEvaluate([[gen[gen.length - 1], { generateNext: greedy }]]);
@@ -50,7 +52,7 @@ if (job.op === 'tokenize') {
       tokens.push(gen);
       seq.dispose();
     }
-    out = { tokens, firstLogits };
+    out = { tokens, firstProbs };
   } else if (job.op === 'bench') {
     const rssLoadMB = mb(process.memoryUsage().rss);
     const seqs = job.prompts.map(() => context.getSequence());
