@@ -30,6 +30,7 @@ export { nativeIoStatus, tuneAllocatorForInference, type NativeIoStatus, type Ra
 export * from './io/safetensors';
 export * from './io/hf-dir';
 export * from './io/gguf';
+export * from './io/gguf-tokenizer';
 export * from './llama2c/import';
 export * from './llama2c/convert';
 export * from './llama2c/tokenizer';

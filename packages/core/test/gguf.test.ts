@@ -8,7 +8,8 @@
  */
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
-import { exportGguf, normalizeConfig, f16BitsToF32, bf16BitsToF32, OutputError, type WeightSource, type TensorInfo } from '@llama-pro/core';
+import { exportGguf, normalizeConfig, f16BitsToF32, bf16BitsToF32, OutputError, ConfigError, ggufTokenizerFromDir, byteTokenizerJson, writeTokenizerFiles, type WeightSource, type TensorInfo } from '@llama-pro/core';
+import { fixturePath, haveFixtures, writeSentencePieceTokenizer } from '@llama-pro/core/testing';
 import { tmpDir } from './helpers';
 
 type Val = number | bigint | string | boolean | Val[];
@@ -224,5 +225,70 @@ describe('export-gguf', () => {
     await exportGguf(src, file, { force: true });
     expect((await fsp.readFile(file)).toString('latin1', 0, 4)).toBe('GGUF');
     expect((await fsp.readdir(dir)).filter((f) => f.includes('.tmp-'))).toEqual([]);
+  });
+
+  // Expected values from the tokenizer files themselves and from llama.cpp's key names / token types
+  // (gguf-py constants.py: TokenType NORMAL 1, UNKNOWN 2, CONTROL 3, USER_DEFINED 4, UNUSED 5, BYTE 6).
+  it('writes a byte-level BPE tokenizer.json (hf-conformance) as tokenizer.ggml.model gpt2 with its vocab, merges and specials', async () => {
+    if (!haveFixtures(['hf-conformance', 'llama-tied-fp32', 'tokenizer.json'])) return;
+    const caseDir = fixturePath('hf-conformance', 'llama-tied-fp32');
+    const tj = JSON.parse(await fsp.readFile(path.join(caseDir, 'tokenizer.json'), 'utf8'));
+    const tok = await ggufTokenizerFromDir(caseDir, 320);
+    const { src } = source();
+    const file = path.join(dir, 'tok-gpt2.gguf');
+    await exportGguf({ ...src, config: { ...src.config, vocabSize: 320 } }, file, { tokenizer: tok });
+    const g = readGguf(await fsp.readFile(file));
+    const v = (k: string) => g.kv.get(k)?.value;
+    expect(v('tokenizer.ggml.model')).toBe('gpt2');
+    expect(v('tokenizer.ggml.pre')).toBe('gpt-2');
+    const tokens = v('tokenizer.ggml.tokens') as string[];
+    for (const [piece, id] of Object.entries(tj.model.vocab as Record<string, number>)) expect(tokens[id]).toBe(piece);
+    expect(v('tokenizer.ggml.merges')).toEqual((tj.model.merges as [string, string][]).map((m) => m.join(' ')));
+    expect(g.kv.get('tokenizer.ggml.token_type')!.type).toBe(9);
+    expect((v('tokenizer.ggml.token_type') as number[]).slice(0, 4)).toEqual([3, 3, 3, 1]); // added special tokens are control
+    expect(v('tokenizer.ggml.bos_token_id')).toBe(1); // tokenizer_config.json bos_token "<s>"
+    expect(v('tokenizer.ggml.eos_token_id')).toBe(2);
+    expect(v('tokenizer.ggml.unknown_token_id')).toBe(0);
+    expect(v('tokenizer.ggml.scores')).toBeUndefined();
+  });
+
+  it('writes a SentencePiece-style tokenizer.json as llama with byte tokens, scores in merge order and add_bos', async () => {
+    const d = path.join(dir, 'sp');
+    await writeSentencePieceTokenizer(d);
+    const tj = JSON.parse(await fsp.readFile(path.join(d, 'tokenizer.json'), 'utf8'));
+    const tok = (await ggufTokenizerFromDir(d, 512))!;
+    expect(tok.model).toBe('llama');
+    expect(tok.addSpacePrefix).toBe(true); // the Prepend("▁") normalizer
+    expect(tok.addBos).toBe(true); // tokenizer_config.json add_bos_token
+    expect(tok.tokenTypes.slice(0, 4)).toEqual([3, 3, 3, 6]);
+    expect(tok.tokens[3 + 0x0a]).toBe('<0x0A>');
+    // Every merged piece scores above the pieces merged after it.
+    const merges = tj.model.merges as string[];
+    const id = (p: string) => tj.model.vocab[p] as number;
+    for (let r = 1; r < merges.length; r++) expect(tok.scores![id(merges[r - 1]!.replace(' ', ''))]!).toBeGreaterThan(tok.scores![id(merges[r]!.replace(' ', ''))]!);
+    // The ids past the tokenizer's vocabulary are unused pad pieces (as convert_hf_to_gguf pads).
+    const n = Object.keys(tj.model.vocab).length;
+    expect(tok.tokens[n]).toBe(`[PAD${n}]`);
+    expect(tok.tokenTypes[n]).toBe(5);
+  });
+
+  it('writes the byte tokenizer as gpt2 byte pieces (bytes_to_unicode) and refuses tokenizers it cannot map', async () => {
+    const d = path.join(dir, 'bytes');
+    await fsp.mkdir(d, { recursive: true });
+    await writeTokenizerFiles(d, byteTokenizerJson(300));
+    const tok = (await ggufTokenizerFromDir(d, 300))!;
+    expect([tok.model, tok.pre, tok.merges]).toEqual(['gpt2', 'gpt-2', []]);
+    // GPT-2 bytes_to_unicode: printable bytes map to themselves, byte 0x20 (space) to U+0120 "Ġ", 0x0A to U+010A.
+    expect([tok.tokens[3 + 0x41], tok.tokens[3 + 0x20], tok.tokens[3 + 0x0a], tok.tokens[3 + 0xad]]).toEqual(['A', '\u0120', '\u010a', '\u0143']);
+    const w = path.join(dir, 'wordpiece');
+    await fsp.mkdir(w, { recursive: true });
+    await fsp.writeFile(path.join(w, 'tokenizer.json'), JSON.stringify({ model: { type: 'WordPiece', vocab: { a: 0 } } }));
+    await expect(ggufTokenizerFromDir(w, 300)).rejects.toThrow(ConfigError);
+    await expect(ggufTokenizerFromDir(w, 300)).rejects.toThrow(/WordPiece tokenizer.*--no-tokenizer/);
+    const u = path.join(dir, 'unigram');
+    await fsp.mkdir(u, { recursive: true });
+    await fsp.writeFile(path.join(u, 'tokenizer.json'), JSON.stringify({ model: { type: 'Unigram', unk_id: 0, vocab: [['<unk>', 0], ['\u2581a', -1]] } }));
+    await expect(ggufTokenizerFromDir(u, 300)).rejects.toThrow(/Unigram tokenizer.*Viterbi/);
+    expect(await ggufTokenizerFromDir(path.join(dir, 'none'), 300)).toBeNull();
   });
 });

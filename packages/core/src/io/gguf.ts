@@ -14,6 +14,7 @@ import { EMBED, FINAL_NORM, LM_HEAD, parseLayerTensorName } from '../config/tens
 import { f32ToBf16Bits, f32ToF16Bits } from './dtype';
 import { pathExists, tempSibling } from './atomic';
 import type { WeightSource } from './hf-dir';
+import { TokenType, type GgufTokenizer } from './gguf-tokenizer';
 
 export const GGUF_MAGIC = 0x46554747; // "GGUF" little-endian
 export const GGUF_VERSION = 3;
@@ -208,20 +209,6 @@ export function ggufTensorName(hfName: string): string | null {
   return m ? `blk.${l.layer}.${m}` : null;
 }
 
-/** Tokenizer metadata for GGUF, built by the caller from the model's tokenizer files. */
-export interface GgufTokenizer {
-  /** `llama` (SentencePiece / byte-fallback BPE, uses scores) or `gpt2` (byte-level BPE, uses merges). */
-  model: 'llama' | 'gpt2';
-  tokens: readonly string[];
-  scores?: readonly number[];
-  /** llama_token_type: 1 normal, 2 unknown, 3 control, 4 user-defined, 6 byte. */
-  tokenTypes: readonly number[];
-  merges?: readonly string[];
-  bosId?: number | null;
-  eosId?: number | null;
-  unkId?: number | null;
-}
-
 export function llamaMetadata(c: LlamaConfig, type: GgufOutType, name: string, tok: GgufTokenizer | null): [string, GgufValue][] {
   if (c.architecture !== 'llama' && c.architecture !== 'mistral') {
     throw new ConfigError(`export-gguf supports LLaMA/Mistral dense models, not ${c.architectureClass}`);
@@ -261,6 +248,8 @@ export function llamaMetadata(c: LlamaConfig, type: GgufOutType, name: string, t
   // written as the placeholder piece "<id_i>", with bos/eos/unk from the config marked as control.
   tok ??= idOnlyTokenizer(c);
   kv.push(['tokenizer.ggml.model', str(tok.model)]);
+  if (tok.pre) kv.push(['tokenizer.ggml.pre', str(tok.pre)]);
+  if (tok.tokens.length !== c.vocabSize) throw new ConfigError(`export-gguf: the tokenizer has ${tok.tokens.length} tokens, the model's vocab_size is ${c.vocabSize}`);
   kv.push(['tokenizer.ggml.tokens', { type: GgufValueType.ARRAY, itemType: GgufValueType.STRING, value: tok.tokens }]);
   if (tok.scores) kv.push(['tokenizer.ggml.scores', { type: GgufValueType.ARRAY, itemType: GgufValueType.FLOAT32, value: tok.scores }]);
   kv.push(['tokenizer.ggml.token_type', { type: GgufValueType.ARRAY, itemType: GgufValueType.INT32, value: tok.tokenTypes }]);
@@ -269,8 +258,14 @@ export function llamaMetadata(c: LlamaConfig, type: GgufOutType, name: string, t
     ['bos', tok.bosId ?? c.bosTokenId],
     ['eos', tok.eosId ?? c.eosTokenIds[0]],
     ['unknown', tok.unkId],
+    ['padding', tok.padId],
   ];
   for (const [k, id] of ids) if (id !== null && id !== undefined) kv.push([`tokenizer.ggml.${k}_token_id`, u32(id)]);
+  const bool = (value: boolean): GgufValue => ({ type: GgufValueType.BOOL, value });
+  if (tok.addBos !== undefined) kv.push(['tokenizer.ggml.add_bos_token', bool(tok.addBos)]);
+  if (tok.addEos !== undefined) kv.push(['tokenizer.ggml.add_eos_token', bool(tok.addEos)]);
+  if (tok.addSpacePrefix !== undefined) kv.push(['tokenizer.ggml.add_space_prefix', bool(tok.addSpacePrefix)]);
+  if (tok.chatTemplate) kv.push(['tokenizer.chat_template', str(tok.chatTemplate)]);
   return kv;
 }
 
@@ -284,7 +279,7 @@ export function idOnlyTokenizer(c: LlamaConfig): GgufTokenizer {
   const n = c.vocabSize;
   const hex = (b: number): string => `<0x${b.toString(16).toUpperCase().padStart(2, '0')}>`;
   const tokens = Array.from({ length: n }, (_, i) => (i === 0 ? '<unk>' : i === 1 ? '<s>' : i === 2 ? '</s>' : i < 259 ? hex(i - 3) : `<id_${i}>`));
-  const tokenTypes = tokens.map((_, i) => (i === 0 ? 2 : i < 3 ? 3 : i < 259 ? 6 : 1));
+  const tokenTypes = tokens.map((_, i) => (i === 0 ? TokenType.UNKNOWN : i < 3 ? TokenType.CONTROL : i < 259 ? TokenType.BYTE : TokenType.NORMAL));
   if (n < 259) throw new ConfigError(`export-gguf: a model without tokenizer files needs vocab_size >= 259 for the byte-piece placeholder vocab, got ${n}`);
   return { model: 'llama', tokens, scores: tokens.map(() => 0), tokenTypes, bosId: 1, eosId: 2, unkId: 0 };
 }
