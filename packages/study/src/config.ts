@@ -73,8 +73,8 @@ export const studyConfigSchema = z
     corpus: z
       .object({
         seed: z.number().int().nonnegative(),
-        /** Built-in domain task: `arithmetic` (GSM8K-style sums, differences, products) or `copy-add` (copy / +1 / small sums). */
-        task: z.enum(['arithmetic', 'copy-add']).default('arithmetic'),
+        /** Built-in domain task: `arithmetic` (GSM8K-style sums, differences, products), `copy-add` (copy / +1 / small sums, worked answers) or `count-on` (x plus a number word, answered `#### v`). */
+        task: z.enum(['arithmetic', 'copy-add', 'count-on']).default('arithmetic'),
         generalTrain: z.number().int().positive(),
         /** Share of the general pretraining documents that are domain problems (the base's prior domain ability). */
         domainInGeneral: z.number().min(0).max(0.5).default(0),

@@ -60,21 +60,34 @@ export function generateStory(rng: Rng): string {
 
 export interface MathProblem {
   readonly question: string;
-  /** Worked answer ending in `#### <n>`. */
+  /** Answer ending in `#### <n>` (worked, or the final line alone). */
   readonly answer: string;
   readonly value: number;
 }
 
+/** What every problem of a task shares: a person, their pronoun, an item. */
+interface ProblemContext {
+  readonly who: string;
+  readonly he: string;
+  readonly item: string;
+}
+
+/** One kind of problem of a task, given the shared context. */
+type ProblemKind = (rng: Rng, c: ProblemContext) => MathProblem;
+
 /**
- * One arithmetic word problem: addition, subtraction, or a product, with small numbers so that a
- * miniature model can learn them. The answer works it out and ends with `#### <n>`.
+ * The sampling both built-in generators share: a person, an item, then one of the task's kinds with
+ * equal probability (in this order, so that a seed gives the same problems as before the refactor).
  */
-export function generateProblem(rng: Rng): MathProblem {
+function sampleProblem(rng: Rng, kinds: readonly ProblemKind[]): MathProblem {
   const who = pick(rng, NAMES);
   const { he } = pronoun(who);
   const item = pick(rng, ITEMS);
-  const kind = rng.int(3);
-  if (kind === 0) {
+  return kinds[rng.int(kinds.length)]!(rng, { who, he, item });
+}
+
+const ARITHMETIC_KINDS: readonly ProblemKind[] = [
+  (rng, { who, item }) => {
     const x = 1 + rng.int(9);
     const y = 1 + rng.int(9);
     const v = x + y;
@@ -83,8 +96,8 @@ export function generateProblem(rng: Rng): MathProblem {
       answer: `${who} has ${x} + ${y} = ${v} ${item}.\n#### ${v}`,
       value: v,
     };
-  }
-  if (kind === 1) {
+  },
+  (rng, { who, he, item }) => {
     const x = 2 + rng.int(17);
     const y = 1 + rng.int(x - 1);
     const v = x - y;
@@ -93,52 +106,90 @@ export function generateProblem(rng: Rng): MathProblem {
       answer: `${cap(he)} has ${x} - ${y} = ${v} ${item} left.\n#### ${v}`,
       value: v,
     };
-  }
-  const x = 2 + rng.int(4);
-  const y = 1 + rng.int(5);
-  const v = x * y;
-  return {
-    question: `${who} has ${x} bags with ${y} ${item} in each bag. How many ${item} are there?`,
-    answer: `There are ${x} * ${y} = ${v} ${item}.\n#### ${v}`,
-    value: v,
-  };
+  },
+  (rng, { who, item }) => {
+    const x = 2 + rng.int(4);
+    const y = 1 + rng.int(5);
+    const v = x * y;
+    return {
+      question: `${who} has ${x} bags with ${y} ${item} in each bag. How many ${item} are there?`,
+      answer: `There are ${x} * ${y} = ${v} ${item}.\n#### ${v}`,
+      value: v,
+    };
+  },
+];
+
+/**
+ * One arithmetic word problem: addition, subtraction, or a product, with small numbers so that a
+ * miniature model can learn them. The answer works it out and ends with `#### <n>`.
+ */
+export function generateProblem(rng: Rng): MathProblem {
+  return sampleProblem(rng, ARITHMETIC_KINDS);
+}
+
+// The numbers come last in the question, so each one sits at a fixed distance from where the answer
+// uses it (names and items vary in length before them): copying is a fixed relative offset.
+const COPY_ADD_KINDS: readonly ProblemKind[] = [
+  (rng, { who, he, item }) => {
+    const x = 1 + rng.int(9);
+    return { question: `How many ${item} does ${who} have? ${cap(he)} has ${x}.`, answer: `${x}.\n#### ${x}`, value: x };
+  },
+  (rng, c) => copyAddSum(c, 1 + rng.int(9), 1),
+  (rng, c) => {
+    const x = 1 + rng.int(5);
+    return copyAddSum(c, x, 1 + rng.int(5));
+  },
+];
+
+function copyAddSum({ who, he, item }: ProblemContext, x: number, y: number): MathProblem {
+  const v = x + y;
+  return { question: `How many ${item} does ${who} have? ${cap(he)} has ${x} and gets ${y} more.`, answer: `${x} + ${y} = ${v}.\n#### ${v}`, value: v };
 }
 
 /**
- * The `copy-add` domain task, chosen for what a frozen miniature base plus a few new blocks can learn
- * from domain-only data in a few hundred steps: one third copy problems (the answer is a number stated
- * in the question: needs the answer format and copying, which the base's attention already does for
- * names in stories), one third "gets 1 more" (copy plus a successor table of 9 facts) and one third
- * sums of two small numbers (25 facts). Exact match then separates variants by how much of the new
- * skill they learned instead of being 0 for all of them.
+ * The `copy-add` domain task: one third copy problems (the answer is a number stated in the question),
+ * one third "gets 1 more" and one third sums of two numbers up to 5, with worked answers. It needs the
+ * model to copy numbers from the question at a fixed offset, which the study's byte-level miniature
+ * bases cannot do after their pretraining budget (see `count-on`).
  */
 export function generateCopyAddProblem(rng: Rng): MathProblem {
-  const who = pick(rng, NAMES);
-  const { he } = pronoun(who);
-  const item = pick(rng, ITEMS);
-  const kind = rng.int(3);
-  // The numbers come last in the question, so each one sits at a fixed distance from where the answer
-  // uses it (names and items vary in length before them): copying is a fixed relative offset.
-  if (kind === 0) {
-    const x = 1 + rng.int(9);
-    return {
-      question: `How many ${item} does ${who} have? ${cap(he)} has ${x}.`,
-      answer: `${x}.\n#### ${x}`,
-      value: x,
-    };
-  }
-  const x = kind === 1 ? 1 + rng.int(9) : 1 + rng.int(5);
-  const y = kind === 1 ? 1 : 1 + rng.int(5);
-  const v = x + y;
-  return {
-    question: `How many ${item} does ${who} have? ${cap(he)} has ${x} and gets ${y} more.`,
-    answer: `${x} + ${y} = ${v}.\n#### ${v}`,
-    value: v,
-  };
+  return sampleProblem(rng, COPY_ADD_KINDS);
 }
 
-/** Domain tasks by name: `arithmetic` (sums, differences, products up to 18) and `copy-add` (above). */
-export const DOMAIN_TASKS: Readonly<Record<string, (rng: Rng) => MathProblem>> = { arithmetic: generateProblem, 'copy-add': generateCopyAddProblem };
+/** Number words for the second operand of `count-on` (a word, not a digit: see there). */
+export const COUNT_ON_WORDS = ['one', 'two', 'three'] as const;
+
+const COUNT_ON_KINDS: readonly ProblemKind[] = [
+  (rng, c) => countOn(c, 1 + rng.int(9), 0),
+  (rng, c) => countOn(c, 1 + rng.int(8), 1),
+  (rng, c) => {
+    const y = 2 + rng.int(COUNT_ON_WORDS.length - 1);
+    return countOn(c, 1 + rng.int(9 - y), y);
+  },
+];
+
+function countOn({ who, he, item }: ProblemContext, x: number, y: number): MathProblem {
+  const v = x + y;
+  const more = y === 0 ? '.' : ` and gets ${COUNT_ON_WORDS[y - 1]} more.`;
+  return { question: `How many ${item} does ${who} have? ${cap(he)} has ${x}${more}`, answer: `#### ${v}`, value: v };
+}
+
+/**
+ * The `count-on` domain task (the mini preset's): "has x" (copy, one third), "has x and gets one more"
+ * (one third) and "... two / three more" (one third), x + y ≤ 9, answered by the final line `#### v`
+ * alone. It is built around what a frozen byte-level miniature base offers new blocks: the base's
+ * pretraining budget gives it local (n-gram) features but no copying at a distance (no induction: it
+ * predicts a story's repeated name at chance), so the answer must not need a positional copy. Here the
+ * question's only digit is x and the second operand is a word, so a new attention head finds each by
+ * its content wherever it stands, and the sum is a table of 30 facts for the new MLPs: the skill the
+ * domain adds is knowledge (the facts), which is what LLaMA Pro's new blocks are for.
+ */
+export function generateCountOnProblem(rng: Rng): MathProblem {
+  return sampleProblem(rng, COUNT_ON_KINDS);
+}
+
+/** Domain tasks by name: `arithmetic` (sums, differences, products up to 18), `copy-add` and `count-on` (above). */
+export const DOMAIN_TASKS: Readonly<Record<string, (rng: Rng) => MathProblem>> = { arithmetic: generateProblem, 'copy-add': generateCopyAddProblem, 'count-on': generateCountOnProblem };
 
 /** Training / validation text of a problem (the format the model learns and is prompted with). */
 export function problemText(p: MathProblem): string {
@@ -173,6 +224,17 @@ export interface StudyCorpora {
   readonly domainTest: MathProblem[];
 }
 
+/** `n` problems from `rng` that `accept` takes (it may record them), in order; a bounded number of tries. */
+function drawProblems(rng: Rng, generate: (rng: Rng) => MathProblem, n: number, accept: (p: MathProblem) => boolean, what: string): MathProblem[] {
+  const out: MathProblem[] = [];
+  for (let tries = 0; out.length < n; tries++) {
+    if (tries >= n * 1000) throw new Error(`cannot draw ${n} ${what}`);
+    const p = generate(rng);
+    if (accept(p)) out.push(p);
+  }
+  return out;
+}
+
 /**
  * The study corpora for `seed`. Stories and problems come from independent streams; held-out problems
  * are drawn first and their questions are excluded from the training and validation text, so no test
@@ -185,38 +247,23 @@ export function generateCorpora(seed: number, sizes: CorpusSizes, task: keyof ty
   const domain = new Rng(seed * 2 + 2);
   const generalVal = Array.from({ length: sizes.generalVal }, () => generateStory(general));
   const generalTrain = Array.from({ length: sizes.generalTrain }, () => generateStory(general));
-  const domainTest: MathProblem[] = [];
+  // Held-out problems first (distinct questions), then everything else is drawn outside them.
   const heldOut = new Set<string>();
-  let guard = 0;
-  while (domainTest.length < sizes.domainTest) {
-    if (++guard > sizes.domainTest * 1000) throw new Error(`cannot draw ${sizes.domainTest} distinct test problems`);
-    const p = generateProblem(domain);
-    if (heldOut.has(p.question)) continue;
+  const distinct = (p: MathProblem) => {
+    if (heldOut.has(p.question)) return false;
     heldOut.add(p.question);
-    domainTest.push(p);
-  }
-  const draw = (n: number): string[] => {
-    const out: string[] = [];
-    let g = 0;
-    while (out.length < n) {
-      if (++g > n * 1000) throw new Error(`cannot draw ${n} problems outside the test set`);
-      const p = generateProblem(domain);
-      if (!heldOut.has(p.question)) out.push(problemText(p));
-    }
-    return out;
+    return true;
   };
-  const domainVal = draw(sizes.domainVal);
-  const domainTrain = draw(sizes.domainTrain);
+  const domainTest = drawProblems(domain, generateProblem, sizes.domainTest, distinct, 'distinct test problems');
+  const outside = (p: MathProblem) => !heldOut.has(p.question);
+  const domainVal = drawProblems(domain, generateProblem, sizes.domainVal, outside, 'problems outside the test set').map(problemText);
+  const domainTrain = drawProblems(domain, generateProblem, sizes.domainTrain, outside, 'problems outside the test set').map(problemText);
   const mixed = Math.round((sizes.domainInGeneral ?? 0) * generalTrain.length);
   if (mixed > 0) {
     // A separate stream, so that the domain splits do not depend on the mixture; spread evenly.
-    const extra = new Rng(seed * 2 + 3);
+    const extra = drawProblems(new Rng(seed * 2 + 3), generateProblem, mixed, outside, 'problems outside the test set');
     const every = generalTrain.length / mixed;
-    for (let i = 0; i < mixed; i++) {
-      let p = generateProblem(extra);
-      while (heldOut.has(p.question)) p = generateProblem(extra);
-      generalTrain[Math.floor(i * every)] = problemText(p);
-    }
+    extra.forEach((p, i) => (generalTrain[Math.floor(i * every)] = problemText(p)));
   }
   return { seed, generalTrain, generalVal, domainTrain, domainVal, domainTest };
 }
