@@ -76,6 +76,12 @@ export const studyConfigSchema = z
         /** Built-in domain task: `arithmetic` (GSM8K-style sums, differences, products), `copy-add` (copy / +1 / small sums, worked answers) or `count-on` (x plus a number word, answered `#### v`). */
         task: z.enum(['arithmetic', 'copy-add', 'count-on']).default('arithmetic'),
         generalTrain: z.number().int().positive(),
+        /**
+         * Domain training with one problem per training sequence: each problem is padded with newlines to
+         * exactly `train.seqLen` tokens, so the packed windows never mix two problems (the accuracy prompt
+         * is one problem from BOS). Default false (packed back to back, as the paper's corpora are).
+         */
+        onePerSequence: z.boolean().default(false),
         /** Share of the general pretraining documents that are domain problems (the base's prior domain ability). */
         domainInGeneral: z.number().min(0).max(0.5).default(0),
         generalVal: z.number().int().positive(),
@@ -173,7 +179,7 @@ const MINI: StudyConfig = {
   seeds: 3,
   // onnx trains through generated backward graphs: ~3x faster end to end than tfjs wasm here, same identity.
   backend: DEFAULT_BACKEND,
-  corpus: { seed: 20240102, task: 'copy-add', generalTrain: 3000, domainInGeneral: 0.1, generalVal: 64, domainTrain: 2000, domainVal: 64, domainTest: 48, files: {} },
+  corpus: { seed: 20240102, task: 'copy-add', onePerSequence: false, generalTrain: 3000, domainInGeneral: 0.1, generalVal: 64, domainTrain: 2000, domainVal: 64, domainTest: 48, files: {} },
   base: {
     byteTokens: false,
     model: { hiddenSize: 64, intermediateSize: 172, layers: 4, heads: 4, kvHeads: 4, vocabSize: 259, maxPositions: 256, initStd: 0.05 },
@@ -190,7 +196,7 @@ const MINI: StudyConfig = {
 const MICRO: StudyConfig = {
   seeds: 2,
   backend: DEFAULT_BACKEND,
-  corpus: { seed: 7, task: 'arithmetic', generalTrain: 60, domainInGeneral: 0, generalVal: 8, domainTrain: 60, domainVal: 8, domainTest: 6, files: {} },
+  corpus: { seed: 7, task: 'arithmetic', onePerSequence: false, generalTrain: 60, domainInGeneral: 0, generalVal: 8, domainTrain: 60, domainVal: 8, domainTest: 6, files: {} },
   base: {
     byteTokens: false,
     model: { hiddenSize: 16, intermediateSize: 32, layers: 2, heads: 2, kvHeads: 2, vocabSize: 259, maxPositions: 192, initStd: 0.05 },

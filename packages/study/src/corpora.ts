@@ -168,10 +168,10 @@ const COUNT_ON_KINDS: readonly ProblemKind[] = [
   },
 ];
 
-function countOn({ who, he, item }: ProblemContext, x: number, y: number): MathProblem {
+function countOn({ who }: ProblemContext, x: number, y: number): MathProblem {
   const v = x + y;
   const more = y === 0 ? '.' : ` and gets ${COUNT_ON_WORDS[y - 1]} more.`;
-  return { question: `How many ${item} does ${who} have? ${cap(he)} has ${x}${more}`, answer: `#### ${v}`, value: v };
+  return { question: `${who} has ${x}${more}`, answer: `#### ${v}`, value: v };
 }
 
 /**

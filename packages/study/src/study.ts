@@ -165,6 +165,26 @@ export async function loadStudyCorpora(c: StudyConfig): Promise<StudyCorpora> {
   };
 }
 
+/** Newlines appended to a training document; generation stops at a blank line, so they end an answer. */
+const PAD = '\n';
+
+/**
+ * `text` padded with trailing newlines so that BOS + text + EOS is exactly `seqLen` tokens: the trainer
+ * packs documents back to back in windows of `seqLen` (+ 1 target), so every window then holds exactly
+ * one problem from its BOS, as the accuracy prompt does, instead of the tail of one problem and the
+ * start of the next.
+ */
+export function padToSequence(tok: TextTokenizer, text: string, seqLen: number, index = 0): string {
+  const extra = (tok.bosTokenId !== null && tok.bosTokenId !== undefined ? 1 : 0) + (tok.eosTokenId !== null && tok.eosTokenId !== undefined ? 1 : 0);
+  const n = tok.encode(text).length + extra;
+  if (n > seqLen) throw new UsageError(`domain training document ${index + 1} is ${n} tokens, longer than train.seqLen ${seqLen}: raise train.seqLen or set corpus.onePerSequence: false`, 'STUDY_CONFIG_INVALID');
+  let padded = text + PAD.repeat(seqLen - n);
+  // Tokenizers that merge newlines: add one at a time until the count is exact (or cannot be).
+  while (tok.encode(padded).length + extra < seqLen) padded += PAD;
+  if (tok.encode(padded).length + extra !== seqLen) throw new UsageError(`cannot pad domain training document ${index + 1} to exactly ${seqLen} tokens with this tokenizer; set corpus.onePerSequence: false`, 'STUDY_CONFIG_INVALID');
+  return padded;
+}
+
 async function writeJsonl(file: string, docs: readonly string[]): Promise<void> {
   await writeFileAtomic(file, docs.map((text) => JSON.stringify({ text })).join('\n') + '\n');
 }
@@ -195,6 +215,31 @@ export async function corpusLoss(model: TrainableLM, tok: TextTokenizer, docs: r
   return sum / tokens;
 }
 
+/**
+ * Always answering the most frequent final answer (`#### n`) of the training text: how many test
+ * problems that gets right (ties: the smallest answer). Exact match below or at this level is chance.
+ */
+export function majorityAnswerBaseline(trainingTexts: readonly string[], problems: readonly MathProblem[]): { answer: string; accuracy: number; correct: number; total: number } {
+  const counts = new Map<string, number>();
+  for (const t of trainingTexts) {
+    const m = /####\s*(-?[0-9.,]+)\s*$/.exec(t);
+    if (m) counts.set(m[1]!, (counts.get(m[1]!) ?? 0) + 1);
+  }
+  const answer = [...counts.entries()].sort((a, b) => b[1] - a[1] || Number(a[0]) - Number(b[0]))[0]?.[0] ?? '';
+  const correct = problems.filter((p) => answer !== '' && gsm8kExactMatch(answer, p.answer)).length;
+  return { answer, accuracy: problems.length ? correct / problems.length : 0, correct, total: problems.length };
+}
+
+/**
+ * Scores one generated continuation of `problemPrompt(p)`: GSM8K strict match (the first `#### n` in
+ * the text, lm-eval's regex) compared with the gold `#### n` after lm-eval's normalisation. A number
+ * without `#### ` in front of it does not count, whatever it is.
+ */
+export function scoreAnswer(generation: string, p: MathProblem): { extracted: string; correct: boolean } {
+  const extracted = strictMatch(generation);
+  return { extracted, correct: gsm8kExactMatch(extracted, p.answer) };
+}
+
 /** Greedy answers to the test questions, scored by exact match of the `#### n` answer (GSM8K strict-match). */
 export async function answerAccuracy(
   model: TrainableLM,
@@ -220,8 +265,7 @@ export async function answerAccuracy(
     gens.forEach((g, j) => {
       const p = chunk[j]!;
       const text = g.text ?? tok.decode(g.tokens, { skipSpecialTokens: true });
-      const extracted = strictMatch(text);
-      const ok = gsm8kExactMatch(extracted, p.answer);
+      const { extracted, correct: ok } = scoreAnswer(text, p);
       if (ok) correct++;
       if (samples.length < 3) samples.push({ prompt: problemPrompt(p), generation: text, gold: String(p.value), extracted, correct: ok });
     });
@@ -325,7 +369,8 @@ export async function runStudy(config: StudyConfig, deps: StudyDeps, opts: Study
   const dataDir = path.join(out, 'data');
   await fsp.mkdir(dataDir, { recursive: true });
   const domainTrainFile = path.join(dataDir, 'domain-train.jsonl');
-  await writeJsonl(domainTrainFile, corpora.domainTrain);
+  // Written once the base's tokenizer is known (one problem per sequence pads by its token count).
+  const writeDomainTrain = async (tok: TextTokenizer) => writeJsonl(domainTrainFile, config.corpus.onePerSequence ? corpora.domainTrain.map((t, i) => padToSequence(tok, t, config.train.seqLen, i)) : corpora.domainTrain);
   await writeJsonl(path.join(dataDir, 'general-val.jsonl'), corpora.generalVal);
   await writeJsonl(path.join(dataDir, 'domain-val.jsonl'), corpora.domainVal);
   await writeFileAtomic(path.join(dataDir, 'domain-test.jsonl'), corpora.domainTest.map((p) => JSON.stringify({ question: p.question, answer: p.answer })).join('\n') + '\n');
@@ -418,6 +463,7 @@ export async function runStudy(config: StudyConfig, deps: StudyDeps, opts: Study
       const vocabSize = c0.config.vocabSize;
       await c0.close();
       const tok0 = await loadTokenizerOrBytes(baseDir, vocabSize);
+      await writeDomainTrain(tok0);
       for (const v of config.variants) {
         const modelDir = v.strategy ? await expandVariant(v) : baseDir;
         for (const seed of seeds) {
@@ -432,6 +478,7 @@ export async function runStudy(config: StudyConfig, deps: StudyDeps, opts: Study
     // Base evaluation (seed-independent, deterministic).
     const baseCkpt = await HfCheckpoint.open(baseDir);
     const tok = await loadTokenizerOrBytes(baseDir, baseCkpt.config.vocabSize);
+    await writeDomainTrain(tok);
     const baseResultFile = path.join(out, 'base.json');
     if (await pathExists(baseResultFile)) {
       const cached = JSON.parse(await fsp.readFile(baseResultFile, 'utf8')) as BaseResult;
@@ -502,6 +549,7 @@ export async function runStudy(config: StudyConfig, deps: StudyDeps, opts: Study
       runs,
       sweep,
       machine,
+      majorityBaseline: majorityAnswerBaseline(corpora.domainTrain, test),
       elapsedS: (Date.now() - started) / 1000,
       cpuS: (() => {
         const c = process.cpuUsage(cpu0);
