@@ -148,48 +148,18 @@ function copyAddSum({ who, he, item }: ProblemContext, x: number, y: number): Ma
 
 /**
  * The `copy-add` domain task: one third copy problems (the answer is a number stated in the question),
- * one third "gets 1 more" and one third sums of two numbers up to 5, with worked answers. It needs the
- * model to copy numbers from the question at a fixed offset, which the study's byte-level miniature
- * bases cannot do after their pretraining budget (see `count-on`).
+ * one third "gets 1 more" (copy plus a successor table of 9 facts) and one third sums of two numbers up
+ * to 5 (25 facts), with worked answers. Copying the numbers into the answer is a general skill the base
+ * must bring (the mini base learns it from the problems mixed into its pretraining: after 500 steps with
+ * 10 % it copies at chance, after 1500 steps with 30 % it copies the first operand 88 % of the time);
+ * the facts are what domain training adds.
  */
 export function generateCopyAddProblem(rng: Rng): MathProblem {
   return sampleProblem(rng, COPY_ADD_KINDS);
 }
 
-/** Number words for the second operand of `count-on` (a word, not a digit: see there). */
-export const COUNT_ON_WORDS = ['one', 'two', 'three'] as const;
-
-const COUNT_ON_KINDS: readonly ProblemKind[] = [
-  (rng, c) => countOn(c, 1 + rng.int(9), 0),
-  (rng, c) => countOn(c, 1 + rng.int(8), 1),
-  (rng, c) => {
-    const y = 2 + rng.int(COUNT_ON_WORDS.length - 1);
-    return countOn(c, 1 + rng.int(9 - y), y);
-  },
-];
-
-function countOn({ who }: ProblemContext, x: number, y: number): MathProblem {
-  const v = x + y;
-  const more = y === 0 ? '.' : ` and gets ${COUNT_ON_WORDS[y - 1]} more.`;
-  return { question: `${who} has ${x}${more}`, answer: `#### ${v}`, value: v };
-}
-
-/**
- * The `count-on` domain task (the mini preset's): "has x" (copy, one third), "has x and gets one more"
- * (one third) and "... two / three more" (one third), x + y ≤ 9, answered by the final line `#### v`
- * alone. It is built around what a frozen byte-level miniature base offers new blocks: the base's
- * pretraining budget gives it local (n-gram) features but no copying at a distance (no induction: it
- * predicts a story's repeated name at chance), so the answer must not need a positional copy. Here the
- * question's only digit is x and the second operand is a word, so a new attention head finds each by
- * its content wherever it stands, and the sum is a table of 30 facts for the new MLPs: the skill the
- * domain adds is knowledge (the facts), which is what LLaMA Pro's new blocks are for.
- */
-export function generateCountOnProblem(rng: Rng): MathProblem {
-  return sampleProblem(rng, COUNT_ON_KINDS);
-}
-
-/** Domain tasks by name: `arithmetic` (sums, differences, products up to 18), `copy-add` and `count-on` (above). */
-export const DOMAIN_TASKS: Readonly<Record<string, (rng: Rng) => MathProblem>> = { arithmetic: generateProblem, 'copy-add': generateCopyAddProblem, 'count-on': generateCountOnProblem };
+/** Domain tasks by name: `arithmetic` (sums, differences, products up to 18) and `copy-add` (above). */
+export const DOMAIN_TASKS: Readonly<Record<string, (rng: Rng) => MathProblem>> = { arithmetic: generateProblem, 'copy-add': generateCopyAddProblem };
 
 /** Training / validation text of a problem (the format the model learns and is prompted with). */
 export function problemText(p: MathProblem): string {

@@ -165,26 +165,6 @@ export async function loadStudyCorpora(c: StudyConfig): Promise<StudyCorpora> {
   };
 }
 
-/** Newlines appended to a training document; generation stops at a blank line, so they end an answer. */
-const PAD = '\n';
-
-/**
- * `text` padded with trailing newlines so that BOS + text + EOS is exactly `seqLen` tokens: the trainer
- * packs documents back to back in windows of `seqLen` (+ 1 target), so every window then holds exactly
- * one problem from its BOS, as the accuracy prompt does, instead of the tail of one problem and the
- * start of the next.
- */
-export function padToSequence(tok: TextTokenizer, text: string, seqLen: number, index = 0): string {
-  const extra = (tok.bosTokenId !== null && tok.bosTokenId !== undefined ? 1 : 0) + (tok.eosTokenId !== null && tok.eosTokenId !== undefined ? 1 : 0);
-  const n = tok.encode(text).length + extra;
-  if (n > seqLen) throw new UsageError(`domain training document ${index + 1} is ${n} tokens, longer than train.seqLen ${seqLen}: raise train.seqLen or set corpus.onePerSequence: false`, 'STUDY_CONFIG_INVALID');
-  let padded = text + PAD.repeat(seqLen - n);
-  // Tokenizers that merge newlines: add one at a time until the count is exact (or cannot be).
-  while (tok.encode(padded).length + extra < seqLen) padded += PAD;
-  if (tok.encode(padded).length + extra !== seqLen) throw new UsageError(`cannot pad domain training document ${index + 1} to exactly ${seqLen} tokens with this tokenizer; set corpus.onePerSequence: false`, 'STUDY_CONFIG_INVALID');
-  return padded;
-}
-
 async function writeJsonl(file: string, docs: readonly string[]): Promise<void> {
   await writeFileAtomic(file, docs.map((text) => JSON.stringify({ text })).join('\n') + '\n');
 }
@@ -369,8 +349,7 @@ export async function runStudy(config: StudyConfig, deps: StudyDeps, opts: Study
   const dataDir = path.join(out, 'data');
   await fsp.mkdir(dataDir, { recursive: true });
   const domainTrainFile = path.join(dataDir, 'domain-train.jsonl');
-  // Written once the base's tokenizer is known (one problem per sequence pads by its token count).
-  const writeDomainTrain = async (tok: TextTokenizer) => writeJsonl(domainTrainFile, config.corpus.onePerSequence ? corpora.domainTrain.map((t, i) => padToSequence(tok, t, config.train.seqLen, i)) : corpora.domainTrain);
+  await writeJsonl(domainTrainFile, corpora.domainTrain);
   await writeJsonl(path.join(dataDir, 'general-val.jsonl'), corpora.generalVal);
   await writeJsonl(path.join(dataDir, 'domain-val.jsonl'), corpora.domainVal);
   await writeFileAtomic(path.join(dataDir, 'domain-test.jsonl'), corpora.domainTest.map((p) => JSON.stringify({ question: p.question, answer: p.answer })).join('\n') + '\n');
@@ -463,7 +442,6 @@ export async function runStudy(config: StudyConfig, deps: StudyDeps, opts: Study
       const vocabSize = c0.config.vocabSize;
       await c0.close();
       const tok0 = await loadTokenizerOrBytes(baseDir, vocabSize);
-      await writeDomainTrain(tok0);
       for (const v of config.variants) {
         const modelDir = v.strategy ? await expandVariant(v) : baseDir;
         for (const seed of seeds) {
@@ -478,7 +456,6 @@ export async function runStudy(config: StudyConfig, deps: StudyDeps, opts: Study
     // Base evaluation (seed-independent, deterministic).
     const baseCkpt = await HfCheckpoint.open(baseDir);
     const tok = await loadTokenizerOrBytes(baseDir, baseCkpt.config.vocabSize);
-    await writeDomainTrain(tok);
     const baseResultFile = path.join(out, 'base.json');
     if (await pathExists(baseResultFile)) {
       const cached = JSON.parse(await fsp.readFile(baseResultFile, 'utf8')) as BaseResult;

@@ -7,12 +7,11 @@
 import { promises as fsp } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { Rng, byteTokenizerJson, loadTokenizerOrBytes, writeTokenizerFiles } from '@llama-pro/core';
+import { byteTokenizerJson, loadTokenizerOrBytes, writeTokenizerFiles } from '@llama-pro/core';
 import { DOMAIN_TASKS, type MathProblem, generateCorpora, problemPrompt, problemText } from '../src/corpora';
-import { SequenceFile, prepareData } from '@llama-pro/train';
-import { majorityAnswerBaseline, padToSequence, scoreAnswer } from '../src/study';
+import { majorityAnswerBaseline, scoreAnswer } from '../src/study';
 
-const nine: MathProblem = { question: 'Sam has 8 and gets one more.', answer: '#### 9', value: 9 };
+const nine: MathProblem = { question: 'How many eggs does Tim have? He has 9.', answer: '9.\n#### 9', value: 9 };
 const worked: MathProblem = { question: 'How many eggs does Tim have? He has 4 and gets 5 more.', answer: '4 + 5 = 9.\n#### 9', value: 9 };
 
 describe('scoreAnswer (GSM8K strict match)', () => {
@@ -64,66 +63,6 @@ describe('the accuracy prompt is the training format', () => {
     }
     // Training documents are in the same format as the prompts (every one has the answer marker).
     for (const t of c.domainTrain) expect(t).toMatch(/^Question: [^\n]+\nAnswer: [^]*#### -?\d+$/);
-  });
-
-  it('count-on: the question holds one digit (x) and the second operand as a word, the answer is the sum', () => {
-    const rng = new Rng(8);
-    const words = ['one', 'two', 'three'];
-    const kinds = new Set<number>();
-    for (let i = 0; i < 400; i++) {
-      const p = DOMAIN_TASKS['count-on']!(rng);
-      const m = /^[A-Z][a-z]+ has (\d)(?: and gets (one|two|three) more)?\.$/.exec(p.question);
-      expect(m).not.toBeNull();
-      const y = m![2] ? words.indexOf(m![2]) + 1 : 0;
-      kinds.add(y);
-      expect(p.value).toBe(Number(m![1]) + y);
-      expect(p.value).toBeLessThanOrEqual(9);
-      expect(p.answer).toBe(`#### ${p.value}`);
-    }
-    expect([...kinds].sort()).toEqual([0, 1, 2, 3]);
-  });
-});
-
-describe('one problem per training sequence (corpus.onePerSequence)', () => {
-  let dir: string;
-  beforeAll(async () => {
-    dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'study-pad-'));
-    await writeTokenizerFiles(dir, byteTokenizerJson(259));
-  });
-  afterAll(async () => {
-    await fsp.rm(dir, { recursive: true, force: true });
-  });
-
-  it("the trainer's packed windows then each hold exactly one whole problem from its BOS", async () => {
-    const tok = await loadTokenizerOrBytes(dir, 259);
-    const seqLen = 64;
-    const c = generateCorpora(4, { generalTrain: 4, generalVal: 2, domainTrain: 40, domainVal: 2, domainTest: 10 }, 'count-on');
-    const padded = c.domainTrain.map((t, i) => padToSequence(tok, t, seqLen, i));
-    for (const [i, t] of padded.entries()) {
-      expect(t.startsWith(c.domainTrain[i]!)).toBe(true);
-      expect(t.slice(c.domainTrain[i]!.length)).toMatch(/^\n*$/);
-      expect(tok.encode(t).length + 2).toBe(seqLen);
-    }
-    const data = path.join(dir, 'train.jsonl');
-    await fsp.writeFile(data, padded.map((text) => JSON.stringify({ text })).join('\n') + '\n');
-    const prepared = await prepareData(path.join(dir, 'prepared'), { path: data, format: 'jsonl', glob: '**/*', textSplit: 'file', field: 'text', idsDtype: 'int32', valFraction: 0, bos: true }, tok, 0);
-    const seqs = await SequenceFile.open(path.join(prepared.dir, prepared.train.file), seqLen);
-    try {
-      expect(seqs.numSequences).toBe(padded.length - 1);
-      for (let i = 0; i < seqs.numSequences; i++) {
-        const w = Array.from(await seqs.read(i));
-        // Inputs: BOS, the problem, newlines, EOS; the last target is the next problem's BOS.
-        expect(w[0]).toBe(tok.bosTokenId);
-        expect(w[seqLen - 1]).toBe(tok.eosTokenId);
-        expect(w[seqLen]).toBe(tok.bosTokenId);
-        const text = tok.decode(w.slice(1, seqLen - 1));
-        expect(text.trimEnd()).toBe(c.domainTrain[i]);
-        expect(text.split('Question:')).toHaveLength(2);
-      }
-    } finally {
-      await seqs.close();
-    }
-    expect(() => padToSequence(tok, 'x'.repeat(63), seqLen, 6)).toThrow(/document 7 is 65 tokens, longer than train.seqLen 64/);
   });
 });
 
