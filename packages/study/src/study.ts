@@ -337,7 +337,7 @@ export async function runStudy(config: StudyConfig, deps: StudyDeps, opts: Study
     seenLines.add(m);
     log(m);
   };
-  const loadOpts = { ...(config.backendVariant ? { variant: config.backendVariant } : {}), log: backendLog };
+  const loadOpts = { ...(config.backendVariant ? { variant: config.backendVariant } : {}), ...(config.threads ? { threads: config.threads } : {}), log: backendLog };
   // Validate every variant's names against the registries before any work.
   for (const v of config.variants) {
     if (v.strategy) deps.strategies.get(v.strategy);
