@@ -382,7 +382,8 @@ export function costAtGain(points: readonly FrontierPoint[], g: number): { varia
 
 /** Which variants' mean exact match does not exceed the majority-answer level (they do not read the question). */
 function atChance(vs: readonly VariantSummary[], chance: number): string {
-  const low = vs.filter((v) => v.accuracy.mean <= chance);
+  // A mean of equal fractions can land an ulp above them: equal within 1e-9 counts as at the chance level.
+  const low = vs.filter((v) => v.accuracy.mean <= chance + 1e-9);
   if (low.length === 0) return `Every variant's mean exact match is above the chance level (${(100 * chance).toFixed(1)}%).`;
   return `${low.length === vs.length ? 'No variant' : `${vs.length - low.length} of ${vs.length} variants`} ${low.length === vs.length ? 'ends' : 'end'} above the chance level (${(100 * chance).toFixed(1)}%)${low.length < vs.length ? `; at or below it: ${low.map((v) => v.variant).join(', ')}` : ': exact match here says nothing about the question being read'}.`;
 }
