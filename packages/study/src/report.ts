@@ -380,6 +380,14 @@ export function costAtGain(points: readonly FrontierPoint[], g: number): { varia
   return [...by.values()].map((p) => ({ variant: p.variant, generalIncrease: p.generalIncrease, point: pointLabel(p) })).sort((a, b) => a.generalIncrease - b.generalIncrease);
 }
 
+/** Which variants' mean exact match does not exceed the majority-answer level (they do not read the question). */
+function atChance(vs: readonly VariantSummary[], chance: number): string {
+  // A mean of equal fractions can land an ulp above them: equal within 1e-9 counts as at the chance level.
+  const low = vs.filter((v) => v.accuracy.mean <= chance + 1e-9);
+  if (low.length === 0) return `Every variant's mean exact match is above the chance level (${(100 * chance).toFixed(1)}%).`;
+  return `${low.length === vs.length ? 'No variant' : `${vs.length - low.length} of ${vs.length} variants`} ${low.length === vs.length ? 'ends' : 'end'} above the chance level (${(100 * chance).toFixed(1)}%)${low.length < vs.length ? `; at or below it: ${low.map((v) => v.variant).join(', ')}` : ': exact match here says nothing about the question being read'}.`;
+}
+
 export function renderReportMarkdown(results: StudyResults, findings: readonly Finding[] = computeFindings(results)): string {
   const vs = summarizeVariants(results.runs);
   const c = results.config;
@@ -393,10 +401,11 @@ export function renderReportMarkdown(results: StudyResults, findings: readonly F
   L.push('## Setup');
   L.push('');
   L.push(`- Base model: ${b.origin === 'pretrained' ? `pretrained here from scratch on ${c.corpus.generalTrain} built-in documents${c.corpus.domainInGeneral ? ` (stories, ${(100 * c.corpus.domainInGeneral).toFixed(0)} % of them domain problems outside the test set: the base's prior domain ability)` : ' (stories)'} (${c.base.pretrain.steps} steps × ${c.base.pretrain.batchSize} × ${c.base.pretrain.seqLen} tokens, full training); byte-level tokenizer.json` : `given (${b.dir})${c.base.byteTokens ? '; raw byte tokens (--byte-tokens)' : "; the model's tokenizer.json"}`}; ${b.numLayers} layers, ${b.parameters} parameters.`);
-  L.push(`- Domain: ${c.corpus.files.domainTrain ? `${c.corpus.files.domainTrain}` : c.corpus.task === 'copy-add' ? 'built-in copy-add problems (copy a number from the question, "+ 1", or a sum of two numbers up to 5)' : 'built-in arithmetic word problems (sums, differences, products)'} with worked answers ending in \`#### n\`; every variant trains ${c.train.steps} steps × ${c.train.batchSize} sequences × ${c.train.seqLen} tokens (same data, same seeds, lr ${c.train.lr}, ${c.train.schedule}).`);
+  L.push(`- Domain: ${c.corpus.files.domainTrain ? `${c.corpus.files.domainTrain}` : c.corpus.task === 'copy-add' ? 'built-in copy-add problems (copy a number from the question, "+ 1", or a sum of two numbers up to 5) with worked answers ending in `#### n`' : 'built-in arithmetic word problems (sums, differences, products) with worked answers ending in `#### n`'}; every variant trains ${c.train.steps} steps × ${c.train.batchSize} sequences × ${c.train.seqLen} tokens (same data, same seeds, lr ${c.train.lr}, ${c.train.schedule}).`);
   L.push(`- Evaluation: loss (nats/token) on ${c.eval.generalDocs} held-out stories (general) and ${c.eval.domainDocs} held-out problems (domain); exact match of the greedy \`#### n\` answer on ${b.eval.total} held-out test questions. Perplexity = exp(loss). Values are mean ± sample std over seeds.`);
   L.push('');
-  L.push(`Base model: general loss ${f4(b.eval.generalLoss)} (ppl ${Math.exp(b.eval.generalLoss).toFixed(3)}), domain loss ${f4(b.eval.domainLoss)} (ppl ${Math.exp(b.eval.domainLoss).toFixed(3)}), accuracy ${(100 * b.eval.accuracy).toFixed(1)}% (${b.eval.correct}/${b.eval.total}).`);
+  const mb = results.majorityBaseline;
+  L.push(`Base model: general loss ${f4(b.eval.generalLoss)} (ppl ${Math.exp(b.eval.generalLoss).toFixed(3)}), domain loss ${f4(b.eval.domainLoss)} (ppl ${Math.exp(b.eval.domainLoss).toFixed(3)}), accuracy ${(100 * b.eval.accuracy).toFixed(1)}% (${b.eval.correct}/${b.eval.total}).${mb ? ` Chance level: always answering the most frequent training answer (${mb.answer}) scores ${(100 * mb.accuracy).toFixed(1)}% (${mb.correct}/${mb.total}).` : ''}`);
   L.push('');
   L.push('## Results per variant');
   L.push('');
@@ -475,7 +484,7 @@ export function renderReportMarkdown(results: StudyResults, findings: readonly F
     const below = vs.filter((v) => v.accuracy.mean < b.eval.accuracy);
     L.push('');
     L.push(
-      `Exact match: the base answers ${(100 * b.eval.accuracy).toFixed(1)}% (${b.eval.correct}/${b.eval.total}); after domain training the best variant is ${byAcc[0]!.variant} (${(100 * byAcc[0]!.accuracy.mean).toFixed(1)}% ± ${(100 * byAcc[0]!.accuracy.std).toFixed(1)}); ${above.length} variant(s) end above the base${above.length ? ` (${above.map((v) => v.variant).join(', ')})` : ''}, ${below.length} below${below.length ? ` (${below.map((v) => v.variant).join(', ')})` : ''}.${below.length > vs.length / 2 ? ' Domain training lowers the domain loss of every variant but lowers exact match for most: the models learn the answer template and the frequent answers faster than copying the question\'s numbers, so at this budget the loss and the accuracy disagree.' : ''}`,
+      `Exact match: the base answers ${(100 * b.eval.accuracy).toFixed(1)}% (${b.eval.correct}/${b.eval.total}); after domain training the best variant is ${byAcc[0]!.variant} (${(100 * byAcc[0]!.accuracy.mean).toFixed(1)}% ± ${(100 * byAcc[0]!.accuracy.std).toFixed(1)}); ${above.length} variant(s) end above the base${above.length ? ` (${above.map((v) => v.variant).join(', ')})` : ''}, ${below.length} below${below.length ? ` (${below.map((v) => v.variant).join(', ')})` : ''}.${below.length > vs.length / 2 ? ' Domain training lowers the domain loss of every variant but lowers exact match for most: the models learn the answer template and the frequent answers faster than reading the question\'s numbers, so at this budget the loss and the accuracy disagree.' : ''}${mb ? ` ${atChance(vs, mb.accuracy)}` : ''}`,
     );
   }
   if (accs.every((a) => a === accs[0])) {

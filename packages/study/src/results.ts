@@ -79,6 +79,11 @@ export interface StudyResults {
   elapsedS: number;
   /** CPU seconds (user + system, all threads) of that invocation: what it costs on an idle machine. */
   cpuS: number;
+  /**
+   * The accuracy of always answering the most frequent `#### n` of the domain training text: the level
+   * exact match has to beat before it says a model reads the question.
+   */
+  majorityBaseline?: { answer: string; accuracy: number; correct: number; total: number };
   /** Cores and 1-minute load average when the invocation started (a shared machine inflates wall time). */
   machine?: { cpus: number; loadAvg: number };
 }

@@ -195,6 +195,31 @@ export async function corpusLoss(model: TrainableLM, tok: TextTokenizer, docs: r
   return sum / tokens;
 }
 
+/**
+ * Always answering the most frequent final answer (`#### n`) of the training text: how many test
+ * problems that gets right (ties: the smallest answer). Exact match below or at this level is chance.
+ */
+export function majorityAnswerBaseline(trainingTexts: readonly string[], problems: readonly MathProblem[]): { answer: string; accuracy: number; correct: number; total: number } {
+  const counts = new Map<string, number>();
+  for (const t of trainingTexts) {
+    const m = /####\s*(-?[0-9.,]+)\s*$/.exec(t);
+    if (m) counts.set(m[1]!, (counts.get(m[1]!) ?? 0) + 1);
+  }
+  const answer = [...counts.entries()].sort((a, b) => b[1] - a[1] || Number(a[0]) - Number(b[0]))[0]?.[0] ?? '';
+  const correct = problems.filter((p) => answer !== '' && gsm8kExactMatch(answer, p.answer)).length;
+  return { answer, accuracy: problems.length ? correct / problems.length : 0, correct, total: problems.length };
+}
+
+/**
+ * Scores one generated continuation of `problemPrompt(p)`: GSM8K strict match (the first `#### n` in
+ * the text, lm-eval's regex) compared with the gold `#### n` after lm-eval's normalisation. A number
+ * without `#### ` in front of it does not count, whatever it is.
+ */
+export function scoreAnswer(generation: string, p: MathProblem): { extracted: string; correct: boolean } {
+  const extracted = strictMatch(generation);
+  return { extracted, correct: gsm8kExactMatch(extracted, p.answer) };
+}
+
 /** Greedy answers to the test questions, scored by exact match of the `#### n` answer (GSM8K strict-match). */
 export async function answerAccuracy(
   model: TrainableLM,
@@ -220,8 +245,7 @@ export async function answerAccuracy(
     gens.forEach((g, j) => {
       const p = chunk[j]!;
       const text = g.text ?? tok.decode(g.tokens, { skipSpecialTokens: true });
-      const extracted = strictMatch(text);
-      const ok = gsm8kExactMatch(extracted, p.answer);
+      const { extracted, correct: ok } = scoreAnswer(text, p);
       if (ok) correct++;
       if (samples.length < 3) samples.push({ prompt: problemPrompt(p), generation: text, gold: String(p.value), extracted, correct: ok });
     });
@@ -313,7 +337,7 @@ export async function runStudy(config: StudyConfig, deps: StudyDeps, opts: Study
     seenLines.add(m);
     log(m);
   };
-  const loadOpts = { ...(config.backendVariant ? { variant: config.backendVariant } : {}), log: backendLog };
+  const loadOpts = { ...(config.backendVariant ? { variant: config.backendVariant } : {}), ...(config.threads ? { threads: config.threads } : {}), log: backendLog };
   // Validate every variant's names against the registries before any work.
   for (const v of config.variants) {
     if (v.strategy) deps.strategies.get(v.strategy);
@@ -502,6 +526,7 @@ export async function runStudy(config: StudyConfig, deps: StudyDeps, opts: Study
       runs,
       sweep,
       machine,
+      majorityBaseline: majorityAnswerBaseline(corpora.domainTrain, test),
       elapsedS: (Date.now() - started) / 1000,
       cpuS: (() => {
         const c = process.cpuUsage(cpu0);

@@ -16,6 +16,13 @@ describe('study config', () => {
     expect(c.base.model.vocabSize).toBeGreaterThanOrEqual(259);
   });
 
+  it('threads: one per model in mini, the backend default on a given base (paper-shape); must be a positive integer', () => {
+    expect(resolveStudyConfig('mini').threads).toBe(1);
+    expect(STUDY_PRESETS['paper-shape']!.threads).toBeUndefined();
+    expect(resolveStudyConfig('mini', [{ threads: 2 }]).threads).toBe(2);
+    expect(() => resolveStudyConfig('mini', [{ threads: 0 }], 's.yaml')).toThrow(/s\.yaml: threads: /);
+  });
+
   it('default block counts keep interleaved groups equal', () => {
     expect(defaultBlockCounts(4)).toEqual([2, 4]);
     expect(defaultBlockCounts(32)).toEqual([2, 4]);

@@ -225,6 +225,20 @@ describe('study report', () => {
     expect(renderReportMarkdown(zero)).toContain('Exact-match accuracy is 0.0% for the base and every run');
   });
 
+  it('states the majority-answer chance level and names the variants that do not beat it', () => {
+    const r = synthetic(PAPER_LIKE);
+    // PAPER_LIKE mean accuracies: lora 0, bottom-2 0.033, layers-2 0.1, top-2 0.167, the others higher.
+    r.majorityBaseline = { answer: '6', accuracy: 0.1, correct: 1, total: 10 };
+    const md = renderReportMarkdown(r);
+    expect(md).toContain('Chance level: always answering the most frequent training answer (6) scores 10.0% (1/10).');
+    expect(md).toContain('4 of 7 variants end above the chance level (10.0%); at or below it: bottom-2, lora, layers-2.');
+    r.majorityBaseline = { answer: '6', accuracy: 0.6, correct: 6, total: 10 };
+    expect(renderReportMarkdown(r)).toContain('No variant ends above the chance level (60.0%): exact match here says nothing about the question being read.');
+    // Results written before the chance level existed render without it.
+    delete r.majorityBaseline;
+    expect(renderReportMarkdown(r)).not.toContain('chance level');
+  });
+
   it('calls a difference within seed noise inconclusive, in either direction', () => {
     const specs = PAPER_LIKE.map((s) => ({ ...s }));
     // Means 2.667 vs 2.633 with spreads of ±0.2: Welch p ≈ 0.85.
