@@ -3,7 +3,7 @@
  * `generate()`. Adds what serving needs: streamed text deltas that never leak a stop string or a
  * half-decoded character, and per-token log-probabilities from one extra forward pass.
  */
-import { GenerationRow, Rng, UsageError, checkGeneration, decodeAfter, generate, type CausalLM, type FinishReason as CoreFinishReason, type GenerationResult, type TextTokenizer } from '@llama-pro/core';
+import { GenerationRow, Rng, UsageError, checkGeneration, decodeAfter, generate, type CausalLM, type FinishReason as CoreFinishReason, type GenerateOptions, type GenerationResult, type TextTokenizer } from '@llama-pro/core';
 
 export interface TextGenerationRequest {
   promptIds: readonly number[];
@@ -111,16 +111,9 @@ export class TextGenerator {
   }
 
   async generate(req: TextGenerationRequest): Promise<TextGenerationResult> {
-    const { decode, stops, stream } = this.prepare(req);
+    const { decode, stream, options } = this.prepare(req);
     const [r] = await generate(this.model, [req.promptIds], {
-      maxNewTokens: req.maxTokens,
-      temperature: req.temperature,
-      topP: req.topP,
-      topK: req.topK,
-      seed: req.seed,
-      eosTokenIds: [...this.eosIds(), ...(req.stopTokenIds ?? [])],
-      stopStrings: stops,
-      decode,
+      ...options,
       signal: req.signal,
       adjustLogits: req.adjustLogits ? (_row, logits, generated) => req.adjustLogits!(logits, generated) : undefined,
       onToken: stream ? (_row, tok) => stream.push(tok) : undefined,
@@ -134,18 +127,11 @@ export class TextGenerator {
    * the row's result into this request's result (text, streamed tail). Checks the prompt like `generate`.
    */
   job(req: TextGenerationRequest): { prompt: readonly number[]; row: GenerationRow; result(r: GenerationResult): TextGenerationResult } {
-    const { decode, stops, stream } = this.prepare(req);
-    checkGeneration(this.model, [req.promptIds], { maxNewTokens: req.maxTokens, stopStrings: stops, decode });
+    const { decode, stream, options } = this.prepare(req);
+    checkGeneration(this.model, [req.promptIds], options);
     const row = new GenerationRow(
       {
-        maxNewTokens: req.maxTokens,
-        temperature: req.temperature,
-        topP: req.topP,
-        topK: req.topK,
-        seed: req.seed,
-        eosTokenIds: [...this.eosIds(), ...(req.stopTokenIds ?? [])],
-        stopStrings: stops,
-        decode,
+        ...options,
         adjustLogits: req.adjustLogits,
         onToken: stream ? (tok) => stream.push(tok) : undefined,
       },
@@ -154,13 +140,28 @@ export class TextGenerator {
     return { prompt: req.promptIds, row, result: (r) => this.result(req, r, decode, stream) };
   }
 
-  private prepare(req: TextGenerationRequest): { decode: (ids: readonly number[]) => string; stops: string[]; stream: StreamingText | null } {
+  /** The request's text decoding, streaming and the sampling / ending options both generation paths share. */
+  private prepare(req: TextGenerationRequest): {
+    decode: (ids: readonly number[]) => string;
+    stream: StreamingText | null;
+    options: Pick<GenerateOptions, 'maxNewTokens' | 'temperature' | 'topP' | 'topK' | 'seed' | 'eosTokenIds' | 'stopStrings' | 'decode'>;
+  } {
     // The completion's text is what its tokens add after the prompt (vLLM's incremental detokenizer): decoding the
     // tokens alone would drop the first one's leading space with SentencePiece-style (Strip) decoders.
     const decode = (ids: readonly number[]): string => decodeAfter(this.tokenizer, req.promptIds, ids, { skipSpecialTokens: true });
     const stops = (req.stop ?? []).filter((s) => s.length > 0);
     const stream = req.onText ? new StreamingText(decode, stops, req.onText) : null;
-    return { decode, stops, stream };
+    const options = {
+      maxNewTokens: req.maxTokens,
+      temperature: req.temperature,
+      topP: req.topP,
+      topK: req.topK,
+      seed: req.seed,
+      eosTokenIds: [...this.eosIds(), ...(req.stopTokenIds ?? [])],
+      stopStrings: stops,
+      decode,
+    };
+    return { decode, stream, options };
   }
 
   private result(req: TextGenerationRequest, r: GenerationResult, decode: (ids: readonly number[]) => string, stream: StreamingText | null): TextGenerationResult {
