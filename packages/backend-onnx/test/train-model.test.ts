@@ -4,6 +4,8 @@
  * package's Trainer uses (in-place changes + parametersChanged). The optimizer is train's AdamW, tested
  * there against a float64 transcription of PyTorch's formula.
  */
+import * as os from 'node:os';
+import * as ort from 'onnxruntime-node';
 import { IGNORE_INDEX, UsageError, expectedTensorNames, layerTensorName, normalizeConfig, type LlamaConfig, type WeightSource } from '@llama-pro/core';
 import { randomWeightSource, randomWeights, tinyRawConfig, weightSourceOf } from '@llama-pro/core/testing';
 import { loadOnnxTrainable } from '../src';
@@ -122,6 +124,26 @@ describe('OnnxTrainableLM', () => {
     } finally {
       build.mockRestore();
       await a.dispose();
+    }
+  }, 60_000);
+
+  it('training sessions get an explicit intra-op thread count (no ORT auto-pinning): the CPU count unless threads is given', async () => {
+    const create = jest.spyOn(ort.InferenceSession, 'create');
+    try {
+      for (const [threads, want] of [[undefined, os.availableParallelism()], [1, 1]] as const) {
+        const m = await loadOnnxTrainable(sourceOf(config, 5), threads === undefined ? {} : { threads });
+        try {
+          create.mockClear();
+          await m.lossAndGradients(batch, [layerTensorName(1, 'mlp.up_proj.weight')]);
+          expect(create).toHaveBeenCalledTimes(1);
+          const so = create.mock.calls[0]![1] as ort.InferenceSession.SessionOptions;
+          expect(so.intraOpNumThreads).toBe(want);
+        } finally {
+          await m.dispose();
+        }
+      }
+    } finally {
+      create.mockRestore();
     }
   }, 60_000);
 });
