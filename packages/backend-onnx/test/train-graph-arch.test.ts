@@ -1,5 +1,6 @@
 /**
- * The training graph on architecture variants, against the float64 reference of train-graph-reference.ts:
+ * The training graph on architecture variants, against the float64 reference of reference.ts (with the
+ * harness of train-harness.ts, shared with train-graph.test.ts):
  * RoPE scaling (llama3, yarn with its attention factor, linear, dynamic), sliding-window attention
  * (Mistral on every layer, Qwen2 on some layers) with sequences longer than the window, and q/k/v biases.
  * The loss must match the reference and every gradient must match central finite differences of the
@@ -19,7 +20,8 @@ import * as path from 'node:path';
 import { EMBED, HfCheckpoint, cosSin, expectedShape, expectedTensorNames, layerTensorName, normalizeConfig, stagePosition, type LlamaConfig } from '@llama-pro/core';
 import { buildTrainingGraph } from '../src/train';
 import { describeWithFixtures, fixturePath, randomWeights, tinyRawConfig, weightSourceOf } from '@llama-pro/core/testing';
-import { archLoss, finiteDifferenceErrors, randomBatch, runTrainingGraph, type ArchReference, type Weights } from './train-graph-reference';
+import { referenceLoss, type ArchReference, type Weights } from './reference';
+import { finiteDifferenceErrors, randomBatch, runTrainingGraph } from './train-harness';
 
 const CONFORMANCE = 'hf-conformance';
 
@@ -46,10 +48,10 @@ async function check(config: LlamaConfig, weights: Weights, trainable: string[],
   const { ids, targets } = randomBatch(config.vocabSize, B, T, seed);
   const ref = referenceOf(config, T);
   const r = await runTrainingGraph(config, weights, trainable, ids, targets, B, T);
-  const lossRef = archLoss(config, weights, ref, ids, targets, B, T);
+  const lossRef = referenceLoss(config, weights, ids, targets, B, T, ref);
   expect(Math.abs(r.loss - lossRef) / lossRef).toBeLessThan(1e-5);
   expect([...r.graph.trainable].sort()).toEqual([...trainable].sort());
-  const errors = finiteDifferenceErrors((w) => archLoss(config, w, ref, ids, targets, B, T), weights, trainable, (n) => r.grads.get(n)!, seed + 1);
+  const errors = finiteDifferenceErrors((w) => referenceLoss(config, w, ids, targets, B, T, ref), weights, trainable, (n) => r.grads.get(n)!, seed + 1);
   expect(Object.entries(errors).filter(([, e]) => !(e <= 1e-4))).toEqual([]);
 }
 

@@ -4,9 +4,12 @@
  * package's Trainer uses (in-place changes + parametersChanged). The optimizer is train's AdamW, tested
  * there against a float64 transcription of PyTorch's formula.
  */
+import * as os from 'node:os';
+import * as ort from 'onnxruntime-node';
 import { IGNORE_INDEX, UsageError, expectedTensorNames, layerTensorName, normalizeConfig, type LlamaConfig, type WeightSource } from '@llama-pro/core';
-import { randomWeightSource, tinyRawConfig } from '@llama-pro/core/testing';
+import { randomWeightSource, randomWeights, tinyRawConfig, weightSourceOf } from '@llama-pro/core/testing';
 import { loadOnnxTrainable } from '../src';
+import * as trainGraph from '../src/train/train-graph';
 
 function sourceOf(config: LlamaConfig, seed: number): WeightSource {
   return randomWeightSource(config, seed, 0.15);
@@ -88,6 +91,59 @@ describe('OnnxTrainableLM', () => {
     } finally {
       await a.dispose();
       await b.dispose();
+    }
+  }, 60_000);
+
+  it('loss() builds its graph once: after updates (resident in place, and setParameter) it equals a fresh model loaded from the updated weights', async () => {
+    const weights = randomWeights(config, 4, 0.15);
+    const a = await loadOnnxTrainable(weightSourceOf(config, weights), { threads: 1 });
+    const build = jest.spyOn(trainGraph, 'buildTrainingGraph');
+    try {
+      const first = await a.loss(batch);
+      // The Trainer's way: a resident array changed in place, then parametersChanged.
+      const trained = layerTensorName(1, 'mlp.down_proj.weight');
+      const r = await a.residentParameter(trained);
+      for (let i = 0; i < r.length; i++) r[i] = r[i]! * 0.5 - 0.02;
+      a.parametersChanged([trained]);
+      // And the copying way, on another tensor.
+      const set = layerTensorName(0, 'self_attn.q_proj.weight');
+      await a.setParameter(set, (await a.getParameter(set)).map((x) => x * 2));
+      const after = await a.loss(batch);
+      expect(build).toHaveBeenCalledTimes(1);
+      expect(Math.abs(after.loss - first.loss)).toBeGreaterThan(1e-3);
+      // A fresh model whose source holds the updated values: the same loss, bit for bit.
+      const updated = new Map(weights);
+      for (const n of [trained, set]) updated.set(n, { shape: weights.get(n)!.shape, values: await a.getParameter(n) });
+      const b = await loadOnnxTrainable(weightSourceOf(config, updated), { threads: 1 });
+      try {
+        expect((await b.loss(batch)).loss).toBe(after.loss);
+        expect(after.tokens).toBe(11);
+      } finally {
+        await b.dispose();
+      }
+    } finally {
+      build.mockRestore();
+      await a.dispose();
+    }
+  }, 60_000);
+
+  it('training sessions get an explicit intra-op thread count (no ORT auto-pinning): the CPU count unless threads is given', async () => {
+    const create = jest.spyOn(ort.InferenceSession, 'create');
+    try {
+      for (const [threads, want] of [[undefined, os.availableParallelism()], [1, 1]] as const) {
+        const m = await loadOnnxTrainable(sourceOf(config, 5), threads === undefined ? {} : { threads });
+        try {
+          create.mockClear();
+          await m.lossAndGradients(batch, [layerTensorName(1, 'mlp.up_proj.weight')]);
+          expect(create).toHaveBeenCalledTimes(1);
+          const so = create.mock.calls[0]![1] as ort.InferenceSession.SessionOptions;
+          expect(so.intraOpNumThreads).toBe(want);
+        } finally {
+          await m.dispose();
+        }
+      }
+    } finally {
+      create.mockRestore();
     }
   }, 60_000);
 });

@@ -4,22 +4,15 @@
  * linear), sliding windows (Mistral on every layer, Qwen2 on some layers) with a sequence longer than
  * the window, q/k/v biases. Loss and every trainable tensor's gradient must agree to relative L2 ≤ 1e-4
  * (the issue's bound); both engines compute in float32 with different summation orders (observed
- * differences on the plain cases of onnx-train-parity.test.ts are ~1e-6).
+ * differences on the plain cases of onnx-train-parity.test.ts are ~1e-6). The check itself is
+ * onnx-train-support.ts's, shared with onnx-train-parity.test.ts.
  */
 import { useMainRealmTypedArrays } from '@llama-pro/backend-onnx/testing';
 useMainRealmTypedArrays(); // onnxruntime-node under jest: see the helper's doc
 
-import { HfCheckpoint, IGNORE_INDEX, Rng, expectedTensorNames, layerTensorName, type LlamaConfig, type TrainingBatch } from '@llama-pro/core';
-import { describeWithFixtures, fixturePath, relL2 } from '@llama-pro/core/testing';
-import { loadOnnxTrainable } from '@llama-pro/backend-onnx';
-import { tfjsBackend } from '@llama-pro/backend-tfjs';
-
-function batchOf(c: LlamaConfig, B: number, T: number, seed: number): TrainingBatch {
-  const rng = new Rng(seed);
-  const ids = Int32Array.from({ length: B * T }, () => rng.int(c.vocabSize));
-  const targets = Int32Array.from({ length: B * T }, (_, i) => (i % 9 === 4 ? IGNORE_INDEX : rng.int(c.vocabSize)));
-  return { ids, targets, batchSize: B, seqLen: T };
-}
+import { HfCheckpoint, expectedTensorNames, layerTensorName, type LlamaConfig } from '@llama-pro/core';
+import { describeWithFixtures, fixturePath } from '@llama-pro/core/testing';
+import { batchOf, expectGradientParity } from './onnx-train-support';
 
 const layers = (c: LlamaConfig, ls: number[]): string[] => expectedTensorNames(c).filter((n) => ls.some((l) => n.startsWith(`model.layers.${l}.`)));
 
@@ -36,21 +29,9 @@ describeWithFixtures('onnx training graph vs tfjs autodiff on transformers-saved
   it.each(CASES)('%s (%s): loss and every gradient match at T = 40', async (name, _label, pick) => {
     const ckpt = await HfCheckpoint.open(fixturePath('hf-conformance', name));
     const config = ckpt.config;
-    const trainable = pick(config);
-    const batch = batchOf(config, 2, 40, name.length);
-    const onnx = await loadOnnxTrainable(ckpt, { threads: 1 });
-    const tfjs = await tfjsBackend.loadTrainable!(ckpt, { variant: 'cpu' });
     try {
-      const a = await onnx.lossAndGradients(batch, trainable);
-      const b = await tfjs.lossAndGradients(batch, trainable);
-      expect(a.tokens).toBe(b.tokens);
-      expect(Math.abs(a.loss - b.loss) / b.loss).toBeLessThan(1e-5);
-      expect([...a.gradients.keys()].sort()).toEqual([...trainable].sort());
-      const bad = trainable.map((n) => [n, relL2(a.gradients.get(n)!, b.gradients.get(n)!)] as const).filter(([, e]) => !(e <= 1e-4));
-      expect(bad).toEqual([]);
+      await expectGradientParity(ckpt, pick(config), batchOf(config, 2, 40, name.length));
     } finally {
-      await onnx.dispose();
-      await tfjs.dispose();
       await ckpt.close();
     }
   }, 120_000);

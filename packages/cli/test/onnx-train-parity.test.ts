@@ -13,7 +13,7 @@ useMainRealmTypedArrays(); // onnxruntime-node under jest: see the helper's doc
 import { promises as fsp } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { HfCheckpoint, IGNORE_INDEX, Rng, expectedTensorNames, type LlamaConfig, type TrainingBatch } from '@llama-pro/core';
+import { HfCheckpoint, Rng, expectedTensorNames, type LlamaConfig } from '@llama-pro/core';
 import { tinyRawConfig, writeRandomCheckpoint, type TinyConfigOptions } from '@llama-pro/core/testing';
 import { loadOnnxTrainable } from '@llama-pro/backend-onnx';
 import { tfjsBackend } from '@llama-pro/backend-tfjs';
@@ -21,15 +21,9 @@ import { ByteTokenizer, NamedRegistry } from '@llama-pro/core';
 import { AdamW, BUILTIN_POLICIES, BUILTIN_SCHEDULES, BatchStream, checkpointDir, ParameterSet, SequenceFile, Trainer, constantSchedule, fullPolicy, layersPolicy, loraPolicy, newBlocksPolicy, parseExperiment, readMetrics, runTraining, type ExperimentInput, type FreezePlan, type FreezePolicy, type MetricsRecord, type PolicyOptions } from '@llama-pro/train';
 import type { TrainableLM } from '@llama-pro/core';
 import { relL2 } from '@llama-pro/core/testing';
+import { batchOf, expectGradientParity } from './onnx-train-support';
 import { runCli } from './run-cli';
 
-
-function batchOf(c: LlamaConfig, B: number, T: number, seed: number): TrainingBatch {
-  const rng = new Rng(seed);
-  const ids = Int32Array.from({ length: B * T }, () => rng.int(c.vocabSize));
-  const targets = Int32Array.from({ length: B * T }, (_, i) => (i % 9 === 4 ? IGNORE_INDEX : rng.int(c.vocabSize)));
-  return { ids, targets, batchSize: B, seqLen: T };
-}
 
 const CASES: [string, TinyConfigOptions, (c: LlamaConfig) => string[]][] = [
   ['new-blocks (layers 1 and 3 of 4), GQA 2:1, tied head', { layers: 4, heads: 4, kvHeads: 2, tie: true }, (c) => expectedTensorNames(c).filter((n) => /^model\.layers\.[13]\./.test(n))],
@@ -94,21 +88,9 @@ describe('onnx training vs tfjs autodiff', () => {
     const dir = path.join(tmp, `m${CASES.findIndex((c) => c[0] === label)}`);
     const config = await writeRandomCheckpoint(dir, tinyRawConfig({ vocab: 67, ...opts }), { seed: label.length, std: 0.15 });
     const ckpt = await HfCheckpoint.open(dir);
-    const trainable = pick(config);
-    const batch = batchOf(config, 2, 11, label.length);
-    const onnx = await loadOnnxTrainable(ckpt, { threads: 1 });
-    const tfjs = await tfjsBackend.loadTrainable!(ckpt, { variant: 'cpu' });
     try {
-      const a = await onnx.lossAndGradients(batch, trainable);
-      const b = await tfjs.lossAndGradients(batch, trainable);
-      expect(a.tokens).toBe(b.tokens);
-      expect(Math.abs(a.loss - b.loss) / b.loss).toBeLessThan(1e-5);
-      expect([...a.gradients.keys()].sort()).toEqual([...trainable].sort());
-      const bad = trainable.map((n) => [n, relL2(a.gradients.get(n)!, b.gradients.get(n)!)] as const).filter(([, e]) => !(e <= 1e-4));
-      expect(bad).toEqual([]);
+      await expectGradientParity(ckpt, pick(config), batchOf(config, 2, 11, label.length));
     } finally {
-      await onnx.dispose();
-      await tfjs.dispose();
       await ckpt.close();
     }
   }, 60_000);

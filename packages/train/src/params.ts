@@ -9,7 +9,7 @@
  * arrays changed (no per-step copies). The arithmetic is the same as the copying path, bit for bit.
  */
 import { type Rng, type TrainableLM, UsageError, numel } from '@llama-pro/core';
-import { decaysByShape } from './defaults';
+import { decaysByShape, decaysFor } from './defaults';
 import type { OptimizerSlot } from './optim/adamw';
 import type { FreezePlan, LoraTarget } from './policy/types';
 
@@ -67,7 +67,7 @@ export class ParameterSet {
       const shape = [...model.parameterShape(name)];
       const values = ps.resident ? await model.residentParameter!(name) : Float32Array.from(await model.getParameter(name));
       if (values.length !== numel(shape)) throw new UsageError(`the backend holds ${values.length} values for "${name}", expected ${numel(shape)} (shape [${shape.join(', ')}])`);
-      ps.add({ name, shape, size: numel(shape), decay: decaysByShape(shape) }, values);
+      ps.add({ name, shape, size: numel(shape), decay: decaysFor(model.config, name, shape) }, values);
       ps.direct.push(name);
     }
     for (const t of plan.lora) {

@@ -4,7 +4,10 @@
  * Layout: queries are laid out [B, KV, T*G, hd] (rows t, then g; G = H / KV) so that scores multiply
  * un-repeated K/V and dK = dS^T Q sums the group automatically. S = Q K^T * scale + mask, P = softmax(S),
  * ctx = P V. Backward: dP = dctx V^T, dV = P^T dctx, dS = P (dP - rowsum(dP * P)), dQ = dS K * scale,
- * dK = (dS * scale)^T Q.
+ * dK = (dS * scale)^T Q. The row sum is taken as rowsum(dP * P) = rowsum(dctx * ctx) (since ctx = P V;
+ * FlashAttention's backward does the same): a product over head_dim columns instead of over T keys, and
+ * the scale is applied to dP and that row sum before the softmax product (the dP scale fuses into its
+ * MatMul), so the [T*G, T] score-sized tensors see two elementwise passes (Sub, Mul) instead of five.
  */
 import type { Tape, OpGrad } from './tape';
 
@@ -28,13 +31,15 @@ interface Saved {
   readonly kt: string;
   readonly vt: string;
   readonly P: string;
+  /** P V [B, KV, T*G, hd], before the layout change. */
+  readonly ctx: string;
 }
 
 const PT = [0, 1, 3, 2];
 
 export const attentionGrad: OpGrad<Saved> = {
   kind: 'Attention',
-  gradFunc(g, [dy], { o, qg, kt, vt, P }, [needQ, needK, needV]) {
+  gradFunc(g, [dy], { o, qg, kt, vt, P, ctx }, [needQ, needK, needV]) {
     const { seqLen: T, heads: H, kvHeads: KV, headDim: hd } = o;
     const G = H / KV;
     const i64 = (v: number[]): string => g.i64(v);
@@ -43,9 +48,9 @@ export const attentionGrad: OpGrad<Saved> = {
     let dk: string | undefined;
     let dv: string | undefined;
     if (needQ || needK) {
-      const dP = g.op1('MatMul', [dctx, g.op1('Transpose', [vt], { perm: PT })]);
-      const dS = g.op1('Mul', [P, g.op1('Sub', [dP, g.op1('ReduceSum', [g.op1('Mul', [dP, P]), i64([-1])], { keepdims: 1 })])]);
-      const dSs = g.op1('Mul', [dS, o.scale]);
+      const dPs = g.op1('Mul', [g.op1('MatMul', [dctx, g.op1('Transpose', [vt], { perm: PT })]), o.scale]); // scale * dP
+      const rows = g.op1('Mul', [g.op1('ReduceSum', [g.op1('Mul', [dctx, ctx]), i64([-1])], { keepdims: 1 }), o.scale]); // scale * rowsum(dP * P)
+      const dSs = g.op1('Mul', [P, g.op1('Sub', [dPs, rows])]); // scale * dS
       if (needQ) {
         const dqg = g.op1('MatMul', [dSs, kt]);
         dq = g.op1('Reshape', [g.op1('Transpose', [g.op1('Reshape', [dqg, i64([-1, KV, T, G, hd])])], { perm: [0, 2, 1, 3, 4] }), i64([-1, T, H, hd])]);
@@ -73,6 +78,6 @@ export function attention(tape: Tape, q: string, k: string, v: string, o: Attent
   const P = g.op1('Softmax', [S], { axis: -1 }); // [B,KV,T*G,T]
   const ctx = g.op1('MatMul', [P, vt]); // [B,KV,T*G,hd]
   const y = g.op1('Reshape', [g.op1('Transpose', [g.op1('Reshape', [ctx, i64([-1, KV, T, G, hd])])], { perm: [0, 2, 1, 3, 4] }), i64([-1, H * hd])]);
-  tape.record(attentionGrad, [q, k, v], [y], { o, qg, kt, vt, P });
+  tape.record(attentionGrad, [q, k, v], [y], { o, qg, kt, vt, P, ctx });
   return y;
 }

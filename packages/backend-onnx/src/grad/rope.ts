@@ -21,22 +21,31 @@ export interface RopeTables {
 
 interface Saved {
   readonly tables: RopeTables;
-  readonly width: number;
+  readonly heads: number;
 }
 
-function swap(g: GraphBuilder, t: string, r: RopeTables): string {
+/**
+ * swap of t [B, T, heads, hd]. With every channel rotated it is one copy: the halves as an axis of two,
+ * reversed by a Slice with step -1 (instead of a Split and a Concat, two copies).
+ */
+function swap(g: GraphBuilder, t: string, r: RopeTables, heads: number): string {
   const half = r.rotaryDim / 2;
   const pass = r.headDim - r.rotaryDim;
-  const [a, b, rest] = g.op('Split', [t, g.i64(pass > 0 ? [half, half, pass] : [half, half])], { axis: -1 }, pass > 0 ? 3 : 2);
-  return g.op1('Concat', rest ? [b!, a!, rest] : [b!, a!], { axis: -1 });
+  if (pass === 0) {
+    const pairs = g.op1('Reshape', [t, g.i64([-1, r.seqLen, heads, 2, half])]);
+    const reversed = g.op1('Slice', [pairs, g.i64([-1]), g.i64([-3]), g.i64([-2]), g.i64([-1])]);
+    return g.op1('Reshape', [reversed, g.i64([-1, r.seqLen, heads, r.headDim])]);
+  }
+  const [a, b, rest] = g.op('Split', [t, g.i64([half, half, pass])], { axis: -1 }, 3);
+  return g.op1('Concat', [b!, a!, rest!], { axis: -1 });
 }
 
 export const ropeGrad: OpGrad<Saved> = {
   kind: 'Rope',
-  gradFunc(g, [dy], { tables: r, width }, [needX]) {
+  gradFunc(g, [dy], { tables: r, heads }, [needX]) {
     if (!needX) return [undefined];
-    const dx = g.op1('Add', [g.op1('Mul', [dy!, r.cos]), swap(g, g.op1('Mul', [dy!, r.sinSigned]), r)]);
-    return [g.op1('Reshape', [dx, g.i64([-1, width])])];
+    const dx = g.op1('Add', [g.op1('Mul', [dy!, r.cos]), swap(g, g.op1('Mul', [dy!, r.sinSigned]), r, heads)]);
+    return [g.op1('Reshape', [dx, g.i64([-1, heads * r.headDim])])];
   },
 };
 
@@ -45,7 +54,7 @@ export function rope(tape: Tape, x: string, tables: RopeTables, heads: number): 
   const g = tape.g;
   const hd = tables.headDim;
   const x4 = g.op1('Reshape', [x, g.i64([-1, tables.seqLen, heads, hd])]);
-  const y = g.op1('Add', [g.op1('Mul', [x4, tables.cos]), g.op1('Mul', [swap(g, x4, tables), tables.sinSigned])]);
-  tape.record(ropeGrad, [x], [y], { tables, width: heads * hd });
+  const y = g.op1('Add', [g.op1('Mul', [x4, tables.cos]), g.op1('Mul', [swap(g, x4, tables, heads), tables.sinSigned])]);
+  tape.record(ropeGrad, [x], [y], { tables, heads });
   return y;
 }

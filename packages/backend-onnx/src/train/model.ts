@@ -1,11 +1,13 @@
 /**
  * A `TrainableLM` on ONNX Runtime: `lossAndGradients` runs a generated training graph (train-graph.ts)
- * whose trainable tensors are graph inputs, so changing them needs no rebuild; parameter values live in
+ * whose trainable tensors are graph inputs, so changing them needs no rebuild (`loss` runs a loss-only
+ * graph that takes every parameter as an input, so it is never rebuilt either); parameter values live in
  * resident Float32Arrays wrapped once by ORT tensors (in-place updates are seen by the next run without
  * copies). Frozen tensors are initializers: changing one with `setParameter` rebuilds the graphs that
  * froze it. Inference (`forward`, `tokenLogprobs`, decode sessions) is delegated to the onnx backend's
  * exported model, re-exported lazily from the current parameter values after changes.
  */
+import * as os from 'node:os';
 import * as ort from 'onnxruntime-node';
 import {
   IGNORE_INDEX,
@@ -32,6 +34,7 @@ import { TRAIN_IDS, TRAIN_LOSS, TRAIN_TARGETS, buildTrainingGraph, checkTrainabl
 interface TrainSession {
   readonly session: ort.InferenceSession;
   readonly trainable: readonly string[];
+  /** Whether the graph holds `name` as a frozen initializer (so changing it needs a rebuild). */
   readonly frozenSet: (name: string) => boolean;
   /** Persistent ORT tensors over the resident parameter arrays. */
   readonly feeds: Record<string, ort.Tensor>;
@@ -155,15 +158,23 @@ export class OnnxTrainableLM implements TrainableLM {
     if (inf) void inf.then((m) => m.dispose(), () => undefined);
   }
 
+  /**
+   * The training graph of `trainable` at `seqLen`, built on first use. The loss-only graph (no trainable
+   * tensor) takes every parameter as an input over its resident array, so parameter updates never
+   * rebuild it.
+   */
   private async trainSession(trainable: readonly string[], seqLen: number): Promise<TrainSession> {
     const names = checkTrainable(this.config, trainable);
     const key = `${seqLen}|${names.join(',')}`;
     const have = this.sessions.get(key);
     if (have) return have;
-    const graph = await buildTrainingGraph(this.current, { seqLen, trainable: names });
+    const graph = await buildTrainingGraph(this.current, { seqLen, trainable: names, inputs: names.length === 0 ? this.names : [] });
     // Training steps are long (hundreds of ms): idle threads yield instead of spinning unless asked to,
     // which is much faster on a shared machine (measured 2.4x on 2 busy cores) and costs nothing alone.
-    const so = new OnnxBackend().sessionOptions({ ...this.options, spinning: this.options.spinning ?? false });
+    // The thread count is explicit (the CPUs this process may use, unless asked): left at its default, ORT
+    // pins each pool thread to one core, and a step then waits whenever another process holds that core
+    // (measured 1.08x faster unpinned on the 2 shared cores, same process, alternating).
+    const so = new OnnxBackend().sessionOptions({ ...this.options, threads: this.options.threads ?? os.availableParallelism(), spinning: this.options.spinning ?? false });
     let session: ort.InferenceSession;
     try {
       session = await ort.InferenceSession.create(encodeModel(graph.model), so);
@@ -171,8 +182,8 @@ export class OnnxTrainableLM implements TrainableLM {
       throw new UsageError(`onnxruntime could not load the training graph: ${(e as Error).message}`, 'ONNX_LOAD');
     }
     const feeds: Record<string, ort.Tensor> = {};
-    for (const n of names) feeds[n] = new ort.Tensor('float32', await this.resident(n), [...this.parameterShape(n)]);
-    const set = new Set(names);
+    for (const n of graph.inputs) feeds[n] = new ort.Tensor('float32', await this.resident(n), [...this.parameterShape(n)]);
+    const set = new Set(graph.inputs);
     const s: TrainSession = { session, trainable: names, frozenSet: (n) => !set.has(n), feeds };
     this.sessions.set(key, s);
     return s;

@@ -63,6 +63,11 @@ export interface TrainGraphOptions {
   readonly seqLen: number;
   /** Trainable tensor names (HF names); empty = a loss-only graph. */
   readonly trainable: readonly string[];
+  /**
+   * Further parameters taken as graph inputs without a gradient (constants of the step whose values may
+   * change between runs without a rebuild, e.g. every parameter of a loss-only graph).
+   */
+  readonly inputs?: readonly string[];
   /** Values to use instead of the source's for frozen tensors (e.g. parameters changed by training). */
   readonly overrides?: ReadonlyMap<string, Float32Array>;
 }
@@ -71,6 +76,8 @@ export interface TrainGraph {
   readonly model: onnx.ModelProto;
   /** Trainable names in canonical order; graph inputs of these names, outputs `grad.<name>`. */
   readonly trainable: readonly string[];
+  /** Every parameter that is a graph input: the trainable ones, then the other `inputs` (canonical order). */
+  readonly inputs: readonly string[];
   readonly seqLen: number;
 }
 
@@ -123,6 +130,8 @@ export async function buildTrainingGraph(source: WeightSource, opts: TrainGraphO
   if (T > c.maxPositionEmbeddings) throw new ConfigError(`sequence length ${T} exceeds max_position_embeddings ${c.maxPositionEmbeddings}`);
   const trainable = checkTrainable(c, opts.trainable);
   const trainSet = new Set(trainable);
+  const fed = [...trainable, ...checkTrainable(c, opts.inputs ?? []).filter((n) => !trainSet.has(n))];
+  const fedSet = new Set(fed);
   const g = new GraphBuilder();
   const D = c.hiddenSize;
   const H = c.numAttentionHeads;
@@ -135,12 +144,13 @@ export async function buildTrainingGraph(source: WeightSource, opts: TrainGraphO
 
   g.inputs.push(valueInfo(TRAIN_IDS, DT.INT64, ['batch_size', T]));
   g.inputs.push(valueInfo(TRAIN_TARGETS, DT.INT64, ['batch_size', T]));
-  for (const n of trainable) g.inputs.push(valueInfo(n, DT.FLOAT, expectedShape(c, n)!));
+  for (const n of fed) g.inputs.push(valueInfo(n, DT.FLOAT, expectedShape(c, n)!));
 
-  // ---- parameters: trainable ones are graph inputs, frozen ones initializers (read one tensor at a time)
+  // ---- parameters: trainable (and other fed) ones are graph inputs, frozen ones initializers (read one
+  // tensor at a time)
   const params = new Map<string, string>();
   for (const name of expectedTensorNames(c)) {
-    if (trainSet.has(name)) params.set(name, name);
+    if (fedSet.has(name)) params.set(name, name);
     else params.set(name, await g.weight(name, expectedShape(c, name)!, opts.overrides?.get(name) ?? (await source.readFloat32(name))));
   }
   const param = (name: string): string => params.get(name)!;
@@ -189,5 +199,5 @@ export async function buildTrainingGraph(source: WeightSource, opts: TrainGraphO
     producerVersion: '1',
     docString: `training graph: ${L} layers, T=${T}, ${trainable.length} trainable tensors`,
   });
-  return { model, trainable, seqLen: T };
+  return { model, trainable, inputs: fed, seqLen: T };
 }

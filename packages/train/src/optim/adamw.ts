@@ -10,9 +10,9 @@
  * This is the one AdamW of the toolkit; every backend trains through it.
  */
 import { UsageError } from '@llama-pro/core';
-import { PAPER_RECIPE, decaysByShape } from '../defaults';
+import { PAPER_RECIPE, decaysByShape, decaysFor } from '../defaults';
 
-export { decaysByShape };
+export { decaysByShape, decaysFor };
 
 export interface AdamWOptions {
   beta1: number;
