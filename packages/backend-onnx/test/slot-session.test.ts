@@ -10,7 +10,7 @@ import { promises as fsp } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { HfCheckpoint, startSlotSession, type SlotFeed } from '@llama-pro/core';
-import { tinyRawConfig, writeRandomCheckpoint } from '@llama-pro/core/testing';
+import { SlotSequences, lastLogitsAlone, tinyRawConfig, writeRandomCheckpoint } from '@llama-pro/core/testing';
 import { OnnxBackend, OnnxSlotSession, type OnnxCausalLM } from '../src';
 import { relL2 } from './reference';
 
@@ -45,35 +45,21 @@ describe('onnx native slot session and decode session over the in-place cache', 
     await fsp.rm(tmp, { recursive: true, force: true });
   });
 
-  async function alone(seq: readonly number[]): Promise<Float32Array> {
-    const { data } = await model.forward({ ids: Int32Array.from(seq), batchSize: 1, seqLen: seq.length });
-    return data.slice((seq.length - 1) * V, seq.length * V);
-  }
+  const alone = (seq: readonly number[]) => lastLogitsAlone(model, seq);
 
   it('batches prompts, sparse decode rows, one-token prompts and extensions; grows the cache', async () => {
     const s = startSlotSession(model, 5, { maxLength: 60 });
     expect(s).toBeInstanceOf(OnnxSlotSession); // the native session, not core's per-slot fallback
-    const seqs = new Map<number, { id: number; tokens: number[] }>();
-    let nextId = 0;
-    const admit = (slot: number, n: number): SlotFeed => {
-      const id = nextId++;
-      const tokens = Array.from({ length: n }, (_, i) => tok(id, i));
-      seqs.set(slot, { id, tokens });
-      return { slot, ids: Int32Array.from(tokens) };
-    };
-    const extend = (slot: number, n = 1): SlotFeed => {
-      const q = seqs.get(slot)!;
-      const add = Array.from({ length: n }, (_, i) => tok(q.id, q.tokens.length + i));
-      q.tokens.push(...add);
-      return { slot, ids: Int32Array.from(add) };
-    };
+    const seqs = new SlotSequences(tok);
+    const admit = (slot: number, n: number) => seqs.admit(slot, n);
+    const extend = (slot: number, n = 1) => seqs.extend(slot, n);
     const check = async (entries: SlotFeed[]) => {
       const out = await s.feed(entries);
       expect(out.length).toBe(entries.length * V);
       for (let i = 0; i < entries.length; i++) {
-        const q = seqs.get(entries[i]!.slot)!;
-        expect(relL2(out.subarray(i * V, (i + 1) * V), await alone(q.tokens))).toBeLessThan(1e-4);
-        expect(s.length(entries[i]!.slot)).toBe(q.tokens.length);
+        const tokens = seqs.tokens(entries[i]!.slot);
+        expect(relL2(out.subarray(i * V, (i + 1) * V), await alone(tokens))).toBeLessThan(1e-4);
+        expect(s.length(entries[i]!.slot)).toBe(tokens.length);
       }
     };
     await check([admit(1, 8), admit(3, 7), admit(4, 9)]); // lengths within a quarter: one left-padded run

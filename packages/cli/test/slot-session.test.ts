@@ -12,7 +12,7 @@ import { promises as fsp } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { HfCheckpoint, UsageError, startSlotSession, type CausalLM, type SlotFeed } from '@llama-pro/core';
-import { tinyRawConfig, writeRandomCheckpoint } from '@llama-pro/core/testing';
+import { SlotSequences, lastLogitsAlone, tinyRawConfig, writeRandomCheckpoint } from '@llama-pro/core/testing';
 import { onnxBackend } from '@llama-pro/backend-onnx';
 import { tfjsBackend } from '@llama-pro/backend-tfjs';
 
@@ -26,12 +26,6 @@ function relL2(a: Float32Array, b: Float32Array): number {
     den += b[i]! ** 2;
   }
   return Math.sqrt(num / den);
-}
-
-/** Logits after the last token of `seq`, run alone. */
-async function alone(model: CausalLM, seq: readonly number[]): Promise<Float32Array> {
-  const { data } = await model.forward({ ids: Int32Array.from(seq), batchSize: 1, seqLen: seq.length });
-  return data.slice((seq.length - 1) * V, seq.length * V);
 }
 
 /** A deterministic token stream per sequence id. */
@@ -59,29 +53,18 @@ describe.each([
 
   it('sequences join and leave a running batch; every feed matches each sequence run alone', async () => {
     const s = startSlotSession(model, 3, { maxLength: 24 });
-    const seqs = new Map<number, { id: number; tokens: number[] }>(); // slot → sequence
-    let nextId = 0;
+    const seqs = new SlotSequences(tok);
+    const admit = (slot: number, n: number) => seqs.admit(slot, n);
+    const extend = (slot: number, n = 1) => seqs.extend(slot, n);
     const check = async (entries: SlotFeed[]) => {
       const out = await s.feed(entries);
       expect(out.length).toBe(entries.length * V);
       for (let i = 0; i < entries.length; i++) {
         const { slot } = entries[i]!;
-        const want = await alone(model, seqs.get(slot)!.tokens);
+        const want = await lastLogitsAlone(model, seqs.tokens(slot));
         expect(relL2(out.subarray(i * V, (i + 1) * V), want)).toBeLessThan(1e-4);
-        expect(s.length(slot)).toBe(seqs.get(slot)!.tokens.length);
+        expect(s.length(slot)).toBe(seqs.tokens(slot).length);
       }
-    };
-    const admit = (slot: number, n: number): SlotFeed => {
-      const id = nextId++;
-      const tokens = Array.from({ length: n }, (_, i) => tok(id, i));
-      seqs.set(slot, { id, tokens });
-      return { slot, ids: Int32Array.from(tokens) };
-    };
-    const extend = (slot: number, n = 1): SlotFeed => {
-      const q = seqs.get(slot)!;
-      const add = Array.from({ length: n }, (_, i) => tok(q.id, q.tokens.length + i));
-      q.tokens.push(...add);
-      return { slot, ids: Int32Array.from(add) };
     };
 
     await check([admit(0, 6), admit(2, 2)]); // two prompts of different lengths in one feed; slot 1 stays free
@@ -114,7 +97,7 @@ describe.each([
     for (const entries of bad) await expect(s.feed(entries)).rejects.toBeInstanceOf(UsageError);
     expect([s.length(0), s.length(1)]).toEqual([3, 0]);
     const out = await s.feed([{ slot: 0, ids: Int32Array.from([7]) }]);
-    expect(relL2(out, await alone(model, [4, 5, 6, 7]))).toBeLessThan(1e-4);
+    expect(relL2(out, await lastLogitsAlone(model, [4, 5, 6, 7]))).toBeLessThan(1e-4);
     s.dispose();
     expect(() => startSlotSession(model, 0)).toThrow(UsageError);
     expect(() => startSlotSession(model, 1, { maxLength: model.config.maxPositionEmbeddings + 1 })).toThrow(UsageError);
