@@ -100,6 +100,38 @@ describe('vLLM extras', () => {
   });
 });
 
+describe('chat template extras (vLLM ChatCompletionRequest: add_generation_prompt, continue_final_message)', () => {
+  const post = async (route: string, body: unknown): Promise<{ status: number; json: Record<string, unknown> }> => {
+    const r = await fetch(`${server.url}${route}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    return { status: r.status, json: (await r.json()) as Record<string, unknown> };
+  };
+  const messages = [
+    { role: 'user', content: 'x' },
+    { role: 'assistant', content: 'He has' },
+  ];
+  test('continue_final_message: the prompt ends inside the final message (no new turn), on chat and /tokenize alike', async () => {
+    const builder = new ChatPromptBuilder(sp, resolveChatTemplate(sp, 'plain'));
+    const open = builder.ids(messages as ChatMessage[], undefined, { continueFinalMessage: true });
+    const closed = builder.ids(messages as ChatMessage[]);
+    expect(open).not.toEqual(closed);
+    const chat = await post('/v1/chat/completions', { model: 'sp', messages, max_tokens: 1, temperature: 0, continue_final_message: true, add_generation_prompt: false });
+    expect(chat.status).toBe(200);
+    expect((chat.json['usage'] as { prompt_tokens: number }).prompt_tokens).toBe(open.length);
+    const plain = await post('/v1/chat/completions', { model: 'sp', messages, max_tokens: 1, temperature: 0 });
+    expect((plain.json['usage'] as { prompt_tokens: number }).prompt_tokens).toBe(closed.length);
+    const tok = await post('/tokenize', { model: 'sp', messages, continue_final_message: true, add_generation_prompt: false });
+    expect(tok.json['tokens']).toEqual(open);
+    // add_generation_prompt false alone: the chat as is, no assistant header.
+    const bare = await post('/tokenize', { model: 'sp', messages: messages.slice(0, 1), add_generation_prompt: false });
+    expect(bare.json['tokens']).toEqual(builder.ids(messages.slice(0, 1) as ChatMessage[], undefined, { addGenerationPrompt: false }));
+  });
+  test('both true is a 400 (vLLM: "Cannot set both `continue_final_message` and `add_generation_prompt` to True")', async () => {
+    const r = await post('/v1/chat/completions', { model: 'sp', messages, max_tokens: 1, continue_final_message: true, add_generation_prompt: true });
+    expect(r.status).toBe(400);
+    expect((r.json['error'] as { message: string }).message).toMatch(/continue_final_message and add_generation_prompt cannot both be true/);
+  });
+});
+
 describe('tool_choice', () => {
   const ADD: ToolSpec = { type: 'function', function: { name: 'add', description: 'Adds', parameters: { type: 'object', properties: { a: { type: 'integer' } } } } };
   let dir: string;

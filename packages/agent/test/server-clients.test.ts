@@ -291,6 +291,12 @@ describe('recorded reference clients, replayed', () => {
   test('openai-python 3.22.1: completions, chat, streaming, n > 1, logprobs, tools / tool_choice, response_format', async () => {
     expect(await replay('openai-python', s, tied)).toBe(17);
   });
+  test('lm-eval 0.4.13 humaneval over local-completions (6 stop strings: the task\'s 5 "until" plus EOS; max_tokens 1024)', async () => {
+    expect(await replay('lm-eval-local-completions-humaneval', s, tied)).toBe(10);
+  });
+  test('lm-eval 0.4.13 humaneval_instruct over local-chat-completions (gen_prefix as a trailing assistant message)', async () => {
+    expect(await replay('lm-eval-local-chat-completions-humaneval', s, tied)).toBe(3);
+  });
   test('lm-eval 0.4.13 local-completions on a byte-token model (custom_prefix_token_id=1)', async () => {
     const bytes = new ByteTokenizer(512);
     const sb = await serve('s260k', bytes, 512, 512);

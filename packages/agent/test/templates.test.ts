@@ -133,3 +133,59 @@ describe('prompt ids and BOS', () => {
     expect(plain.stop).toEqual(['\n\nUser:', '\n\nObservation:']);
   });
 });
+
+// Expected prompts: transformers 5.18 `render_jinja_template(..., continue_final_message=True,
+// add_generation_prompt=False)` (what `apply_chat_template` calls) on these templates, run by hand.
+const TRIMMING = "{% for m in messages %}{{ '<|' + m.role + '|>\\n' + (m.content | trim) + eos_token + '\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|assistant|>\\n' }}{% endif %}";
+const USER_ONLY = "{% for m in messages %}{% if m.role == 'user' %}{{ 'U:' + m.content + '\\n' }}{% endif %}{% endfor %}";
+describe('continue_final_message (a prefilled reply the model continues)', () => {
+  const prefill: ChatMessage[] = [
+    { role: 'user', content: 'Write is_even' },
+    { role: 'assistant', content: 'Here is the completed function:\n```python\n' },
+  ];
+  const spaced: ChatMessage[] = [
+    { role: 'user', content: 'Hi' },
+    { role: 'assistant', content: 'Sure thing  ' },
+  ];
+  let dirs: string[] = [];
+  const builder = async (template: string): Promise<ChatPromptBuilder> => {
+    const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'agent-cfm-'));
+    dirs.push(dir);
+    await writeCharTokenizer(dir, template);
+    const tok = await loadTokenizer(dir);
+    return new ChatPromptBuilder(tok, resolveChatTemplate(tok, undefined));
+  };
+  afterAll(async () => {
+    for (const d of dirs) await fsp.rm(d, { recursive: true, force: true });
+    dirs = [];
+  });
+
+  test('a template that keeps the text: the prompt ends right after it, whitespace included', async () => {
+    const b = await builder(ZEPHYR_LIKE);
+    expect(b.text(prefill, undefined, { continueFinalMessage: true })).toBe('<|user|>\nWrite is_even</s>\n<|assistant|>\nHere is the completed function:\n```python\n');
+    expect(b.text(spaced, undefined, { continueFinalMessage: true, addGenerationPrompt: false })).toBe('<|user|>\nHi</s>\n<|assistant|>\nSure thing  ');
+    // Without it the assistant turn is closed and a new one starts (vLLM's default, add_generation_prompt true).
+    expect(b.text(spaced)).toBe('<|user|>\nHi</s>\n<|assistant|>\nSure thing  </s>\n<|assistant|>\n');
+    expect(b.ids(spaced, undefined, { continueFinalMessage: true })).toEqual(b.tokenizer.encode('<|user|>\nHi</s>\n<|assistant|>\nSure thing  '));
+  });
+
+  test('a template that trims the text: the prompt ends at the trimmed text', async () => {
+    const b = await builder(TRIMMING);
+    expect(b.text(prefill, undefined, { continueFinalMessage: true })).toBe('<|user|>\nWrite is_even</s>\n<|assistant|>\nHere is the completed function:\n```python');
+    expect(b.text(spaced, undefined, { continueFinalMessage: true })).toBe('<|user|>\nHi</s>\n<|assistant|>\nSure thing');
+  });
+
+  test('built-in templates continue the final message too', () => {
+    // transformers 5.18 on the ChatML Jinja template (the one Qwen2 / OpenHermes ship) gives the same string.
+    const tok = { encode: (s: string) => [...s].map((c) => c.charCodeAt(0)), bosTokenId: null, config: {} } as unknown as ConstructorParameters<typeof ChatPromptBuilder>[0];
+    expect(new ChatPromptBuilder(tok, new ChatMLTemplate()).text(spaced, undefined, { continueFinalMessage: true })).toBe('<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\nSure thing  ');
+  });
+
+  test('refused: both flags on, no final text, a template that drops the final message (one line naming the problem)', async () => {
+    const b = await builder(ZEPHYR_LIKE);
+    expect(() => b.text(prefill, undefined, { continueFinalMessage: true, addGenerationPrompt: true })).toThrow(/continue_final_message and add_generation_prompt cannot both be true/);
+    expect(() => b.text([{ role: 'user', content: 'x' }, { role: 'assistant', content: null }], undefined, { continueFinalMessage: true })).toThrow(/final message has no text to continue/);
+    const dropping = await builder(USER_ONLY);
+    expect(() => dropping.text(prefill, undefined, { continueFinalMessage: true })).toThrow(/does not render the final message's text/);
+  });
+});

@@ -43,6 +43,17 @@ export interface ChatModel {
   complete(messages: readonly ChatMessage[], options?: ChatCompleteOptions): Promise<ChatModelResult>;
 }
 
+/** How a chat becomes a prompt (vLLM's chat request fields `add_generation_prompt` / `continue_final_message`). */
+export interface PromptOptions {
+  /** Append the header that starts a new assistant turn (default true, false with `continueFinalMessage`). */
+  addGenerationPrompt?: boolean;
+  /** Leave the final message open for the model to continue (default false). */
+  continueFinalMessage?: boolean;
+}
+
+/** The marker appended to the final message's text to find where it ends in the rendered prompt. */
+const CONTINUE_MARK = 'CONTINUE_FINAL_MESSAGE_MARK ';
+
 /** Renders messages to token ids the way a chat model expects them. */
 export class ChatPromptBuilder {
   constructor(
@@ -57,14 +68,30 @@ export class ChatPromptBuilder {
     return undefined;
   }
 
-  /** The prompt text (special tokens as text when the tokenizer has them). */
-  text(messages: readonly ChatMessage[], tools?: readonly ToolSpec[]): string {
-    return this.template.render(messages, { tools, addGenerationPrompt: true, bosToken: this.special('bos_token') ?? '', eosToken: this.special('eos_token') ?? '' });
+  /**
+   * The prompt text (special tokens as text when the tokenizer has them). `continueFinalMessage` leaves the last
+   * message open so the model continues it (a prefilled reply), as transformers' `apply_chat_template(...,
+   * continue_final_message=True)` does: the message is rendered with a marker after its text and the prompt is cut at
+   * the marker (or just before it, without the whitespace, where the template trims the text). It cannot be combined
+   * with `addGenerationPrompt` (both on is a UsageError, as in transformers and vLLM).
+   */
+  text(messages: readonly ChatMessage[], tools?: readonly ToolSpec[], options: PromptOptions = {}): string {
+    const addGenerationPrompt = options.addGenerationPrompt ?? !options.continueFinalMessage;
+    const specials = { tools, bosToken: this.special('bos_token') ?? '', eosToken: this.special('eos_token') ?? '' };
+    if (!options.continueFinalMessage) return this.template.render(messages, { ...specials, addGenerationPrompt });
+    if (addGenerationPrompt) throw new UsageError('continue_final_message and add_generation_prompt cannot both be true: send add_generation_prompt: false to continue the final message');
+    const last = messages[messages.length - 1];
+    if (!last || !last.content) throw new UsageError('continue_final_message is set but the final message has no text to continue');
+    const marked = [...messages.slice(0, -1), { ...last, content: last.content + CONTINUE_MARK } as ChatMessage];
+    const rendered = this.template.render(marked, { ...specials, addGenerationPrompt: false });
+    const at = rendered.lastIndexOf(CONTINUE_MARK.trim());
+    if (at < 0 || !rendered.includes(last.content.trim())) throw new UsageError(`continue_final_message is set but the "${this.template.name}" chat template does not render the final message's text, so it cannot be continued`);
+    return rendered.startsWith(CONTINUE_MARK, at) ? rendered.slice(0, at) : rendered.slice(0, at).trimEnd();
   }
 
   /** Prompt ids, with BOS as the template's `bos` mode says. */
-  ids(messages: readonly ChatMessage[], tools?: readonly ToolSpec[]): number[] {
-    const ids = this.tokenizer.encode(this.text(messages, tools));
+  ids(messages: readonly ChatMessage[], tools?: readonly ToolSpec[], options: PromptOptions = {}): number[] {
+    const ids = this.tokenizer.encode(this.text(messages, tools, options));
     const bos = this.tokenizer.bosTokenId;
     const mode = this.template.bos;
     const prepend = mode === 'prepend' || (mode === 'render' && this.special('bos_token') === undefined);

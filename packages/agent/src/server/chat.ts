@@ -115,7 +115,7 @@ export function registerChat(app: Hono, sc: ServerContext): void {
     const forced = forcedTools(sc, body, tools);
     let promptIds: number[];
     try {
-      promptIds = sc.prompts.ids(chatMessages(body), tools);
+      promptIds = sc.prompts.ids(chatMessages(body), tools, { addGenerationPrompt: body.add_generation_prompt ?? undefined, continueFinalMessage: body.continue_final_message ?? undefined });
     } catch (e) {
       throw new ApiError(400, `the messages cannot be rendered with the "${sc.served.template.name}" chat template: ${(e as Error).message}`, 'invalid_request_error', 'messages');
     }

@@ -20,7 +20,7 @@ import { JinjaChatTemplate } from '../templates/chat-template';
 const tokenizeSchema = z.union([
   z.object({ model: z.string().nullish(), prompt: z.string(), add_special_tokens: z.boolean().nullish() }),
   z.object({ model: z.string().nullish(), prompt: chatRequestSchema.shape.messages, add_special_tokens: z.boolean().nullish() }),
-  z.object({ model: z.string().nullish(), messages: chatRequestSchema.shape.messages, add_generation_prompt: z.boolean().nullish() }),
+  z.object({ model: z.string().nullish(), messages: chatRequestSchema.shape.messages, add_generation_prompt: z.boolean().nullish(), continue_final_message: z.boolean().nullish() }),
 ]);
 const detokenizeSchema = z.object({ model: z.string().nullish(), tokens: z.array(z.number().int().min(0)) });
 
@@ -96,7 +96,7 @@ export function registerExtras(app: Hono, sc: ServerContext): void {
     if (chat) {
       const messages = chat.map((m) => ({ role: m.role === 'developer' ? 'system' : m.role, content: textOf(m.content) })) as Parameters<typeof sc.prompts.ids>[0];
       try {
-        tokens = sc.prompts.ids(messages);
+        tokens = sc.prompts.ids(messages, undefined, 'messages' in body ? { addGenerationPrompt: body.add_generation_prompt ?? undefined, continueFinalMessage: body.continue_final_message ?? undefined } : {});
       } catch (e) {
         throw new ApiError(400, `the messages cannot be rendered with the "${sc.served.template.name}" chat template: ${(e as Error).message}`, 'invalid_request_error', 'messages');
       }
