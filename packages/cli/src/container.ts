@@ -6,10 +6,11 @@ import { createAppContainer, loadPlugins, type LlamaProPlugin } from '@llama-pro
 import type { DependencyContainer } from 'tsyringe';
 import { onnxBackendPlugin } from '@llama-pro/backend-onnx';
 import { tfjsBackendPlugin } from '@llama-pro/backend-tfjs';
-import { expandPlugin } from '@llama-pro/expand';
+// The plugins alone (each package's ./plugin entry), not the packages' whole API: the CLI starts faster.
+import { expandPlugin } from '@llama-pro/expand/plugin';
 import { evalPlugin } from '@llama-pro/eval';
-import { trainPlugin } from '@llama-pro/train';
-import { agentPlugin } from '@llama-pro/agent';
+import { trainPlugin } from '@llama-pro/train/plugin';
+import { agentPlugin } from '@llama-pro/agent/plugin';
 
 /** Built-in plugins, in registration order. Packages add theirs here as they land. */
 export function builtinPlugins(): LlamaProPlugin[] {

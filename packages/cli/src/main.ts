@@ -1,44 +1,53 @@
 import { Command, CommanderError } from 'commander';
 import { LlamaProError } from '@llama-pro/core';
 import { EXIT, exitCodeFor, wasInterrupted } from './exit-codes';
-import { resolveModelSpec } from './hub';
-import { progressReporter } from './output';
-import { registerInspect } from './commands/inspect';
-import { registerConvert } from './commands/convert';
-import { registerImportRun } from './commands/import-run';
-import { registerExpand } from './commands/expand';
-import { registerExportOnnx } from './commands/export-onnx';
-import { registerExportGguf } from './commands/export-gguf';
-import { registerGenerate } from './commands/generate';
-import { registerEval } from './commands/eval';
-import { registerTrain } from './commands/train';
-import { registerServe } from './commands/serve';
-import { registerChat } from './commands/chat';
-import { registerAgent } from './commands/agent';
-import { registerStudy } from './commands/study';
-
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const VERSION = (require('../package.json') as { version: string }).version;
 
-export function buildProgram(): Command {
+type Register = (program: Command) => void;
+
+/*
+ * Each command's module, in the order `--help` lists them. A module is loaded (required) only when its command is
+ * registered: loading every command's dependencies (the server, zod schemas, the study and engines packages, ...)
+ * was most of the CLI's start-up, so `main` registers only the command it is asked to run.
+ */
+/* eslint-disable @typescript-eslint/no-require-imports */
+const COMMANDS: readonly (readonly [name: string, load: () => Register])[] = [
+  ['inspect', () => (require('./commands/inspect') as typeof import('./commands/inspect')).registerInspect],
+  ['convert', () => (require('./commands/convert') as typeof import('./commands/convert')).registerConvert],
+  ['import-run', () => (require('./commands/import-run') as typeof import('./commands/import-run')).registerImportRun],
+  ['expand', () => (require('./commands/expand') as typeof import('./commands/expand')).registerExpand],
+  ['export-onnx', () => (require('./commands/export-onnx') as typeof import('./commands/export-onnx')).registerExportOnnx],
+  ['export-gguf', () => (require('./commands/export-gguf') as typeof import('./commands/export-gguf')).registerExportGguf],
+  ['generate', () => (require('./commands/generate') as typeof import('./commands/generate')).registerGenerate],
+  ['eval', () => (require('./commands/eval') as typeof import('./commands/eval')).registerEval],
+  ['train', () => (require('./commands/train') as typeof import('./commands/train')).registerTrain],
+  ['serve', () => (require('./commands/serve') as typeof import('./commands/serve')).registerServe],
+  ['chat', () => (require('./commands/chat') as typeof import('./commands/chat')).registerChat],
+  ['agent', () => (require('./commands/agent') as typeof import('./commands/agent')).registerAgent],
+  ['study', () => (require('./commands/study') as typeof import('./commands/study')).registerStudy],
+];
+/* eslint-enable @typescript-eslint/no-require-imports */
+
+/**
+ * The commands `args` (the arguments after `llama-pro`) need registered: the one it names, none for `--version`,
+ * every one otherwise (`--help`, `help <cmd>`, no arguments, an unknown command and its suggestions).
+ */
+export function commandsFor(args: readonly string[]): readonly string[] {
+  const first = args[0];
+  if (first !== undefined && COMMANDS.some(([name]) => name === first)) return [first];
+  if ((first === '-V' || first === '--version') && !args.includes('-h') && !args.includes('--help')) return [];
+  return COMMANDS.map(([name]) => name);
+}
+
+/** The program with `commands` registered (default: all of them, in help order). */
+export function buildProgram(commands: readonly string[] = COMMANDS.map(([name]) => name)): Command {
   const program = new Command('llama-pro')
     .description('Grow LLaMA-family models by block expansion (LLaMA Pro), then train, evaluate and serve them.')
     .version(VERSION)
     .showHelpAfterError('(run with --help for usage)')
     .configureOutput({ outputError: (s, write) => write(s) });
-  registerInspect(program);
-  registerConvert(program);
-  registerImportRun(program);
-  registerExpand(program);
-  registerExportOnnx(program);
-  registerExportGguf(program);
-  registerGenerate(program);
-  registerEval(program);
-  registerTrain(program);
-  registerServe(program);
-  registerChat(program);
-  registerAgent(program);
-  registerStudy(program);
+  for (const [name, load] of COMMANDS) if (commands.includes(name)) load()(program);
   program.hook('preAction', resolveHubModels);
   return program;
 }
@@ -49,6 +58,13 @@ const MODEL_ARGUMENTS = ['in-dir', 'model', 'model-dir'];
 
 /** Rewrites hub ids in model options/arguments to local snapshot directories (see hub.ts) before the command runs. */
 async function resolveHubModels(_root: Command, cmd: Command): Promise<void> {
+  // hub.ts (and @huggingface/hub) loads only for a command that names a model
+  const modelValues = MODEL_OPTIONS.some((name) => typeof cmd.getOptionValue(name) === 'string') || cmd.registeredArguments.some((a, i) => MODEL_ARGUMENTS.includes(a.name()) && typeof cmd.processedArgs[i] === 'string');
+  if (!modelValues) return;
+  /* eslint-disable @typescript-eslint/no-require-imports */
+  const { resolveModelSpec } = require('./hub') as typeof import('./hub');
+  const { progressReporter } = require('./output') as typeof import('./output');
+  /* eslint-enable @typescript-eslint/no-require-imports */
   const hub = { progress: progressReporter(), log: (m: string) => process.stderr.write(`llama-pro: ${m}\n`) };
   for (const name of MODEL_OPTIONS) {
     const v: unknown = cmd.getOptionValue(name);
@@ -66,7 +82,7 @@ async function resolveHubModels(_root: Command, cmd: Command): Promise<void> {
  * exit-codes.ts). Errors print one line: `llama-pro: <message>`.
  */
 export async function main(argv: readonly string[]): Promise<number> {
-  const program = buildProgram();
+  const program = buildProgram(commandsFor(argv.slice(2)));
   // Every command throws instead of calling process.exit, so usage errors get the usage exit code (2).
   const override = (c: Command): void => {
     c.exitOverride();

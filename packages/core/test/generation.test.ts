@@ -63,6 +63,50 @@ describe('sampling', () => {
     // Binomial sd = sqrt(n p q) ~ 61; allow 5 sd.
     expect(Math.abs(ones - 0.75 * n)).toBeLessThan(310);
   });
+  it('draws exactly what the textbook definition draws (sort by logit then id, top-k, softmax at T, top-p prefix, inverse CDF)', () => {
+    // The reference is the definition written plainly (a comparison sort over JS arrays, as HF's TopK/TopP warpers
+    // order by value); sampleToken's radix sort and scratch buffers must pick the same id for the same RNG draw.
+    const reference = (logits: Float32Array, o: { temperature: number; topK?: number; topP?: number }, rng: Rng): number => {
+      const V = logits.length;
+      let idx = Array.from({ length: V }, (_, i) => i).sort((a, b) => logits[b]! - logits[a]! || a - b);
+      idx = idx.slice(0, o.topK && o.topK > 0 ? Math.min(o.topK, V) : V);
+      const max = logits[idx[0]!]!;
+      let probs = idx.map((i) => Math.exp((logits[i]! - max) / o.temperature));
+      let sum = probs.reduce((a, b) => a + b, 0);
+      probs = probs.map((p) => p / sum);
+      if ((o.topP ?? 1) < 1) {
+        let cum = 0;
+        let cut = probs.length;
+        for (let i = 0; i < probs.length; i++) if ((cum += probs[i]!) >= o.topP!) { cut = i + 1; break; }
+        probs = probs.slice(0, cut);
+        idx = idx.slice(0, cut);
+        sum = probs.reduce((a, b) => a + b, 0);
+        probs = probs.map((p) => p / sum);
+      }
+      const r = rng.next();
+      let cum = 0;
+      for (let i = 0; i < probs.length; i++) if (r < (cum += probs[i]!)) return idx[i]!;
+      return idx[idx.length - 1]!;
+    };
+    let draws = 0;
+    for (const V of [1, 2, 7, 300, 4000]) {
+      for (let trial = 0; trial < 8; trial++) {
+        const g = new Rng(1000 * V + trial);
+        // ties, +0/-0, masked (-Infinity) entries and negative values: every case the ordering has to agree on
+        const l = Float32Array.from({ length: V }, () => {
+          const u = g.next();
+          return u < 0.1 ? -Infinity : u < 0.2 ? 0 : u < 0.25 ? -0 : Math.round(g.next() * 40) / 4 - 5;
+        });
+        if (trial === 0) l.fill(-Infinity, 0, V - 1);
+        for (const o of [{ temperature: 1 }, { temperature: 0.7, topP: 0.9 }, { temperature: 1.3, topK: 40 }, { temperature: 0.5, topK: 3, topP: 0.5 }, { temperature: 2, topP: 0.999 }]) {
+          const a = new Rng(trial);
+          const b = new Rng(trial);
+          for (let k = 0; k < 10; k++, draws++) expect([V, o, sampleToken(l, o, a)]).toEqual([V, o, reference(l, o, b)]);
+        }
+      }
+    }
+    expect(draws).toBe(5 * 8 * 5 * 10);
+  });
   it('is reproducible for a seed', () => {
     const draw = (seed: number) => Array.from({ length: 10 }, (_, i) => sampleToken(new Float32Array([0, 0.1 * i, 0.2, 0.3]), { temperature: 1, seed }, new Rng(seed + i)));
     expect(draw(5)).toEqual(draw(5));

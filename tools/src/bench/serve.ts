@@ -4,6 +4,9 @@
  * 16 new tokens. Ratios are against the direct calls measured in the same run. Then continuous batching (issue 19
  * target ≥ 3×): 8 completions (different prompts, 32 new tokens) sent at once against the same 8 one after another.
  *
+ * The server is what users run: `llama-pro serve` (packages/cli/dist/bin.js, --max-batch 8) in its own process,
+ * reached over real HTTP; the direct calls load the same checkpoint in this process.
+ *
  *   npm run bench:serve     (env: BENCH_REQUESTS (default 32), BENCH_CONCURRENCY (64), BENCH_ROUNDS (3), BENCH_BACKEND (onnx))
  *
  * - direct generate: `TextGenerator.generate` (core `generate()`) in a loop;
@@ -14,14 +17,15 @@
  *   (one batched run per decode step) or core's per-slot fallback (slots run one after another).
  * The modes alternate over rounds (the machine is shared); the best round of each is reported.
  */
+import { spawn, type ChildProcess } from 'node:child_process';
 import { promises as fsp } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { HfCheckpoint, loadTokenizer, type CausalLM } from '@llama-pro/core';
+import { HfCheckpoint, loadTokenizer } from '@llama-pro/core';
 import { tinyRawConfig, writeRandomCheckpoint } from '@llama-pro/core/testing';
 import { tfjsBackend } from '@llama-pro/backend-tfjs';
 import { onnxBackend } from '@llama-pro/backend-onnx';
-import { TextGenerator, resolveChatTemplate, startServer } from '@llama-pro/agent';
+import { TextGenerator } from '@llama-pro/agent';
 import { CHAR_TOKENIZER_VOCAB, writeCharTokenizer } from '@llama-pro/agent/testing';
 
 const N = Number(process.env['BENCH_REQUESTS'] ?? 32);
@@ -37,9 +41,41 @@ async function time(fn: () => Promise<void>): Promise<number> {
   return Number(process.hrtime.bigint() - t0) / 1e9;
 }
 
+const CLI = path.resolve(__dirname, '../../../packages/cli/dist/bin.js');
+
+/** Starts `llama-pro serve` on a free port; resolves with its URL once it logs that it is serving. */
+function startCliServer(dir: string): Promise<{ url: string; child: ChildProcess; log: string[] }> {
+  const child = spawn(process.execPath, [CLI, 'serve', '--model', dir, '--port', '0', '--backend', BACKEND, '--template', 'plain', '--name', 'bench', '--max-batch', '8'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const log: string[] = [];
+  return new Promise((resolve, reject) => {
+    let buf = '';
+    child.stderr!.setEncoding('utf8');
+    child.stderr!.on('data', (d: string) => {
+      buf += d;
+      let nl: number;
+      while ((nl = buf.indexOf('\n')) >= 0) {
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 1);
+        log.push(line);
+        const m = /serving .* on (http:\/\/\S+)\/v1/.exec(line);
+        if (m) resolve({ url: m[1]!, child, log });
+      }
+    });
+    child.on('exit', (code) => reject(new Error(`llama-pro serve exited (${code}) before serving:\n${log.join('\n')}${buf}`)));
+  });
+}
+
+async function stopCliServer(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null) return;
+  const done = new Promise((r) => child.once('exit', r));
+  child.kill('SIGTERM');
+  await done;
+}
+
 async function main(): Promise<void> {
   const root = await fsp.mkdtemp(path.join(os.tmpdir(), 'bench-serve-'));
   const dir = path.join(root, 'model');
+  let child: ChildProcess | undefined;
   try {
     await writeRandomCheckpoint(dir, tinyRawConfig({ hiddenSize: 64, intermediateSize: 128, layers: 2, heads: 4, kvHeads: 2, vocab: CHAR_TOKENIZER_VOCAB, maxPositions: 512 }), { seed: 1, std: 0.3 });
     await writeCharTokenizer(dir);
@@ -50,7 +86,8 @@ async function main(): Promise<void> {
     const prompts = Array.from({ length: N }, (_, i) => `Request number ${i}: tell me a story about a cat.`);
     const gen = new TextGenerator(model, tokenizer);
     const ids = (p: string): number[] => [tokenizer.bosTokenId!, ...tokenizer.encode(p)];
-    const server = await startServer({ id: 'bench', model, tokenizer, template: resolveChatTemplate(tokenizer, 'plain') }, { port: 0 });
+    const server = await startCliServer(dir);
+    child = server.child;
     const post = async (prompt: string, stream: boolean, maxTokens = MAX_TOKENS): Promise<void> => {
       const res = await fetch(`${server.url}/v1/completions`, {
         method: 'POST',
@@ -83,19 +120,20 @@ async function main(): Promise<void> {
       for (const [name, n, run] of modes) best.set(name, Math.min(best.get(name) ?? Infinity, (await time(run)) / n));
       for (const [name, run] of batchModes) batchBest.set(name, Math.min(batchBest.get(name) ?? Infinity, await time(run)));
     }
-    const native = typeof (model as CausalLM).startSlotSession === 'function';
-    await server.close();
+    const native = typeof model.startSlotSession === 'function';
+    await stopCliServer(server.child);
     await model.dispose();
     await ckpt.close();
 
     const base = best.get('direct generate')!;
-    process.stdout.write(`serve bench: ${model.device}, ${N} requests (${C} concurrent), ${MAX_TOKENS} new tokens each, best of ${ROUNDS} rounds\n`);
+    process.stdout.write(`serve bench: llama-pro serve (${model.device}, --max-batch 8) over HTTP, ${N} requests (${C} concurrent), ${MAX_TOKENS} new tokens each, best of ${ROUNDS} rounds\n`);
     for (const [name, s] of best) process.stdout.write(`${name.padEnd(18)} ${(s * 1000).toFixed(1).padStart(8)} ms/request   ${(s / base).toFixed(3)}x direct\n`);
     const seq = batchBest.get('8 sequential')!;
     const con = batchBest.get('8 concurrent')!;
     process.stdout.write(`continuous batching (${native ? 'native slot session' : "core's per-slot fallback"}), 8 completions × ${BATCH_TOKENS} new tokens, best of ${ROUNDS}; load average ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}\n`);
     process.stdout.write(`8 sequential       ${(seq * 1000).toFixed(1).padStart(8)} ms\n8 concurrent       ${(con * 1000).toFixed(1).padStart(8)} ms   ${(seq / con).toFixed(2)}x faster than sequential (target >= 3x)\n`);
   } finally {
+    if (child) await stopCliServer(child);
     await fsp.rm(root, { recursive: true, force: true });
   }
 }

@@ -148,7 +148,16 @@ export class TextGenerator {
   } {
     // The completion's text is what its tokens add after the prompt (vLLM's incremental detokenizer): decoding the
     // tokens alone would drop the first one's leading space with SentencePiece-style (Strip) decoders.
-    const decode = (ids: readonly number[]): string => decodeAfter(this.tokenizer, req.promptIds, ids, { skipSpecialTokens: true });
+    // Streaming and the stop-string check decode the same tokens at every step (and the result once more): the
+    // last decode is remembered, so each step decodes once.
+    let lastIds: readonly number[] = [];
+    let lastText = '';
+    const decode = (ids: readonly number[]): string => {
+      if (ids.length === lastIds.length && ids.every((t, i) => t === lastIds[i])) return lastText;
+      lastText = decodeAfter(this.tokenizer, req.promptIds, ids, { skipSpecialTokens: true });
+      lastIds = ids.slice();
+      return lastText;
+    };
     const stops = (req.stop ?? []).filter((s) => s.length > 0);
     const stream = req.onText ? new StreamingText(decode, stops, req.onText) : null;
     const options = {

@@ -53,6 +53,9 @@ interface Running {
   pending: Int32Array;
 }
 
+/** How long an idle queue keeps its slot session for the next request. */
+const SESSION_IDLE_MS = 2000;
+
 const cancelled = (): LlamaProError => new LlamaProError('ABORTED', 'the request was cancelled while it waited');
 
 export class RequestQueue {
@@ -61,6 +64,8 @@ export class RequestQueue {
   private exclusive = 0;
   private session: SlotDecodeSession | null = null;
   private pumping = false;
+  private pumpScheduled = false;
+  private sessionTimer: ReturnType<typeof setTimeout> | null = null;
   private idleResolvers: (() => void)[] = [];
   private closed = false;
   private readonly shutdown = new AbortController();
@@ -80,6 +85,7 @@ export class RequestQueue {
     this.closed = true;
     this.shutdown.abort();
     for (const item of this.waiting.splice(0)) this.settle(item, () => item.reject(new ShuttingDownError()));
+    if (!this.pumping) this.releaseSessionWhenIdle();
     this.maybeIdle();
   }
 
@@ -144,7 +150,44 @@ export class RequestQueue {
       item.signal.addEventListener('abort', item.onAbort, { once: true });
     }
     this.waiting.push(item);
-    void this.pump();
+    this.schedulePump();
+  }
+
+  /**
+   * Starts the scheduling loop after the I/O callbacks now due have run (setImmediate), not at once: requests that
+   * arrive together (their bodies read in the same event-loop turn) are then admitted, and their prompts prefilled,
+   * in one step instead of the first running alone while the others wait for it.
+   */
+  private schedulePump(): void {
+    if (this.pumping || this.pumpScheduled) return;
+    this.pumpScheduled = true;
+    setImmediate(() => {
+      this.pumpScheduled = false;
+      void this.pump();
+    });
+  }
+
+  /**
+   * Keeps the slot session (its preallocated cache) for the next busy period when one starts within
+   * SESSION_IDLE_MS (back-to-back requests do not rebuild and regrow it), else disposes it: a native session keeps
+   * the cache capacity of its longest sequence. Disposed at once when the queue is closed.
+   */
+  private releaseSessionWhenIdle(): void {
+    if (this.sessionTimer) clearTimeout(this.sessionTimer);
+    this.sessionTimer = null;
+    if (!this.session) return;
+    if (this.closed) {
+      this.session.dispose();
+      this.session = null;
+      return;
+    }
+    this.sessionTimer = setTimeout(() => {
+      this.sessionTimer = null;
+      if (this.pumping || !this.session) return;
+      this.session.dispose();
+      this.session = null;
+    }, SESSION_IDLE_MS);
+    this.sessionTimer.unref();
   }
 
   private settle(item: Item, how: () => void): void {
@@ -183,6 +226,8 @@ export class RequestQueue {
   private async pump(): Promise<void> {
     if (this.pumping) return;
     this.pumping = true;
+    if (this.sessionTimer) clearTimeout(this.sessionTimer);
+    this.sessionTimer = null;
     try {
       for (;;) {
         // Admission, in arrival order: `run` tasks execute here (between steps); decode jobs take free slots.
@@ -228,9 +273,7 @@ export class RequestQueue {
       for (const item of this.waiting.splice(0)) this.settle(item, () => item.reject(e));
     } finally {
       this.pumping = false;
-      // A fresh session for the next busy period: a native one keeps the cache capacity of its longest sequence.
-      this.session?.dispose();
-      this.session = null;
+      this.releaseSessionWhenIdle();
       this.maybeIdle();
     }
   }

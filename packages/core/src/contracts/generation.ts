@@ -51,46 +51,116 @@ export interface GenerationResult {
   stop?: string;
 }
 
-/** Samples one token from logits. Greedy picks the first maximal index. */
+/** Scratch buffers reused by every sampleToken call (it is synchronous): no vocabulary-sized allocation per token. */
+const scratch = { keys: new Uint32Array(0), keys2: new Uint32Array(0), idx: new Int32Array(0), idx2: new Int32Array(0), probs: new Float64Array(0) };
+
+function ensureScratch(V: number): void {
+  if (scratch.keys.length >= V) return;
+  scratch.keys = new Uint32Array(V);
+  scratch.keys2 = new Uint32Array(V);
+  scratch.idx = new Int32Array(V);
+  scratch.idx2 = new Int32Array(V);
+  scratch.probs = new Float64Array(V);
+}
+
+/**
+ * The token ids ordered by logit, largest first, equal logits by id (the order `sort((a, b) => l[b] - l[a] || a - b)`
+ * gives), as a view of a scratch buffer: a stable LSD radix sort (4 passes of 8 bits) over the float32 bits mapped to
+ * an order-preserving unsigned key, O(V) instead of a comparison sort over V JS numbers. -0 counts as +0.
+ */
+function idsByLogit(logits: Float32Array): Int32Array {
+  const V = logits.length;
+  ensureScratch(V);
+  const bits = new Uint32Array(logits.buffer, logits.byteOffset, V);
+  let keys = scratch.keys;
+  let keys2 = scratch.keys2;
+  let idx = scratch.idx;
+  let idx2 = scratch.idx2;
+  for (let i = 0; i < V; i++) {
+    let b = bits[i]!;
+    if (b === 0x80000000) b = 0;
+    // ascending float order as unsigned: flip negatives entirely, set the sign bit of positives; then invert (descending)
+    const asc = b & 0x80000000 ? ~b : b | 0x80000000;
+    keys[i] = ~asc >>> 0;
+    idx[i] = i;
+  }
+  const count = new Int32Array(256);
+  for (let shift = 0; shift < 32; shift += 8) {
+    count.fill(0);
+    for (let i = 0; i < V; i++) count[(keys[i]! >>> shift) & 255]!++;
+    let sum = 0;
+    for (let d = 0; d < 256; d++) {
+      const c = count[d]!;
+      count[d] = sum;
+      sum += c;
+    }
+    for (let i = 0; i < V; i++) {
+      const k = keys[i]!;
+      const at = count[(k >>> shift) & 255]!++;
+      keys2[at] = k;
+      idx2[at] = idx[i]!;
+    }
+    [keys, keys2] = [keys2, keys];
+    [idx, idx2] = [idx2, idx];
+  }
+  // 4 passes: the sorted data is back in the first buffers
+  return idx.subarray(0, V);
+}
+
+/**
+ * Samples one token from logits. Greedy picks the first maximal index. Otherwise: the top-k ids by logit (ties by
+ * id), softmax at the temperature over them, the smallest prefix whose probability reaches top-p (renormalized),
+ * then one draw from the RNG walking the cumulative sum in that order.
+ */
 export function sampleToken(logits: Float32Array, opts: SamplingOptions, rng: Rng): number {
   const t = opts.temperature ?? 0;
+  const V = logits.length;
   if (!(t > 0)) {
     let best = 0;
-    for (let i = 1; i < logits.length; i++) if (logits[i]! > logits[best]!) best = i;
+    let bestValue = logits[0]!;
+    for (let i = 1; i < V; i++) {
+      const x = logits[i]!;
+      if (x > bestValue) {
+        best = i;
+        bestValue = x;
+      }
+    }
     return best;
   }
-  const V = logits.length;
-  let idx = Array.from({ length: V }, (_, i) => i);
+  const idx = idsByLogit(logits);
   const k = opts.topK && opts.topK > 0 ? Math.min(opts.topK, V) : V;
-  idx.sort((a, b) => logits[b]! - logits[a]! || a - b);
-  idx = idx.slice(0, k);
+  const probs = scratch.probs;
   const max = logits[idx[0]!]!;
-  let probs = idx.map((i) => Math.exp((logits[i]! - max) / t));
-  let sum = probs.reduce((a, b) => a + b, 0);
-  probs = probs.map((p) => p / sum);
+  // Sums in the order above (left to right from 0): the same floating-point values a plain array reduce gives.
+  let sum = 0;
+  for (let i = 0; i < k; i++) {
+    const p = Math.exp((logits[idx[i]!]! - max) / t);
+    probs[i] = p;
+    sum += p;
+  }
+  for (let i = 0; i < k; i++) probs[i] = probs[i]! / sum;
+  let n = k;
   const topP = opts.topP ?? 1;
   if (topP < 1) {
     let cum = 0;
-    let cut = probs.length;
-    for (let i = 0; i < probs.length; i++) {
+    for (let i = 0; i < n; i++) {
       cum += probs[i]!;
       if (cum >= topP) {
-        cut = i + 1;
+        n = i + 1;
         break;
       }
     }
-    probs = probs.slice(0, cut);
-    idx = idx.slice(0, cut);
-    sum = probs.reduce((a, b) => a + b, 0);
-    probs = probs.map((p) => p / sum);
+    sum = 0;
+    for (let i = 0; i < n; i++) sum += probs[i]!;
+    for (let i = 0; i < n; i++) probs[i] = probs[i]! / sum;
   }
   const r = rng.next();
   let cum = 0;
-  for (let i = 0; i < probs.length; i++) {
+  for (let i = 0; i < n; i++) {
     cum += probs[i]!;
     if (r < cum) return idx[i]!;
   }
-  return idx[idx.length - 1]!;
+  return idx[n - 1]!;
 }
 
 function endsWith(a: readonly number[], b: readonly number[]): boolean {
@@ -121,6 +191,7 @@ export class GenerationRow {
   private sampled = 0;
   private finished: boolean;
   private readonly eos: ReadonlySet<number>;
+  private adjusted?: Float32Array;
 
   constructor(
     private readonly opts: RowOptions,
@@ -149,11 +220,16 @@ export class GenerationRow {
     if (this.finished) return null;
     const o = this.opts;
     const r = this.result;
-    // A copy when adjusted: backends may hand out views of buffers they reuse.
-    const row = o.adjustLogits ? logits.slice() : logits;
+    let row = logits;
     if (o.adjustLogits) {
+      // A copy when adjusted (backends may hand out views of buffers they reuse), into this row's own buffer.
+      if (this.adjusted?.length !== logits.length) this.adjusted = new Float32Array(logits.length);
+      row = this.adjusted;
+      row.set(logits);
       o.adjustLogits(row, r.tokens);
-      if (!row.some((x) => x > -Infinity)) return this.end('stop');
+      let open = false;
+      for (let i = 0; i < row.length && !open; i++) open = row[i]! > -Infinity;
+      if (!open) return this.end('stop');
     }
     const tok = sampleToken(row, o, this.rng);
     this.sampled++;
