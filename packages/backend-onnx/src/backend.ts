@@ -218,17 +218,26 @@ class KvCache {
   write(out: CachedRunOutput, B: number, T: number, row: ArrayLike<number>, at: ArrayLike<number>, count: ArrayLike<number>, from?: ArrayLike<number>): void {
     const { numHiddenLayers: L, numKeyValueHeads: KV, headDim: hd } = this.c;
     const hs = this.headStride;
+    const { newKeys, newValues } = out;
     for (let l = 0; l < L; l++) {
       const K = this.keys[l]!;
       const Vv = this.values[l]!;
       for (let b = 0; b < B; b++) {
-        const n = count[b]!;
+        const n = count[b]! * hd;
         if (n === 0) continue;
         for (let h = 0; h < KV; h++) {
           const src = (((l * B + b) * KV + h) * T + (from?.[b] ?? 0)) * hd;
           const dst = (row[b]! * KV + h) * hs + at[b]! * hd;
-          K.set(out.newKeys.subarray(src, src + n * hd), dst);
-          Vv.set(out.newValues.subarray(src, src + n * hd), dst);
+          if (n > 1024) {
+            K.set(newKeys.subarray(src, src + n), dst);
+            Vv.set(newValues.subarray(src, src + n), dst);
+          } else {
+            // a decode step writes one position per head: a plain loop beats a subarray view and set
+            for (let j = 0; j < n; j++) {
+              K[dst + j] = newKeys[src + j]!;
+              Vv[dst + j] = newValues[src + j]!;
+            }
+          }
         }
       }
     }

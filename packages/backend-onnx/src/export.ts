@@ -24,7 +24,10 @@
  * [B, kvHeads, T*group, headDim] and multiplies with the un-repeated K/V; attention scores over the
  * cache and over the new keys are two products (no concatenation of the cache) sharing one softmax; the
  * attention mask follows core's rule (model/positions: causal, padding keys masked except a query's
- * own, per-layer sliding windows); the LM head is a Gemm with transB on the [V, D] matrix, so a tied
+ * own, per-layer sliding windows). The decoder is in the graph twice, as the two branches of one If on
+ * an empty cache (C = 0): the prefill branch attends over the new keys alone (one product, no
+ * concatenation and split of the scores around the softmax), the cache branch as above; both read the
+ * same initializers, so the weights are held once. The LM head is a Gemm with transB on the [V, D] matrix, so a tied
  * head shares the embedding initializer.
  */
 import { promises as fsp } from 'node:fs';
@@ -56,7 +59,7 @@ import { DT, EmbeddedSink, GraphBuilder, MS_DOMAIN, encodeModel, valueInfo, type
 
 export const ONNX_OPSET = 17;
 /** Bumped whenever the exported graph changes (part of the export cache key). */
-export const EXPORT_FORMAT_VERSION = 3;
+export const EXPORT_FORMAT_VERSION = 4;
 /** Protobuf cannot hold more than 2 GiB; models above this size need an external data file. */
 export const PROTOBUF_LIMIT_BYTES = 2 ** 31 - 1;
 /** Default threshold above which `export` writes weights to an external data file. */
@@ -262,8 +265,11 @@ export async function buildLlamaModel(source: WeightSource, sink: InitializerSin
   const masks = new Map<number | null, string>();
   for (const w of c.attentionWindows) if (!masks.has(w)) masks.set(w, maskFor(w));
   const cacheAndNew = g.op1('Concat', [C, T], { axis: 0 }); // split sizes of the scores' last axis
+  const emptyCache = g.op1('Equal', [Cs, zeroS]);
   const newKeys: string[] = [];
   const newValues: string[] = [];
+  /** Building the prefill branch (empty cache), else the cache branch. */
+  let prefill = false;
   // Residual sums: an RMSNorm of one becomes a SkipSimplifiedLayerNormalization (add and norm in one kernel).
   const sums = new Map<string, onnx.INodeProto>();
 
@@ -304,12 +310,20 @@ export async function buildLlamaModel(source: WeightSource, sink: InitializerSin
       newKeys.push(kNew);
       newValues.push(vNew);
       const kT = (x: string) => g.op1('Transpose', [x], { perm: [0, 1, 3, 2] });
+      const mask = masks.get(c.attentionWindows[i]!)!;
+      const toTokens = (ctx: string) => {
+        const merged = G === 1 ? ctx : g.op1('Reshape', [ctx, g.i64([0, 0, -1, G * hd])]); // [B,KV,T,G*hd]
+        return g.op1('Reshape', [g.op1('Transpose', [merged], { perm: [0, 2, 1, 3] }), g.i64([0, 0, -1])]); // [B,T,H*hd]
+      };
+      if (prefill) {
+        // empty cache: the new keys alone (no empty products, no concatenation and split of the scores)
+        const probs = g.op1('Softmax', [g.op1('Add', [g.op1('MatMul', [qg, kT(kNew)]), mask])], { axis: -1 });
+        return toTokens(g.op1('MatMul', [probs, vNew]));
+      }
       const scores = g.op1('Concat', [g.op1('MatMul', [qg, kT(pastKeyName(i))]), g.op1('MatMul', [qg, kT(kNew)])], { axis: -1 }); // [B,KV,T*G,C+T]
-      const probs = g.op1('Softmax', [g.op1('Add', [scores, masks.get(c.attentionWindows[i]!)!])], { axis: -1 });
+      const probs = g.op1('Softmax', [g.op1('Add', [scores, mask])], { axis: -1 });
       const [pCache, pNew] = g.op('Split', [probs, cacheAndNew], { axis: -1 }, 2);
-      const ctx = g.op1('Add', [g.op1('MatMul', [pCache!, pastValueName(i)]), g.op1('MatMul', [pNew!, vNew])]); // [B,KV,T*G,hd]
-      const merged = G === 1 ? ctx : g.op1('Reshape', [ctx, g.i64([0, 0, -1, G * hd])]); // [B,KV,T,G*hd]
-      return g.op1('Reshape', [g.op1('Transpose', [merged], { perm: [0, 2, 1, 3] }), g.i64([0, 0, -1])]); // [B,T,H*hd]
+      return toTokens(g.op1('Add', [g.op1('MatMul', [pCache!, pastValueName(i)]), g.op1('MatMul', [pNew!, vNew])])); // [B,KV,T*G,hd]
     },
     swiglu: (gate, up) => g.op1('Mul', [g.op1('Mul', [gate, g.op1('Sigmoid', [gate])]), up]),
     add: (a, b) => {
@@ -324,13 +338,23 @@ export async function buildLlamaModel(source: WeightSource, sink: InitializerSin
       const xs = g.op1('Slice', [xn, start, g.i64([2 ** 53 - 1]), g.i64([1])]); // [B,T',D]
       const logits2d = g.op1('Gemm', [g.op1('Reshape', [xs, g.i64([-1, D])]), headW], { transB: 1 });
       const outShape = g.op1('Concat', [g.op1('Shape', [xs], { start: 0, end: 2 }), g.i64([V])], { axis: 0 });
-      return g.op1('Reshape', [logits2d, outShape], {}, LOGITS);
+      return g.op1('Reshape', [logits2d, outShape]);
     },
   };
-  decoder(c, ops);
+  // Two copies of the decoder over the same initializers (held once): the prefill branch when the cache
+  // is empty, the cache branch otherwise; one If per run picks one.
+  const body = (p: boolean) => () => {
+    prefill = p;
+    newKeys.length = 0;
+    newValues.length = 0;
+    sums.clear();
+    const logits = decoder(c, ops);
+    return [logits, g.op1('Concat', newKeys, { axis: 0 }), g.op1('Concat', newValues, { axis: 0 })];
+  };
+  const prefillGraph = g.branch('prefill', body(true));
+  const cachedGraph = g.branch('cached', body(false));
+  g.op('If', [emptyCache], { then_branch: { graph: prefillGraph }, else_branch: { graph: cachedGraph } }, 3, [LOGITS, NEW_KEYS, NEW_VALUES]);
   g.outputs.push(valueInfo(LOGITS, DT.FLOAT, ['batch_size', 'logits_length', V]));
-  g.op1('Concat', newKeys, { axis: 0 }, NEW_KEYS);
-  g.op1('Concat', newValues, { axis: 0 }, NEW_VALUES);
   g.outputs.push(valueInfo(NEW_KEYS, DT.FLOAT, ['layers_x_batch', KV, 'sequence_length', hd]));
   g.outputs.push(valueInfo(NEW_VALUES, DT.FLOAT, ['layers_x_batch', KV, 'sequence_length', hd]));
 

@@ -8,13 +8,14 @@ import { onnx } from 'onnx-proto';
 export const DT = onnx.TensorProto.DataType;
 const AT = onnx.AttributeProto.AttributeType;
 
-export type AttrValue = number | number[] | string | { float: number } | { floats: number[] };
+export type AttrValue = number | number[] | string | { float: number } | { floats: number[] } | { graph: onnx.IGraphProto };
 
 function attribute(name: string, v: AttrValue): onnx.IAttributeProto {
   if (typeof v === 'string') return { name, type: AT.STRING, s: Buffer.from(v, 'utf8') };
   if (typeof v === 'number') return { name, type: AT.INT, i: v };
   if (Array.isArray(v)) return { name, type: AT.INTS, ints: v };
   if ('float' in v) return { name, type: AT.FLOAT, f: v.float };
+  if ('graph' in v) return { name, type: AT.GRAPH, g: v.graph };
   return { name, type: AT.FLOATS, floats: v.floats };
 }
 
@@ -77,6 +78,17 @@ export class GraphBuilder {
     node.attribute = Object.entries(attrs).map(([k, v]) => attribute(k, v));
   }
 
+  /**
+   * A subgraph (an If branch): the nodes `body` adds go into it instead of this graph; they may read any
+   * value of the enclosing graph. Its outputs are float32 values of unknown shape.
+   */
+  branch(name: string, body: () => readonly string[]): onnx.IGraphProto {
+    const start = this.nodes.length;
+    const outs = body();
+    const node = this.nodes.splice(start);
+    return { name, node, output: outs.map((o) => ({ name: o, type: { tensorType: { elemType: DT.FLOAT } } })) };
+  }
+
   /** A fresh unique value name. */
   fresh(prefix: string): string {
     return `${prefix}_${this.counter++}`;
@@ -122,7 +134,7 @@ export class GraphBuilder {
   model(opts: { opset: number; producerVersion: string; docString?: string; metadata?: Record<string, string> }): onnx.ModelProto {
     return onnx.ModelProto.create({
       irVersion: 8,
-      opsetImport: [{ domain: '', version: opts.opset }, ...(this.nodes.some((n) => n.domain === MS_DOMAIN) ? [{ domain: MS_DOMAIN, version: 1 }] : [])],
+      opsetImport: [{ domain: '', version: opts.opset }, ...(usesDomain(this.nodes, MS_DOMAIN) ? [{ domain: MS_DOMAIN, version: 1 }] : [])],
       producerName: 'llama-pro',
       producerVersion: opts.producerVersion,
       docString: opts.docString ?? '',
@@ -136,6 +148,11 @@ export class GraphBuilder {
       },
     });
   }
+}
+
+/** Whether any node, in subgraphs (If branches) too, is of `domain`. */
+function usesDomain(nodes: readonly onnx.INodeProto[], domain: string): boolean {
+  return nodes.some((n) => n.domain === domain || (n.attribute ?? []).some((a) => a.g && usesDomain(a.g.node ?? [], domain)));
 }
 
 export function encodeModel(model: onnx.ModelProto): Uint8Array {

@@ -40,20 +40,38 @@ describe('ONNX export', () => {
     expect(g.output.map((o) => o.name)).toEqual(['logits', 'new_keys', 'new_values']);
     const past = g.input.find((i) => i.name === 'past_key_values.0.key')!;
     expect(past.type!.tensorType!.shape!.dim!.map((d) => d.dimParam || Number(d.dimValue))).toEqual(['batch_size', 2, 'cache_capacity', 8]);
-    // no Concat reads a cache input: attention multiplies the cache in place
+    // one If on an empty cache picks the decoder: the prefill branch (then) or the cache branch (else)
+    const ifs = g.node.filter((n) => n.opType === 'If');
+    expect(ifs).toHaveLength(1);
+    expect(ifs[0]!.output).toEqual(['logits', 'new_keys', 'new_values']);
+    const branch = (name: string) => ifs[0]!.attribute!.find((a) => a.name === name)!.g!.node as onnx.INodeProto[];
+    const prefill = branch('then_branch');
+    const cached = branch('else_branch');
     const pastNames = new Set(inputs.filter((n) => n.startsWith('past_key_values.')));
-    expect(g.node.filter((n) => n.opType === 'Concat' && n.input!.some((i) => pastNames.has(i)))).toHaveLength(0);
-    // fused kernels: rotary embedding for q and k of every layer; every RMSNorm (2 per layer + the final
-    // one) as residual add + RMSNorm in one kernel, the first with a zero skip so that all norms round alike
-    const count = (op: string) => g.node.filter((n) => n.opType === op && n.domain === 'com.microsoft').length;
-    expect(count('RotaryEmbedding')).toBe(2 * 3);
-    expect(count('SkipSimplifiedLayerNormalization')).toBe(2 * 3 + 1);
-    expect(g.node.filter((n) => n.opType === 'ReduceMean')).toHaveLength(0);
+    const readsPast = (n: onnx.INodeProto) => n.input!.some((i) => pastNames.has(i));
+    // the prefill branch never touches the cache; in the cache branch no Concat reads a cache input
+    // (attention multiplies the cache in place), and every layer's keys and values are read
+    expect(prefill.filter(readsPast)).toHaveLength(0);
+    expect(cached.filter((n) => n.opType === 'Concat' && readsPast(n))).toHaveLength(0);
+    expect(new Set(cached.flatMap((n) => n.input!.filter((i) => pastNames.has(i)))).size).toBe(pastNames.size);
+    // prefill attention: one product with the new keys, no concatenation or split of the scores
+    expect(prefill.filter((n) => n.opType === 'Split')).toHaveLength(2 * 3); // q/k/v and gate/up of 3 layers
+    expect(cached.filter((n) => n.opType === 'Split')).toHaveLength(3 * 3); // and the probabilities
+    for (const nodes of [prefill, cached]) {
+      // fused kernels: rotary embedding for q and k of every layer; every RMSNorm (2 per layer + the final
+      // one) as residual add + RMSNorm in one kernel, the first with a zero skip so that all norms round alike
+      const count = (op: string) => nodes.filter((n) => n.opType === op && n.domain === 'com.microsoft').length;
+      expect(count('RotaryEmbedding')).toBe(2 * 3);
+      expect(count('SkipSimplifiedLayerNormalization')).toBe(2 * 3 + 1);
+      expect(nodes.filter((n) => n.opType === 'ReduceMean')).toHaveLength(0);
+      // grouped-query attention multiplies with un-repeated K/V: no Tile
+      expect(nodes.filter((n) => n.opType === 'Tile')).toHaveLength(0);
+    }
     const inits = new Set(g.initializer.map((t) => t.name));
     expect(inits.has('lm_head.weight')).toBe(false);
     expect(inits.has('model.embed_tokens.weight')).toBe(true);
-    // grouped-query attention multiplies with un-repeated K/V: no Tile, and the only Expand is on the mask
-    expect(g.node.filter((n) => n.opType === 'Tile')).toHaveLength(0);
+    // the only Expand is on the mask (shared by both branches)
+    expect([...g.node, ...prefill, ...cached].filter((n) => n.opType === 'Expand')).toHaveLength(1);
     expect(g.node.filter((n) => n.opType === 'Expand')).toHaveLength(1);
     const um = onnx.ModelProto.decode(await exportLlamaOnnxBytes(untied));
     expect((um.graph as onnx.GraphProto).initializer.some((t) => t.name === 'lm_head.weight')).toBe(true);
