@@ -73,7 +73,7 @@ export function checkTrainingBatch(batch: TrainingBatch, V: number): number {
  * `llama-pro train`), that is the JavaScript main thread, whose float32 stores and loads then flush
  * denormals too; the run and its resume do the same, so resuming stays bit-identical.
  */
-export function trainingSessionOptions(so: ort.InferenceSession.SessionOptions): ort.InferenceSession.SessionOptions {
+function trainingSessionOptions(so: ort.InferenceSession.SessionOptions): ort.InferenceSession.SessionOptions {
   const extra = (so.extra ?? {}) as Record<string, unknown>;
   const session = (extra['session'] ?? {}) as Record<string, unknown>;
   return { ...so, extra: { ...extra, session: { ...session, set_denormal_as_zero: '1' } } };
