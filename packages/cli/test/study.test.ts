@@ -109,7 +109,7 @@ describe('llama-pro study --preset micro', () => {
     expect([...new Set(res.sweep!.map((x) => x.seed))]).toEqual([5]);
     expect(res.config.base.seed).toBe(3);
     const md = await fsp.readFile(path.join(out, 'report.md'), 'utf8');
-    expect(md).toContain('pretraining seed 3');
+    expect(md).toContain('base seed 3 for the initial weights');
     expect(md).toContain('seeds 5, 6');
   });
 

@@ -110,8 +110,8 @@ export const studyConfigSchema = z
         /** Study a given base without tokenizer.json on raw byte tokens (ids 3..258) deliberately; refused otherwise. */
         byteTokens: z.boolean().default(false),
         /**
-         * Seed of the pretrained base (initial weights and data order); one base for every variant and
-         * seed, so the seed spread is domain-training noise on this base (`--base-seed` on the CLI).
+         * Seed of the pretrained base's initial weights (the pretraining data order is fixed); one base for
+         * every variant and seed, so the seed spread is domain-training noise on this base (`--base-seed`).
          */
         seed: z.number().int().nonnegative().default(0),
         model: modelShape,
@@ -197,7 +197,8 @@ const MINI: StudyConfig = {
   corpus: { seed: 20240102, task: 'copy-add', generalTrain: 3000, domainInGeneral: 0.3, generalVal: 64, domainTrain: 2000, domainVal: 64, domainTest: 48, files: {} },
   base: {
     byteTokens: false,
-    seed: 0,
+    // The base seed of the earlier presets (their initial weights came from corpus.seed).
+    seed: 20240102,
     model: { hiddenSize: 64, intermediateSize: 172, layers: 4, heads: 4, kvHeads: 4, vocabSize: 259, maxPositions: 256, initStd: 0.05 },
     pretrain: { steps: 2000, batchSize: 8, seqLen: 96, lr: 1e-2, warmupRatio: 0.05, schedule: 'cosine', weightDecay: 0.01, clip: 1 },
   },
@@ -219,7 +220,7 @@ const MICRO: StudyConfig = {
   corpus: { seed: 7, task: 'arithmetic', generalTrain: 60, domainInGeneral: 0, generalVal: 8, domainTrain: 60, domainVal: 8, domainTest: 6, files: {} },
   base: {
     byteTokens: false,
-    seed: 0,
+    seed: 7,
     model: { hiddenSize: 16, intermediateSize: 32, layers: 2, heads: 2, kvHeads: 2, vocabSize: 259, maxPositions: 192, initStd: 0.05 },
     pretrain: { steps: 3, batchSize: 2, seqLen: 32, lr: 1e-2, warmupRatio: 0, schedule: 'constant', weightDecay: 0, clip: 1 },
   },

@@ -332,7 +332,7 @@ export function baseModelDir(entry: string): string {
 
 /**
  * Pretrains the study's base from scratch on `generalTrain` (full training, `config.base.pretrain`):
- * initial weights and data order both from `config.base.seed`. What `runStudy` does on a cold cache; the
+ * initial weights from `config.base.seed`, the data order fixed (seed 0). What `runStudy` does on a cold cache; the
  * base-transition harness (`scripts/base-transition.js`) calls it with `onStep` to evaluate the live model
  * along the way.
  */
@@ -355,7 +355,7 @@ export async function pretrainBase(
   const model = await backend.loadTrainable(ckpt, o.loadOptions ?? {});
   try {
     const tok = await loadTokenizerOrBytes(initDir, ckpt.config.vocabSize);
-    const exp = experimentFor(config.base.pretrain, { out: path.join(entry, 'run'), data: generalTrainFile, seed: config.base.seed, policy: { name: 'full' }, exportDir: baseModelDir(entry), backend: config.backend, tokenizer: tok });
+    const exp = experimentFor(config.base.pretrain, { out: path.join(entry, 'run'), data: generalTrainFile, seed: 0, policy: { name: 'full' }, exportDir: baseModelDir(entry), backend: config.backend, tokenizer: tok });
     await runTraining({
       experiment: exp,
       model,

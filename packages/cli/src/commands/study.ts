@@ -52,7 +52,7 @@ export function registerStudy(program: Command): void {
     .option('--out <dir>', 'output directory: results.json, report.md, plots, runs/ (rerun to resume)', 'runs/study')
     .option('--seeds <n>', 'number of seeds per variant')
     .option('--seed <n>', 'first domain-training seed (the runs use seeds n .. n+seeds-1; default 0)')
-    .option('--base-seed <n>', "seed of the pretrained base's initial weights and data order (one base for every run; default the preset's)")
+    .option('--base-seed <n>', "seed of the pretrained base's initial weights (one base for every run; default the preset's)")
     .option('--workers <n>', 'processes for the variant runs (each trains on one core; default: the number of cores, at most 4)')
     .addOption(new Option('--shard <i/n>', 'internal: run as worker i of n of a study started with --workers').hideHelp())
     .addOption(new Option('--resolved-config <file>', 'internal: the resolved study config of a worker').hideHelp())
