@@ -263,6 +263,21 @@ describe('study report', () => {
     }
   });
 
+  it('names the run seeds and the base seed, and says the spreads are domain-training noise on one base', () => {
+    const r = synthetic(PAPER_LIKE);
+    for (const x of r.runs) x.seed += 10;
+    r.config = { ...r.config, seeds: 3, firstSeed: 10, base: { ...r.config.base, seed: 42 } };
+    const md = renderReportMarkdown(r);
+    expect(md).toContain('3 seed(s) (seeds 10, 11, 12)');
+    expect(md).toContain('base seed 42 for the initial weights');
+    expect(md).toContain('measure domain-training noise on this base, not the variation between independently pretrained bases (`--base-seed <n>`');
+    // A given base is not pretrained here: no --base-seed hint.
+    r.base = { ...r.base, origin: 'given' };
+    const given = renderReportMarkdown(r);
+    expect(given).toContain('not the variation between independently pretrained bases.');
+    expect(given).not.toContain('--base-seed');
+  });
+
   it('marks findings it cannot test', () => {
     const f = computeFindings(synthetic(PAPER_LIKE.filter((s) => s.variant === 'full')));
     expect(f.filter((x) => x.verdict === 'untested').length).toBe(f.length);
