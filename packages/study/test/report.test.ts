@@ -278,6 +278,18 @@ describe('study report', () => {
     expect(given).not.toContain('--base-seed');
   });
 
+  it('says when the pretrained base does not beat the chance level (before the copying transition)', () => {
+    const r = synthetic(PAPER_LIKE);
+    r.majorityBaseline = { answer: '6', accuracy: 0.1, correct: 1, total: 10 };
+    r.base = { ...r.base, eval: { ...r.base.eval, accuracy: 0.1, correct: 1 } };
+    expect(renderReportMarkdown(r)).toContain('The base does not beat the chance level');
+    r.base = { ...r.base, eval: { ...r.base.eval, accuracy: 0.2, correct: 2 } };
+    expect(renderReportMarkdown(r)).not.toContain('The base does not beat the chance level');
+    // A given base was not pretrained here: the pretraining advice does not apply.
+    r.base = { ...r.base, origin: 'given', eval: { ...r.base.eval, accuracy: 0, correct: 0 } };
+    expect(renderReportMarkdown(r)).not.toContain('The base does not beat the chance level');
+  });
+
   it('marks findings it cannot test', () => {
     const f = computeFindings(synthetic(PAPER_LIKE.filter((s) => s.variant === 'full')));
     expect(f.filter((x) => x.verdict === 'untested').length).toBe(f.length);
