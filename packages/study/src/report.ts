@@ -396,7 +396,7 @@ export function renderReportMarkdown(results: StudyResults, findings: readonly F
   const ppl = (s: Stat) => (Number.isFinite(s.mean) ? Math.exp(s.mean).toFixed(3) : 'n/a');
   L.push('# LLaMA Pro study (miniature)');
   L.push('');
-  L.push(`Generated ${results.createdAt} by @llama-pro/study ${results.versions['@llama-pro/study'] ?? ''} on ${results.backend.name} (${results.backend.device}); ${c.seeds} seed(s) (seeds ${[...new Set(results.runs.map((r) => r.seed))].join(', ')}); wall time ${results.elapsedS.toFixed(0)} s, CPU time ${results.cpuS.toFixed(0)} s (this invocation; reused runs excluded)${results.machine ? ` on ${results.machine.cpus} cores, 1-minute load average ${results.machine.loadAvg.toFixed(1)} at the start${results.machine.loadAvg > results.machine.cpus ? ' (a shared machine: wall time is inflated, CPU time is the cost)' : ''}` : ''}. Every number below comes from \`results.json\` of this run.`);
+  L.push(`Generated ${results.createdAt} by @llama-pro/study ${results.versions['@llama-pro/study'] ?? ''} on ${results.backend.name} (${results.backend.device}); ${c.seeds} seed(s) (seeds ${[...new Set(results.runs.map((r) => r.seed))].join(', ')}); wall time ${results.elapsedS.toFixed(0)} s, CPU time ${results.cpuS.toFixed(0)} s (this invocation${(results.machine?.workers ?? 1) > 1 ? `, ${results.machine!.workers} processes sharing the runs` : ''}; reused runs excluded)${results.machine ? ` on ${results.machine.cpus} cores, 1-minute load average ${results.machine.loadAvg.toFixed(1)} at the start${results.machine.loadAvg > results.machine.cpus ? ' (a shared machine: wall time is inflated, CPU time is the cost)' : ''}` : ''}. Every number below comes from \`results.json\` of this run.`);
   L.push('');
   L.push('## Setup');
   L.push('');
@@ -461,7 +461,7 @@ export function renderReportMarkdown(results: StudyResults, findings: readonly F
   for (const f of findings) L.push(`| ${f.claim} | ${f.verdict} | ${f.evidence.replace(/\|/g, '\\|')} |`);
   const count = (v: Verdict) => findings.filter((f) => f.verdict === v).length;
   L.push('');
-  L.push(`Summary: ${count('reproduced')} reproduced, ${count('contradicted')} contradicted, ${count('inconclusive')} inconclusive, ${count('untested')} untested (of ${findings.length} findings). This is a ${b.parameters}-parameter model trained for seconds on synthetic data; the paper's setting is a 7B model on 80B tokens, so disagreements are expected and are reported as they come out.`);
+  L.push(`Summary: ${count('reproduced')} reproduced, ${count('contradicted')} contradicted, ${count('inconclusive')} inconclusive, ${count('untested')} untested (of ${findings.length} findings). This is a ${b.parameters}-parameter model trained for minutes of CPU time on synthetic data; the paper's setting is a 7B model on 80B tokens, so disagreements are expected and are reported as they come out.`);
   L.push('');
   L.push('## General ability');
   L.push('');

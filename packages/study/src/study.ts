@@ -385,7 +385,7 @@ export async function prepareStudy(config: StudyConfig, deps: StudyDeps, opts: O
 export async function runStudy(config: StudyConfig, deps: StudyDeps, opts: StudyOptions): Promise<StudySummary> {
   const started = Date.now();
   const cpu0 = process.cpuUsage();
-  const machine = { cpus: os.cpus().length, loadAvg: os.loadavg()[0]! };
+  const machine: NonNullable<StudyResults['machine']> = { cpus: os.cpus().length, loadAvg: os.loadavg()[0]!, workers: 1 };
   const log = deps.log ?? (() => {});
   const progress = deps.progress ?? silentProgress;
   const out = path.resolve(opts.out);
@@ -611,6 +611,7 @@ export async function runStudy(config: StudyConfig, deps: StudyDeps, opts: Study
           await fsp.rm(claimDir, { recursive: true, force: true });
         }
         parallelRan = pending.length;
+        machine.workers = n;
         done = 1;
       }
     }

@@ -270,6 +270,8 @@ describe('study report', () => {
     const md = renderReportMarkdown(r);
     expect(md).toContain('3 seed(s) (seeds 10, 11, 12)');
     expect(md).toContain('base seed 42 for the initial weights');
+    r.machine = { cpus: 2, loadAvg: 0.5, workers: 2 };
+    expect(renderReportMarkdown(r)).toContain('CPU time 2 s (this invocation, 2 processes sharing the runs; reused runs excluded) on 2 cores, 1-minute load average 0.5 at the start.');
     expect(md).toContain('measure domain-training noise on this base, not the variation between independently pretrained bases (`--base-seed <n>`');
     // A given base is not pretrained here: no --base-seed hint.
     r.base = { ...r.base, origin: 'given' };
