@@ -77,7 +77,9 @@ describe('llama-pro study --preset micro', () => {
       expect((await fsp.readFile(path.join(out, `${f}.png`))).subarray(1, 4).toString()).toBe('PNG');
     }
 
-    // Second invocation: everything is reused, numbers unchanged; the cached base is not retrained.
+    // Second invocation: everything is reused, numbers unchanged; the cached base is not retrained; a claim
+    // left by an interrupted invocation is cleared.
+    await fsp.mkdir(path.join(out, 'claims', 'left-over'), { recursive: true });
     const again = await runCli(['study', '--preset', 'micro', '--backend', 'tfjs', '--out', out, '--cache-dir', cache, '--json']);
     expect(again.code).toBe(0);
     expect(JSON.parse(again.stdout)).toMatchObject({ ran: 0, reused: 18 });

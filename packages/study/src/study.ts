@@ -586,6 +586,8 @@ export async function runStudy(config: StudyConfig, deps: StudyDeps, opts: Study
       await runClaimed(pending);
       return { out, results: null as unknown as StudyResults, ran, reused, files: [] };
     }
+    // Claims left by an interrupted invocation mean nothing now.
+    await fsp.rm(claimDir, { recursive: true, force: true });
     const workers = Math.max(1, Math.floor(opts.workers ?? 1));
     let workersCpuS = 0;
     let parallelRan: number | null = null;

@@ -138,7 +138,7 @@ export function registerStudy(program: Command): void {
           process.stdout.write(JSON.stringify({ cpuS: (c.user + c.system) / 1e6 }) + '\n');
           return;
         }
-        const spawnWorker = (index: number, count: number) => startWorker(config, { out: path.resolve(o.out), cacheDir: path.resolve(cacheDir), plugins: o.plugin ?? [], index, count, log });
+        const spawnWorker = (index: number, count: number) => startWorker(config, { out: path.resolve(o.out), cacheDir: path.resolve(cacheDir), plugins: o.plugin ?? [], index, count, log, signal: ac.signal });
         const summary = await runStudy(config, { ...deps, progress: progressReporter() }, { out: o.out, cacheDir, signal: ac.signal, noPng: o.png === false, workers, spawnWorker });
         if (o.json) process.stdout.write(JSON.stringify({ out: summary.out, ran: summary.ran, reused: summary.reused, files: summary.files, elapsedS: summary.results.elapsedS, cpuS: summary.results.cpuS }) + '\n');
         else process.stdout.write(`study done in ${summary.results.elapsedS.toFixed(0)} s (${summary.results.cpuS.toFixed(0)} s CPU; ${summary.ran} runs computed, ${summary.reused} reused): ${path.join(summary.out, 'report.md')}\n`);
@@ -153,7 +153,7 @@ export function registerStudy(program: Command): void {
  * the claims), the same out and cache, and `--shard index/count`; its log lines come through prefixed.
  * Resolves with its CPU seconds when it exits 0.
  */
-async function startWorker(config: StudyConfig, o: { out: string; cacheDir: string; plugins: string[]; index: number; count: number; log: (m: string) => void }): Promise<{ cpuS: number }> {
+async function startWorker(config: StudyConfig, o: { out: string; cacheDir: string; plugins: string[]; index: number; count: number; log: (m: string) => void; signal: AbortSignal }): Promise<{ cpuS: number }> {
   const file = path.join(o.out, 'claims', `config-${o.index}.json`);
   await writeFileAtomic(file, JSON.stringify(config));
   const bin = path.join(__dirname, '..', '..', 'bin', 'llama-pro.js');
@@ -174,8 +174,12 @@ async function startWorker(config: StudyConfig, o: { out: string; cacheDir: stri
         else if (l.trim() && !l.startsWith('{')) o.log(`[worker ${o.index}] ${l}`);
       }
     });
+    // An interrupt of this study (Ctrl-C, or SIGINT sent to this process alone) stops the worker the same way.
+    const onAbort = () => child.kill('SIGINT');
+    o.signal.addEventListener('abort', onAbort, { once: true });
     child.on('error', reject);
     child.on('close', (code) => {
+      o.signal.removeEventListener('abort', onAbort);
       if (code !== 0) return reject(new Error(`exited with code ${code}${pendingErr ? `: ${pendingErr}` : ''}`));
       try {
         resolve(JSON.parse(stdout.trim().split('\n').pop()!) as { cpuS: number });
