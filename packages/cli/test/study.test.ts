@@ -28,8 +28,11 @@ describe('llama-pro study --preset micro', () => {
   it('runs every variant on every seed, checks identity, reports, and resumes without recomputing', async () => {
     const out = path.join(tmp, 'out');
     const cache = path.join(tmp, 'cache');
-    const r = await runCli(['study', '--preset', 'micro', '--backend', 'tfjs', '--out', out, '--cache-dir', cache, '--json']);
+    // Two processes share the runs (each claims the next pending one); a third run below checks the numbers against one process.
+    const r = await runCli(['study', '--preset', 'micro', '--backend', 'tfjs', '--out', out, '--cache-dir', cache, '--workers', '2', '--json']);
     expect(r.stderr).not.toMatch(/unexpected error/);
+    expect(r.stderr).toContain('18 runs on 2 processes');
+    expect(r.stderr).toMatch(/\[worker 1\] \S+ seed \d: general/);
     expect(r.code).toBe(0);
     const summary = JSON.parse(r.stdout) as { ran: number; reused: number };
     // 6 variants × 2 seeds, and the frontier sweep: lr 3e-3 × 2 steps × 1 seed per variant (lr 1e-2 × 2 is the main point).
@@ -74,7 +77,9 @@ describe('llama-pro study --preset micro', () => {
       expect((await fsp.readFile(path.join(out, `${f}.png`))).subarray(1, 4).toString()).toBe('PNG');
     }
 
-    // Second invocation: everything is reused, numbers unchanged; the cached base is not retrained.
+    // Second invocation: everything is reused, numbers unchanged; the cached base is not retrained; a claim
+    // left by an interrupted invocation is cleared.
+    await fsp.mkdir(path.join(out, 'claims', 'left-over'), { recursive: true });
     const again = await runCli(['study', '--preset', 'micro', '--backend', 'tfjs', '--out', out, '--cache-dir', cache, '--json']);
     expect(again.code).toBe(0);
     expect(JSON.parse(again.stdout)).toMatchObject({ ran: 0, reused: 18 });
@@ -82,12 +87,41 @@ describe('llama-pro study --preset micro', () => {
     const res2 = await readResults(out);
     expect(res2.runs).toEqual(res.runs);
     expect(res2.sweep).toEqual(res.sweep);
+    await expect(fsp.stat(path.join(out, 'claims'))).rejects.toThrow();
+
+    // One process, fresh out, same cached base: the same numbers as the two processes (only timings differ).
+    const out1 = path.join(tmp, 'out-1');
+    const one = await runCli(['study', '--preset', 'micro', '--backend', 'tfjs', '--out', out1, '--cache-dir', cache, '--workers', '1', '--json']);
+    expect(one.code).toBe(0);
+    expect(one.stderr).not.toContain('processes');
+    const res1 = await readResults(out1);
+    const numbers = (x: StudyResults['runs'][number]) => ({ variant: x.variant, seed: x.seed, before: x.before, after: x.after, curve: x.curve, samples: x.samples });
+    expect(res1.runs.map(numbers)).toEqual(res.runs.map(numbers));
+    expect(res1.sweep!.map(numbers)).toEqual(res.sweep!.map(numbers));
+  });
+
+  it('--seed shifts the seeds, --base-seed pretrains another base', async () => {
+    const out = path.join(tmp, 'seeded');
+    const r = await runCli(['study', '--preset', 'micro', '--backend', 'tfjs', '--seed', '5', '--base-seed', '3', '--out', out, '--cache-dir', path.join(tmp, 'cache'), '--no-png', '--workers', '1', '--json']);
+    expect(r.code).toBe(0);
+    // A base with another seed is not the cached seed-0 base of the first test.
+    expect(r.stderr).toContain('seed 3 →');
+    const res = await readResults(out);
+    expect([...new Set(res.runs.map((x) => x.seed))]).toEqual([5, 6]);
+    expect([...new Set(res.sweep!.map((x) => x.seed))]).toEqual([5]);
+    expect(res.config.base.seed).toBe(3);
+    const md = await fsp.readFile(path.join(out, 'report.md'), 'utf8');
+    expect(md).toContain('base seed 3 for the initial weights');
+    expect(md).toContain('seeds 5, 6');
   });
 
   it('refuses an unknown preset and an invalid config with a message naming the fix', async () => {
     const bad = await runCli(['study', '--preset', 'huge', '--out', path.join(tmp, 'x')]);
     expect(bad.code).not.toBe(0);
     expect(bad.stderr).toContain('known presets: mini, micro');
+    const badSeed = await runCli(['study', '--preset', 'micro', '--seed', '-1', '--out', path.join(tmp, 'x')]);
+    expect(badSeed.code).not.toBe(0);
+    expect(badSeed.stderr).toContain('--seed must be a non-negative integer, got "-1"');
     const yaml = path.join(tmp, 'bad.yaml');
     await fsp.writeFile(yaml, 'seeds: 0\n');
     const r = await runCli(['study', '--preset', 'micro', '--backend', 'tfjs', '--config', yaml, '--out', path.join(tmp, 'y')]);

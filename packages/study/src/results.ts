@@ -77,7 +77,7 @@ export interface StudyResults {
   sweep?: RunResult[];
   /** Wall-clock seconds of the invocation that wrote the results (reused runs not included). */
   elapsedS: number;
-  /** CPU seconds (user + system, all threads) of that invocation: what it costs on an idle machine. */
+  /** CPU seconds (user + system, all threads, worker processes included) of that invocation: what it costs on an idle machine. */
   cpuS: number;
   /**
    * The accuracy of always answering the most frequent `#### n` of the domain training text: the level
@@ -85,5 +85,5 @@ export interface StudyResults {
    */
   majorityBaseline?: { answer: string; accuracy: number; correct: number; total: number };
   /** Cores and 1-minute load average when the invocation started (a shared machine inflates wall time). */
-  machine?: { cpus: number; loadAvg: number };
+  machine?: { cpus: number; loadAvg: number; /** Processes that shared the variant runs (`--workers`; 1 when absent). */ workers?: number };
 }

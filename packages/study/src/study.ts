@@ -37,7 +37,7 @@ import {
   writeTokenizerFiles,
 } from '@llama-pro/core';
 import { type BlockInitializer, type ExpansionStrategy, MANIFEST_FILE, expandModel, readExpansionManifest } from '@llama-pro/expand';
-import { type Experiment, type FreezePolicy, type LrSchedule, parseExperiment, readMetrics, runTraining } from '@llama-pro/train';
+import { type Experiment, type FreezePolicy, type LrSchedule, type MetricsRecord, parseExperiment, readMetrics, runTraining } from '@llama-pro/train';
 import { gsm8kExactMatch, strictMatch } from '@llama-pro/eval';
 import type { StudyConfig, VariantSpec } from './config';
 import { type MathProblem, type StudyCorpora, generateCorpora, problemPrompt } from './corpora';
@@ -69,6 +69,19 @@ export interface StudyOptions {
    * variant × seed experiment to this callback instead of training here.
    */
   prepare?: (jobs: PreparedJob[]) => Promise<void>;
+  /**
+   * Processes for the variant runs, this one included (default 1). The runs are independent and each
+   * model trains on one core, so on a 2-core machine two processes halve the wall time of that phase.
+   * Needs `spawnWorker`.
+   */
+  workers?: number;
+  /**
+   * Starts worker `index` of `count`: another process running this same study (same resolved config,
+   * out and cache) with `shard` set. Resolves when it exits, with its CPU seconds.
+   */
+  spawnWorker?: (index: number, count: number) => Promise<{ cpuS: number }>;
+  /** Run as a worker: claim and run pending runs only (base and expansions must exist); no report. */
+  shard?: { index: number; count: number };
 }
 
 /** One variant × seed of the protocol, ready for an external engine. */
@@ -312,6 +325,55 @@ function curveOf(records: { step: number; loss?: number }[]): { step: number; lo
   return records.filter((r) => typeof r.loss === 'number').map((r) => ({ step: r.step, loss: r.loss! }));
 }
 
+/** Where `pretrainBase` writes: `<entry>/init` (seeded initial weights), `<entry>/run` (training run), `<entry>/model` (the base). */
+export function baseModelDir(entry: string): string {
+  return path.join(entry, 'model');
+}
+
+/**
+ * Pretrains the study's base from scratch on `generalTrain` (full training, `config.base.pretrain`):
+ * initial weights from `config.base.seed`, the data order fixed (seed 0). What `runStudy` does on a cold cache; the
+ * base-transition harness (`scripts/base-transition.js`) calls it with `onStep` to evaluate the live model
+ * along the way.
+ */
+export async function pretrainBase(
+  config: StudyConfig,
+  generalTrain: readonly string[],
+  deps: Pick<StudyDeps, 'backend' | 'policies' | 'schedules'>,
+  o: { entry: string; loadOptions?: Record<string, unknown>; signal?: AbortSignal; onStep?: (r: MetricsRecord, model: TrainableLM, tok: TextTokenizer) => void | Promise<void> },
+): Promise<{ modelDir: string; curve: { step: number; loss: number }[] }> {
+  const { backend } = deps;
+  if (!backend.supportsTraining || !backend.loadTrainable) throw new UsageError(`backend "${backend.name}" cannot train; the study needs a backend with training (e.g. tfjs)`, 'BACKEND_NO_TRAINING');
+  const entry = o.entry;
+  await fsp.rm(entry, { recursive: true, force: true });
+  await fsp.mkdir(entry, { recursive: true });
+  const initDir = path.join(entry, 'init');
+  await writeInitialModel(initDir, config.base.model, config.base.seed);
+  const generalTrainFile = path.join(entry, 'general-train.jsonl');
+  await writeJsonl(generalTrainFile, generalTrain);
+  const ckpt = await HfCheckpoint.open(initDir);
+  const model = await backend.loadTrainable(ckpt, o.loadOptions ?? {});
+  try {
+    const tok = await loadTokenizerOrBytes(initDir, ckpt.config.vocabSize);
+    const exp = experimentFor(config.base.pretrain, { out: path.join(entry, 'run'), data: generalTrainFile, seed: 0, policy: { name: 'full' }, exportDir: baseModelDir(entry), backend: config.backend, tokenizer: tok });
+    await runTraining({
+      experiment: exp,
+      model,
+      source: ckpt,
+      tokenizer: tok,
+      policies: deps.policies,
+      schedules: deps.schedules,
+      signal: o.signal,
+      onStep: o.onStep ? (r) => o.onStep!(r, model, tok) : undefined,
+      info: { study: true },
+    });
+  } finally {
+    await model.dispose();
+    await ckpt.close();
+  }
+  return { modelDir: baseModelDir(entry), curve: curveOf(await readMetrics(path.join(entry, 'run'))) };
+}
+
 /** The protocol's jobs (data written, expansions built) for an external engine; nothing is trained here. */
 export async function prepareStudy(config: StudyConfig, deps: StudyDeps, opts: Omit<StudyOptions, 'prepare'>): Promise<PreparedJob[]> {
   let jobs: PreparedJob[] = [];
@@ -323,7 +385,7 @@ export async function prepareStudy(config: StudyConfig, deps: StudyDeps, opts: O
 export async function runStudy(config: StudyConfig, deps: StudyDeps, opts: StudyOptions): Promise<StudySummary> {
   const started = Date.now();
   const cpu0 = process.cpuUsage();
-  const machine = { cpus: os.cpus().length, loadAvg: os.loadavg()[0]! };
+  const machine: NonNullable<StudyResults['machine']> = { cpus: os.cpus().length, loadAvg: os.loadavg()[0]!, workers: 1 };
   const log = deps.log ?? (() => {});
   const progress = deps.progress ?? silentProgress;
   const out = path.resolve(opts.out);
@@ -349,18 +411,21 @@ export async function runStudy(config: StudyConfig, deps: StudyDeps, opts: Study
   const dataDir = path.join(out, 'data');
   await fsp.mkdir(dataDir, { recursive: true });
   const domainTrainFile = path.join(dataDir, 'domain-train.jsonl');
-  await writeJsonl(domainTrainFile, corpora.domainTrain);
-  await writeJsonl(path.join(dataDir, 'general-val.jsonl'), corpora.generalVal);
-  await writeJsonl(path.join(dataDir, 'domain-val.jsonl'), corpora.domainVal);
-  await writeFileAtomic(path.join(dataDir, 'domain-test.jsonl'), corpora.domainTest.map((p) => JSON.stringify({ question: p.question, answer: p.answer })).join('\n') + '\n');
+  // A worker reads what the study that started it wrote.
+  if (!opts.shard) {
+    await writeJsonl(domainTrainFile, corpora.domainTrain);
+    await writeJsonl(path.join(dataDir, 'general-val.jsonl'), corpora.generalVal);
+    await writeJsonl(path.join(dataDir, 'domain-val.jsonl'), corpora.domainVal);
+    await writeFileAtomic(path.join(dataDir, 'domain-test.jsonl'), corpora.domainTest.map((p) => JSON.stringify({ question: p.question, answer: p.answer })).join('\n') + '\n');
+  }
   const dataHash = hashOf([corpora.domainTrain, corpora.generalVal, corpora.domainVal, corpora.domainTest]);
   const generalVal = corpora.generalVal.slice(0, config.eval.generalDocs);
   const domainVal = corpora.domainVal.slice(0, config.eval.domainDocs);
   const test = corpora.domainTest.slice(0, config.eval.testProblems);
 
-  const seeds = Array.from({ length: config.seeds }, (_, i) => i);
+  const seeds = Array.from({ length: config.seeds }, (_, i) => config.firstSeed + i);
   const sweepPoints = config.sweep.lrs.flatMap((lr) => config.sweep.steps.map((steps) => ({ lr, steps }))).filter((p) => !(p.lr === config.train.lr && p.steps === config.train.steps));
-  const sweepSeeds = Array.from({ length: config.sweep.seeds }, (_, i) => i);
+  const sweepSeeds = Array.from({ length: config.sweep.seeds }, (_, i) => config.firstSeed + i);
   const total = 1 + config.variants.length * (seeds.length + sweepPoints.length * sweepSeeds.length);
   let done = 0;
   progress.start(total, 'study');
@@ -368,6 +433,7 @@ export async function runStudy(config: StudyConfig, deps: StudyDeps, opts: Study
   let ran = 0;
   let reused = 0;
 
+  const beforeByModel = new Map<string, EvalNumbers>();
   const evaluate = async (model: TrainableLM, tok: TextTokenizer): Promise<EvalNumbers> => ({
     generalLoss: await corpusLoss(model, tok, generalVal, config.eval.seqLen, config.eval.batchSize),
     domainLoss: await corpusLoss(model, tok, domainVal, config.eval.seqLen, config.eval.batchSize),
@@ -393,46 +459,27 @@ export async function runStudy(config: StudyConfig, deps: StudyDeps, opts: Study
     } else {
       origin = 'pretrained';
       // Keyed by the pretraining text itself, so a change of the corpus generator retrains the base.
-      const key = hashOf({ v: 2, model: config.base.model, pretrain: config.base.pretrain, corpus: hashOf(corpora.generalTrain), backend: config.backend });
+      const key = hashOf({ v: 3, model: config.base.model, pretrain: config.base.pretrain, seed: config.base.seed, corpus: hashOf(corpora.generalTrain), backend: config.backend });
       const cacheRoot = path.resolve(opts.cacheDir ?? config.cacheDir ?? path.join(out, 'cache'));
       const entry = path.join(cacheRoot, `base-${key}`);
-      baseDir = path.join(entry, 'model');
+      baseDir = baseModelDir(entry);
       if (await pathExists(path.join(entry, 'done.json'))) {
         log(`base: cached pretrained model ${baseDir}`);
         // Bases cached before the study wrote tokenizers get theirs now (the same byte ids).
         if (!(await pathExists(path.join(baseDir, 'tokenizer.json')))) await writeTokenizerFiles(baseDir, byteTokenizerJson(config.base.model.vocabSize, { modelMaxLength: config.base.model.maxPositions }));
         pretrainCurve = curveOf(await readMetrics(path.join(entry, 'run')));
       } else {
-        log(`base: pretraining a ${config.base.model.layers}-layer model (dim ${config.base.model.hiddenSize}) on ${corpora.generalTrain.length} general stories, ${config.base.pretrain.steps} steps → ${entry}`);
-        await fsp.rm(entry, { recursive: true, force: true });
-        await fsp.mkdir(entry, { recursive: true });
-        const initDir = path.join(entry, 'init');
-        await writeInitialModel(initDir, config.base.model, config.corpus.seed);
-        const generalTrainFile = path.join(entry, 'general-train.jsonl');
-        await writeJsonl(generalTrainFile, corpora.generalTrain);
-        const ckpt = await HfCheckpoint.open(initDir);
-        const model = await loadTrainable(ckpt, loadOpts);
-        try {
-          const tok = await loadTokenizerOrBytes(initDir, ckpt.config.vocabSize);
-          const exp = experimentFor(config.base.pretrain, { out: path.join(entry, 'run'), data: generalTrainFile, seed: 0, policy: { name: 'full' }, exportDir: baseDir, backend: config.backend, tokenizer: tok });
-          await runTraining({
-            experiment: exp,
-            model,
-            source: ckpt,
-            tokenizer: tok,
-            policies: deps.policies,
-            schedules: deps.schedules,
-            signal: opts.signal,
-            onStep: (r) => progress.update(done, { run: 'pretrain base', step: r.step, loss: r.loss }),
-            info: { study: true },
-          });
-        } finally {
-          await model.dispose();
-          await ckpt.close();
-        }
+        if (opts.shard) throw new UsageError(`study worker ${opts.shard.index}/${opts.shard.count}: the base ${entry} is not pretrained yet; workers are started by the study itself`, 'STUDY_WORKER');
+        log(`base: pretraining a ${config.base.model.layers}-layer model (dim ${config.base.model.hiddenSize}) on ${corpora.generalTrain.length} general stories, ${config.base.pretrain.steps} steps, seed ${config.base.seed} → ${entry}`);
+        await pretrainBase(config, corpora.generalTrain, deps, {
+          entry,
+          loadOptions: loadOpts,
+          signal: opts.signal,
+          onStep: (r) => progress.update(done, { run: 'pretrain base', step: r.step, loss: r.loss }),
+        });
         if (opts.signal?.aborted) throw new UsageError('study interrupted during base pretraining; run it again to restart', 'INTERRUPTED');
         pretrainCurve = curveOf(await readMetrics(path.join(entry, 'run')));
-        await writeJsonAtomic(path.join(entry, 'done.json'), { key, createdAt: new Date().toISOString(), model: config.base.model, pretrain: config.base.pretrain });
+        await writeJsonAtomic(path.join(entry, 'done.json'), { key, createdAt: new Date().toISOString(), model: config.base.model, pretrain: config.base.pretrain, seed: config.base.seed });
       }
     }
 
@@ -487,32 +534,103 @@ export async function runStudy(config: StudyConfig, deps: StudyDeps, opts: Study
       ...seeds.map((seed) => ({ seed, train: config.train, sub: `seed-${seed}`, into: runs })),
       ...sweepPoints.flatMap((p) => sweepSeeds.map((seed) => ({ seed, train: { ...config.train, lr: p.lr, steps: p.steps }, sub: `lr-${p.lr}-steps-${p.steps}/seed-${seed}`, into: sweep }))),
     ];
-    for (const v of config.variants) {
-      const modelDir = v.strategy ? await expandVariant(v) : baseDir;
-      for (const job of jobs) {
-        const { seed } = job;
-        const label = job.into === runs ? `${v.name} seed ${seed}` : `${v.name} lr ${job.train.lr} × ${job.train.steps} steps seed ${seed}`;
-        if (opts.signal?.aborted) throw new UsageError('study interrupted; run the same command again to resume (finished runs are kept)', 'INTERRUPTED');
+    // Every variant × job, in the configured order (the order of results.json). Expansions are built
+    // first, so that worker processes only read them.
+    const modelDirs = new Map<string, string>();
+    for (const v of config.variants) modelDirs.set(v.name, v.strategy ? await expandVariant(v) : baseDir);
+    const items = config.variants.flatMap((v) =>
+      jobs.map((job) => {
         const runDir = path.join(out, 'runs', v.name, job.sub);
-        const resultFile = path.join(runDir, 'result.json');
-        // A finished run is reused only when everything it depends on is unchanged.
-        const key = hashOf({ v: 2, variant: v, seed, base: baseDir, baseEval, train: job.train, eval: config.eval, corpus: config.corpus, data: dataHash, backend: config.backend });
-        const previous = (await pathExists(resultFile)) ? (JSON.parse(await fsp.readFile(resultFile, 'utf8')) as RunResult & { key?: string }) : null;
-        if (previous && previous.key === key) {
-          delete previous.key;
-          job.into.push({ ...previous, lr: job.train.lr });
-          reused++;
-          log(`${label}: reusing ${resultFile}`);
-        } else {
-          if (previous) log(`${label}: the configuration changed since ${resultFile} was written; running it again`);
-          const r = { ...(await runVariant(v, seed, modelDir, runDir, baseEval, tok, job.train)), lr: job.train.lr };
-          await writeJsonAtomic(resultFile, { ...r, key });
-          job.into.push(r);
-          ran++;
-          log(`${label}: general ${r.before.generalLoss.toFixed(3)} → ${r.after.generalLoss.toFixed(3)}, domain ${r.before.domainLoss.toFixed(3)} → ${r.after.domainLoss.toFixed(3)}, accuracy ${(100 * r.after.accuracy).toFixed(1)}% (${r.elapsedS.toFixed(1)} s)`);
+        return {
+          v,
+          job,
+          runDir,
+          resultFile: path.join(runDir, 'result.json'),
+          label: job.into === runs ? `${v.name} seed ${job.seed}` : `${v.name} lr ${job.train.lr} × ${job.train.steps} steps seed ${job.seed}`,
+          // A finished run is reused only when everything it depends on is unchanged.
+          key: hashOf({ v: 2, variant: v, seed: job.seed, base: baseDir, baseEval, train: job.train, eval: config.eval, corpus: config.corpus, data: dataHash, backend: config.backend }),
+        };
+      }),
+    );
+    type Item = (typeof items)[number];
+    const readPrevious = async (it: Item) => ((await pathExists(it.resultFile)) ? (JSON.parse(await fsp.readFile(it.resultFile, 'utf8')) as RunResult & { key?: string }) : null);
+    const runItem = async (it: Item, previous: (RunResult & { key?: string }) | null): Promise<RunResult> => {
+      if (opts.signal?.aborted) throw new UsageError('study interrupted; run the same command again to resume (finished runs are kept)', 'INTERRUPTED');
+      if (previous) log(`${it.label}: the configuration changed since ${it.resultFile} was written; running it again`);
+      const r = { ...(await runVariant(it.v, it.job.seed, modelDirs.get(it.v.name)!, it.runDir, baseEval, tok, it.job.train)), lr: it.job.train.lr };
+      await writeJsonAtomic(it.resultFile, { ...r, key: it.key });
+      ran++;
+      log(`${it.label}: general ${r.before.generalLoss.toFixed(3)} → ${r.after.generalLoss.toFixed(3)}, domain ${r.before.domainLoss.toFixed(3)} → ${r.after.domainLoss.toFixed(3)}, accuracy ${(100 * r.after.accuracy).toFixed(1)}% (${r.elapsedS.toFixed(1)} s)`);
+      return r;
+    };
+    // Runs the pending items this process claims first (an exclusive mkdir per item under `claims/`), so
+    // that several processes share them without a scheduler; longest first (steps × layers), for balance.
+    const claimDir = path.join(out, 'claims');
+    const runClaimed = async (pending: Item[]) => {
+      const cost = (it: Item) => it.job.train.steps * (config.base.model.layers + Number((it.v.params as { groups?: number; blocks?: number }).groups ?? (it.v.params as { blocks?: number }).blocks ?? 0));
+      for (const it of [...pending].sort((x, y) => cost(y) - cost(x))) {
+        try {
+          await fsp.mkdir(path.join(claimDir, it.key));
+        } catch (e) {
+          if ((e as NodeJS.ErrnoException).code === 'EEXIST') continue;
+          throw e;
         }
-        progress.update(++done, { run: `${v.name}/${job.sub}` });
+        await runItem(it, await readPrevious(it));
+        progress.update(++done, { run: `${it.v.name}/${it.job.sub}` });
       }
+    };
+    if (opts.shard) {
+      if (!(await pathExists(claimDir))) throw new UsageError(`study worker ${opts.shard.index}/${opts.shard.count}: ${claimDir} does not exist; workers are started by the study itself`, 'STUDY_WORKER');
+      const pending: Item[] = [];
+      for (const it of items) if ((await readPrevious(it))?.key !== it.key) pending.push(it);
+      await runClaimed(pending);
+      return { out, results: null as unknown as StudyResults, ran, reused, files: [] };
+    }
+    // Claims left by an interrupted invocation mean nothing now.
+    await fsp.rm(claimDir, { recursive: true, force: true });
+    const workers = Math.max(1, Math.floor(opts.workers ?? 1));
+    let workersCpuS = 0;
+    let parallelRan: number | null = null;
+    if (workers > 1 && opts.spawnWorker) {
+      const pending: Item[] = [];
+      for (const it of items) if ((await readPrevious(it))?.key !== it.key) pending.push(it);
+      if (pending.length > 1) {
+        const n = Math.min(workers, pending.length);
+        log(`${pending.length} runs on ${n} processes`);
+        await fsp.rm(claimDir, { recursive: true, force: true });
+        await fsp.mkdir(claimDir, { recursive: true });
+        const started = Array.from({ length: n - 1 }, (_, i) =>
+          opts.spawnWorker!(i + 1, n).catch((e: Error) => {
+            // What a failed worker did not finish is run below, in this process.
+            log(`worker ${i + 1}/${n} failed: ${e.message}`);
+            return { cpuS: 0 };
+          }),
+        );
+        try {
+          await runClaimed(pending);
+        } finally {
+          workersCpuS = (await Promise.all(started)).reduce((a, w) => a + w.cpuS, 0);
+          await fsp.rm(claimDir, { recursive: true, force: true });
+        }
+        parallelRan = pending.length;
+        machine.workers = n;
+        done = 1;
+      }
+    }
+    for (const it of items) {
+      const previous = await readPrevious(it);
+      if (previous && previous.key === it.key) {
+        delete previous.key;
+        it.job.into.push({ ...previous, lr: it.job.train.lr });
+        reused++;
+        if (parallelRan === null) log(`${it.label}: reusing ${it.resultFile}`);
+      } else it.job.into.push(await runItem(it, previous));
+      progress.update(++done, { run: `${it.v.name}/${it.job.sub}` });
+    }
+    if (parallelRan !== null) {
+      // Runs finished by any process of this invocation count as computed.
+      ran = parallelRan;
+      reused = items.length - parallelRan;
     }
 
     const results: StudyResults = {
@@ -530,7 +648,7 @@ export async function runStudy(config: StudyConfig, deps: StudyDeps, opts: Study
       elapsedS: (Date.now() - started) / 1000,
       cpuS: (() => {
         const c = process.cpuUsage(cpu0);
-        return (c.user + c.system) / 1e6;
+        return (c.user + c.system) / 1e6 + workersCpuS;
       })(),
     };
     const files = await writeStudyReport(out, results, { png: !opts.noPng });
@@ -568,7 +686,12 @@ export async function runStudy(config: StudyConfig, deps: StudyDeps, opts: Study
     try {
       const manifest = v.strategy ? await readExpansionManifest(modelDir) : null;
       const policyName = v.policy ?? (v.strategy ? 'new-blocks' : 'full');
-      const before = v.strategy ? await evaluate(model, tok) : { generalLoss: baseEval.generalLoss, domainLoss: baseEval.domainLoss };
+      // The expanded model at step 0 is the same for every seed: evaluated once per variant and process.
+      let before = beforeByModel.get(modelDir);
+      if (!before) {
+        before = v.strategy ? await evaluate(model, tok) : { generalLoss: baseEval.generalLoss, domainLoss: baseEval.domainLoss };
+        beforeByModel.set(modelDir, before);
+      }
       const identity = manifest
         ? {
             baseGeneralLoss: baseEval.generalLoss,

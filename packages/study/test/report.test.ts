@@ -263,6 +263,35 @@ describe('study report', () => {
     }
   });
 
+  it('names the run seeds and the base seed, and says the spreads are domain-training noise on one base', () => {
+    const r = synthetic(PAPER_LIKE);
+    for (const x of r.runs) x.seed += 10;
+    r.config = { ...r.config, seeds: 3, firstSeed: 10, base: { ...r.config.base, seed: 42 } };
+    const md = renderReportMarkdown(r);
+    expect(md).toContain('3 seed(s) (seeds 10, 11, 12)');
+    expect(md).toContain('base seed 42 for the initial weights');
+    r.machine = { cpus: 2, loadAvg: 0.5, workers: 2 };
+    expect(renderReportMarkdown(r)).toContain('CPU time 2 s (this invocation, 2 processes sharing the runs; reused runs excluded) on 2 cores, 1-minute load average 0.5 at the start.');
+    expect(md).toContain('measure domain-training noise on this base, not the variation between independently pretrained bases (`--base-seed <n>`');
+    // A given base is not pretrained here: no --base-seed hint.
+    r.base = { ...r.base, origin: 'given' };
+    const given = renderReportMarkdown(r);
+    expect(given).toContain('not the variation between independently pretrained bases.');
+    expect(given).not.toContain('--base-seed');
+  });
+
+  it('says when the pretrained base does not beat the chance level (before the copying transition)', () => {
+    const r = synthetic(PAPER_LIKE);
+    r.majorityBaseline = { answer: '6', accuracy: 0.1, correct: 1, total: 10 };
+    r.base = { ...r.base, eval: { ...r.base.eval, accuracy: 0.1, correct: 1 } };
+    expect(renderReportMarkdown(r)).toContain('The base does not beat the chance level');
+    r.base = { ...r.base, eval: { ...r.base.eval, accuracy: 0.2, correct: 2 } };
+    expect(renderReportMarkdown(r)).not.toContain('The base does not beat the chance level');
+    // A given base was not pretrained here: the pretraining advice does not apply.
+    r.base = { ...r.base, origin: 'given', eval: { ...r.base.eval, accuracy: 0, correct: 0 } };
+    expect(renderReportMarkdown(r)).not.toContain('The base does not beat the chance level');
+  });
+
   it('marks findings it cannot test', () => {
     const f = computeFindings(synthetic(PAPER_LIKE.filter((s) => s.variant === 'full')));
     expect(f.filter((x) => x.verdict === 'untested').length).toBe(f.length);

@@ -1,10 +1,12 @@
 import * as os from 'node:os';
 import * as path from 'node:path';
-import type { Command } from 'commander';
+import { spawn } from 'node:child_process';
+import { promises as fsp } from 'node:fs';
+import { type Command, Option } from 'commander';
 import { HfCheckpoint, UsageError, writeFileAtomic } from '@llama-pro/core';
 import { initializerRegistry, readExpansionManifest, strategyRegistry } from '@llama-pro/expand';
 import { freezePolicies, lrSchedules } from '@llama-pro/train';
-import { BASE_REQUIRED_PRESETS, STUDY_PRESETS, defaultVariants, prepareStudy, readStudyYaml, resolveStudyConfig, runStudy, type PreparedJob } from '@llama-pro/study';
+import { BASE_REQUIRED_PRESETS, STUDY_PRESETS, defaultVariants, parseStudyConfig, prepareStudy, readStudyYaml, resolveStudyConfig, runStudy, type PreparedJob, type StudyConfig } from '@llama-pro/study';
 import { emitAccelerate, emitLlamaFactory, engineCorpusFromExperiment, engineSettingsFromExperiment } from '@llama-pro/engines';
 import { buildContainer } from '../container';
 import { BACKEND_OPTION_HELP, parseBackendSpec, resolveBackend } from '../backend-option';
@@ -18,6 +20,11 @@ interface StudyFlags {
   byteTokens?: boolean;
   out: string;
   seeds?: string;
+  seed?: string;
+  baseSeed?: string;
+  workers?: string;
+  shard?: string;
+  resolvedConfig?: string;
   backend?: string;
   cacheDir?: string;
   plugin?: string[];
@@ -44,6 +51,11 @@ export function registerStudy(program: Command): void {
     .option('--byte-tokens', 'allow a --base without tokenizer.json: train and evaluate it on raw byte tokens (ids 3..258)')
     .option('--out <dir>', 'output directory: results.json, report.md, plots, runs/ (rerun to resume)', 'runs/study')
     .option('--seeds <n>', 'number of seeds per variant')
+    .option('--seed <n>', 'first domain-training seed (the runs use seeds n .. n+seeds-1; default 0)')
+    .option('--base-seed <n>', "seed of the pretrained base's initial weights (one base for every run; default the preset's)")
+    .option('--workers <n>', 'processes for the variant runs (each trains on one core; default: the number of cores, at most 4)')
+    .addOption(new Option('--shard <i/n>', 'internal: run as worker i of n of a study started with --workers').hideHelp())
+    .addOption(new Option('--resolved-config <file>', 'internal: the resolved study config of a worker').hideHelp())
     .option('--backend <name[:variant]>', BACKEND_OPTION_HELP)
     .option('--cache-dir <dir>', `cache of pretrained bases (default ${defaultStudyCache()})`)
     .option('--no-png', 'write SVG plots only')
@@ -66,13 +78,17 @@ export function registerStudy(program: Command): void {
         overrides.push(y);
       }
       const flags: Record<string, unknown> = {};
-      if (o.seeds !== undefined) {
-        const n = Number(o.seeds);
-        if (!Number.isInteger(n) || n < 1) throw new UsageError(`--seeds must be a positive integer, got "${o.seeds}"`);
-        flags['seeds'] = n;
-      }
+      const int = (name: string, v: string, min: number) => {
+        const n = Number(v);
+        if (!Number.isInteger(n) || n < min) throw new UsageError(`${name} must be ${min === 0 ? 'a non-negative' : 'a positive'} integer, got "${v}"`);
+        return n;
+      };
+      if (o.seeds !== undefined) flags['seeds'] = int('--seeds', o.seeds, 1);
+      if (o.seed !== undefined) flags['firstSeed'] = int('--seed', o.seed, 0);
       if (o.base !== undefined) flags['base'] = { path: path.resolve(o.base), ...(o.byteTokens ? { byteTokens: true } : {}) };
       else if (o.byteTokens) flags['base'] = { byteTokens: true };
+      if (o.baseSeed !== undefined) flags['base'] = { ...(flags['base'] as object | undefined), seed: int('--base-seed', o.baseSeed, 0) };
+      const workers = o.workers !== undefined ? int('--workers', o.workers, 1) : Math.min(4, os.availableParallelism());
       if (o.backend !== undefined) {
         const spec = parseBackendSpec(o.backend);
         flags['backend'] = spec.name;
@@ -91,7 +107,8 @@ export function registerStudy(program: Command): void {
         throw new UsageError(`preset ${o.preset} runs the study's protocol on a given model: pass --base <dir> (e.g. stories260K converted with --tokenizer tok512.bin); add --engine llamafactory --emit <dir> to write it as LLaMA-Factory jobs for a GPU cluster`);
       if (o.engine !== undefined && (o.engine !== 'llamafactory' && o.engine !== 'accelerate')) throw new UsageError(`unknown engine "${o.engine}"; known: llamafactory, accelerate`);
       if (o.engine !== undefined && (!o.emit || basePath === undefined)) throw new UsageError(`--engine ${o.engine} needs --emit <dir> and --base <dir> (the study's protocol is emitted for a given model)`);
-      const config = resolveStudyConfig(o.preset, overrides, o.config ?? `preset ${o.preset}`);
+      // A worker takes the resolved config of the study that started it, as is.
+      const config = o.resolvedConfig ? parseStudyConfig(JSON.parse(await fsp.readFile(o.resolvedConfig, 'utf8')), o.resolvedConfig) : resolveStudyConfig(o.preset, overrides, o.config ?? `preset ${o.preset}`);
       const container = await buildContainer(o.plugin ?? []);
       const { backend } = resolveBackend(container, config.backendVariant ? `${config.backend}:${config.backendVariant}` : config.backend);
       const log = (m: string) => process.stderr.write(`llama-pro study: ${m}\n`);
@@ -110,25 +127,67 @@ export function registerStudy(program: Command): void {
           else process.stdout.write(`wrote ${written.length} ${o.engine} job(s) to ${o.emit}; see ${path.join(o.emit!, 'README.md')}\n`);
           return;
         }
-        const summary = await runStudy(
-          config,
-          {
-            backend,
-            strategies: strategyRegistry(container),
-            initializers: initializerRegistry(container),
-            policies: freezePolicies(container),
-            schedules: lrSchedules(container),
-            progress: progressReporter(),
-            log,
-          },
-          { out: o.out, cacheDir: o.cacheDir ?? config.cacheDir ?? defaultStudyCache(), signal: ac.signal, noPng: o.png === false },
-        );
+        const cacheDir = o.cacheDir ?? config.cacheDir ?? defaultStudyCache();
+        const deps = { backend, strategies: strategyRegistry(container), initializers: initializerRegistry(container), policies: freezePolicies(container), schedules: lrSchedules(container), log };
+        if (o.shard !== undefined) {
+          const m = /^(\d+)\/(\d+)$/.exec(o.shard);
+          if (!m) throw new UsageError(`--shard must be i/n, got "${o.shard}"`);
+          const cpu0 = process.cpuUsage();
+          await runStudy(config, deps, { out: o.out, cacheDir, signal: ac.signal, shard: { index: Number(m[1]), count: Number(m[2]) } });
+          const c = process.cpuUsage(cpu0);
+          process.stdout.write(JSON.stringify({ cpuS: (c.user + c.system) / 1e6 }) + '\n');
+          return;
+        }
+        const spawnWorker = (index: number, count: number) => startWorker(config, { out: path.resolve(o.out), cacheDir: path.resolve(cacheDir), plugins: o.plugin ?? [], index, count, log, signal: ac.signal });
+        const summary = await runStudy(config, { ...deps, progress: progressReporter() }, { out: o.out, cacheDir, signal: ac.signal, noPng: o.png === false, workers, spawnWorker });
         if (o.json) process.stdout.write(JSON.stringify({ out: summary.out, ran: summary.ran, reused: summary.reused, files: summary.files, elapsedS: summary.results.elapsedS, cpuS: summary.results.cpuS }) + '\n');
         else process.stdout.write(`study done in ${summary.results.elapsedS.toFixed(0)} s (${summary.results.cpuS.toFixed(0)} s CPU; ${summary.ran} runs computed, ${summary.reused} reused): ${path.join(summary.out, 'report.md')}\n`);
       } finally {
         process.removeListener('SIGINT', onSigint);
       }
     });
+}
+
+/**
+ * Starts one worker of a study (`--workers`): this CLI again, with the resolved config (written next to
+ * the claims), the same out and cache, and `--shard index/count`; its log lines come through prefixed.
+ * Resolves with its CPU seconds when it exits 0.
+ */
+async function startWorker(config: StudyConfig, o: { out: string; cacheDir: string; plugins: string[]; index: number; count: number; log: (m: string) => void; signal: AbortSignal }): Promise<{ cpuS: number }> {
+  const file = path.join(o.out, 'claims', `config-${o.index}.json`);
+  await writeFileAtomic(file, JSON.stringify(config));
+  const bin = path.join(__dirname, '..', '..', 'bin', 'llama-pro.js');
+  const args = [bin, 'study', '--resolved-config', file, '--out', o.out, '--cache-dir', o.cacheDir, '--shard', `${o.index}/${o.count}`, ...(o.plugins.length ? ['--plugin', ...o.plugins] : [])];
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe']});
+    child.stdout.setEncoding('utf8');
+    child.stderr.setEncoding('utf8');
+    let stdout = '';
+    let pendingErr = '';
+    child.stdout.on('data', (d: string) => (stdout += d));
+    child.stderr.on('data', (d: string) => {
+      const lines = (pendingErr + d).split('\n');
+      pendingErr = lines.pop()!;
+      for (const l of lines) {
+        const m = /^llama-pro study: (.*)$/.exec(l);
+        if (m) o.log(`[worker ${o.index}] ${m[1]}`);
+        else if (l.trim() && !l.startsWith('{')) o.log(`[worker ${o.index}] ${l}`);
+      }
+    });
+    // An interrupt of this study (Ctrl-C, or SIGINT sent to this process alone) stops the worker the same way.
+    const onAbort = () => child.kill('SIGINT');
+    o.signal.addEventListener('abort', onAbort, { once: true });
+    child.on('error', reject);
+    child.on('close', (code) => {
+      o.signal.removeEventListener('abort', onAbort);
+      if (code !== 0) return reject(new Error(`exited with code ${code}${pendingErr ? `: ${pendingErr}` : ''}`));
+      try {
+        resolve(JSON.parse(stdout.trim().split('\n').pop()!) as { cpuS: number });
+      } catch {
+        reject(new Error(`printed no CPU time (${stdout.slice(-200)})`));
+      }
+    });
+  });
 }
 
 /** One engine job per expansion variant × seed; baselines (full / lora / layers) stay on llama-pro's trainer. */
