@@ -2,7 +2,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { spawn } from 'node:child_process';
 import { promises as fsp } from 'node:fs';
-import { type Command, Option } from 'commander';
+import type { Command } from 'commander';
 import { HfCheckpoint, UsageError, writeFileAtomic } from '@llama-pro/core';
 import { initializerRegistry, readExpansionManifest, strategyRegistry } from '@llama-pro/expand';
 import { freezePolicies, lrSchedules } from '@llama-pro/train';
@@ -23,8 +23,6 @@ interface StudyFlags {
   seed?: string;
   baseSeed?: string;
   workers?: string;
-  shard?: string;
-  resolvedConfig?: string;
   backend?: string;
   cacheDir?: string;
   plugin?: string[];
@@ -54,8 +52,6 @@ export function registerStudy(program: Command): void {
     .option('--seed <n>', 'first domain-training seed (the runs use seeds n .. n+seeds-1; default 0)')
     .option('--base-seed <n>', "seed of the pretrained base's initial weights (one base for every run; default the preset's)")
     .option('--workers <n>', 'processes for the variant runs (each trains on one core; default: the number of cores, at most 4)')
-    .addOption(new Option('--shard <i/n>', 'internal: run as worker i of n of a study started with --workers').hideHelp())
-    .addOption(new Option('--resolved-config <file>', 'internal: the resolved study config of a worker').hideHelp())
     .option('--backend <name[:variant]>', BACKEND_OPTION_HELP)
     .option('--cache-dir <dir>', `cache of pretrained bases (default ${defaultStudyCache()})`)
     .option('--no-png', 'write SVG plots only')
@@ -107,8 +103,9 @@ export function registerStudy(program: Command): void {
         throw new UsageError(`preset ${o.preset} runs the study's protocol on a given model: pass --base <dir> (e.g. stories260K converted with --tokenizer tok512.bin); add --engine llamafactory --emit <dir> to write it as LLaMA-Factory jobs for a GPU cluster`);
       if (o.engine !== undefined && (o.engine !== 'llamafactory' && o.engine !== 'accelerate')) throw new UsageError(`unknown engine "${o.engine}"; known: llamafactory, accelerate`);
       if (o.engine !== undefined && (!o.emit || basePath === undefined)) throw new UsageError(`--engine ${o.engine} needs --emit <dir> and --base <dir> (the study's protocol is emitted for a given model)`);
-      // A worker takes the resolved config of the study that started it, as is.
-      const config = o.resolvedConfig ? parseStudyConfig(JSON.parse(await fsp.readFile(o.resolvedConfig, 'utf8')), o.resolvedConfig) : resolveStudyConfig(o.preset, overrides, o.config ?? `preset ${o.preset}`);
+      // A worker (started by a study with --workers) takes the resolved config of the study that started it, as is.
+      const worker = workerFromEnv();
+      const config = worker ? parseStudyConfig(JSON.parse(await fsp.readFile(worker.config, 'utf8')), worker.config) : resolveStudyConfig(o.preset, overrides, o.config ?? `preset ${o.preset}`);
       const container = await buildContainer(o.plugin ?? []);
       const { backend } = resolveBackend(container, config.backendVariant ? `${config.backend}:${config.backendVariant}` : config.backend);
       const log = (m: string) => process.stderr.write(`llama-pro study: ${m}\n`);
@@ -129,11 +126,9 @@ export function registerStudy(program: Command): void {
         }
         const cacheDir = o.cacheDir ?? config.cacheDir ?? defaultStudyCache();
         const deps = { backend, strategies: strategyRegistry(container), initializers: initializerRegistry(container), policies: freezePolicies(container), schedules: lrSchedules(container), log };
-        if (o.shard !== undefined) {
-          const m = /^(\d+)\/(\d+)$/.exec(o.shard);
-          if (!m) throw new UsageError(`--shard must be i/n, got "${o.shard}"`);
+        if (worker) {
           const cpu0 = process.cpuUsage();
-          await runStudy(config, deps, { out: o.out, cacheDir, signal: ac.signal, shard: { index: Number(m[1]), count: Number(m[2]) } });
+          await runStudy(config, deps, { out: o.out, cacheDir, signal: ac.signal, shard: { index: worker.index, count: worker.count } });
           const c = process.cpuUsage(cpu0);
           process.stdout.write(JSON.stringify({ cpuS: (c.user + c.system) / 1e6 }) + '\n');
           return;
@@ -148,18 +143,35 @@ export function registerStudy(program: Command): void {
     });
 }
 
+/** The environment variable that makes `llama-pro study` a worker of another study: {"config", "index", "count"}. */
+const WORKER_ENV = 'LLAMA_PRO_STUDY_WORKER';
+
+function workerFromEnv(): { config: string; index: number; count: number } | null {
+  const raw = process.env[WORKER_ENV];
+  if (raw === undefined || raw === '') return null;
+  let w: { config?: unknown; index?: unknown; count?: unknown };
+  try {
+    w = JSON.parse(raw) as typeof w;
+  } catch {
+    w = {};
+  }
+  if (typeof w.config !== 'string' || !Number.isInteger(w.index) || !Number.isInteger(w.count) || (w.index as number) < 0 || (w.index as number) >= (w.count as number))
+    throw new UsageError(`${WORKER_ENV} must be {"config": <file>, "index": i, "count": n} with 0 <= i < n (it is set by a study started with --workers), got ${raw}; unset it to run a study`);
+  return { config: w.config, index: w.index as number, count: w.count as number };
+}
+
 /**
  * Starts one worker of a study (`--workers`): this CLI again, with the resolved config (written next to
- * the claims), the same out and cache, and `--shard index/count`; its log lines come through prefixed.
+ * the claims), the same out and cache, and its index/count in LLAMA_PRO_STUDY_WORKER; its log lines come through prefixed.
  * Resolves with its CPU seconds when it exits 0.
  */
 async function startWorker(config: StudyConfig, o: { out: string; cacheDir: string; plugins: string[]; index: number; count: number; log: (m: string) => void; signal: AbortSignal }): Promise<{ cpuS: number }> {
   const file = path.join(o.out, 'claims', `config-${o.index}.json`);
   await writeFileAtomic(file, JSON.stringify(config));
   const bin = path.join(__dirname, '..', '..', 'bin', 'llama-pro.js');
-  const args = [bin, 'study', '--resolved-config', file, '--out', o.out, '--cache-dir', o.cacheDir, '--shard', `${o.index}/${o.count}`, ...(o.plugins.length ? ['--plugin', ...o.plugins] : [])];
+  const args = [bin, 'study', '--out', o.out, '--cache-dir', o.cacheDir, ...(o.plugins.length ? ['--plugin', ...o.plugins] : [])];
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe']});
+    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, [WORKER_ENV]: JSON.stringify({ config: file, index: o.index, count: o.count }) } });
     child.stdout.setEncoding('utf8');
     child.stderr.setEncoding('utf8');
     let stdout = '';
