@@ -133,7 +133,8 @@ export function ggmlByteSize(type: GgmlType, numel: number): number {
 
 /**
  * Q8_0 as ggml's quantize_row_q8_0_ref: per 32-element block d = max|x| / 127 stored as f16,
- * q = round(x / d) as int8 (round half away from zero, like C roundf).
+ * id = 1 / d, q = roundf(x * id) as int8 (round half away from zero) — every step in float32, as the C
+ * reference and gguf-py's Q8_0.quantize_blocks compute it (doubles round some x * id differently).
  */
 export function quantizeQ8_0(x: Float32Array): Buffer {
   if (x.length % QK8_0 !== 0) throw new ConfigError(`q8_0 needs a multiple of ${QK8_0} elements, got ${x.length}`);
@@ -141,11 +142,11 @@ export function quantizeQ8_0(x: Float32Array): Buffer {
   for (let b = 0, o = 0; b < x.length; b += QK8_0, o += 34) {
     let amax = 0;
     for (let i = 0; i < QK8_0; i++) amax = Math.max(amax, Math.abs(x[b + i]!));
-    const d = amax / 127;
-    const id = d ? 1 / d : 0;
+    const d = Math.fround(amax / 127);
+    const id = d ? Math.fround(1 / d) : 0;
     out.writeUInt16LE(f32ToF16Bits(d), o);
     for (let i = 0; i < QK8_0; i++) {
-      const v = x[b + i]! * id;
+      const v = Math.fround(x[b + i]! * id);
       out.writeInt8(Math.sign(v) * Math.round(Math.abs(v)), o + 2 + i);
     }
   }
