@@ -170,6 +170,11 @@ describe('export-gguf', () => {
     expect(g.kv.get('llama.rope.freq_base')).toEqual({ type: 6, value: 10000 });
     expect(v('llama.attention.layer_norm_rms_epsilon')).toBeCloseTo(1e-5, 10);
     expect(v('general.file_type')).toBe({ f32: 0, f16: 1, q8_0: 7, bf16: 32 }[type]); // llama_ftype
+    // gguf-py constants.py: GGML_QUANT_VERSION = 2, written by convert_hf_to_gguf (ModelBase.prepare_metadata) for
+    // every type; {arch}.attention.key_length / value_length = head_dim (TextModel.set_gguf_parameters).
+    expect(g.kv.get('general.quantization_version')).toEqual({ type: 4, value: 2 });
+    expect(g.kv.get('llama.attention.key_length')).toEqual({ type: 4, value: 16 });
+    expect(g.kv.get('llama.attention.value_length')).toEqual({ type: 4, value: 16 });
     expect(v('tokenizer.ggml.model')).toBe('llama');
     expect((v('tokenizer.ggml.tokens') as string[]).length).toBe(300);
     expect((v('tokenizer.ggml.tokens') as string[])[3 + 10]).toBe('<0x0A>');

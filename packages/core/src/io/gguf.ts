@@ -220,6 +220,8 @@ export function llamaMetadata(c: LlamaConfig, type: GgufOutType, name: string, t
     ['general.name', str(name)],
     ['general.file_type', u32(FILE_TYPE[type])],
     ['general.alignment', u32(GGUF_ALIGNMENT)],
+    // GGML_QUANT_VERSION (gguf-py constants.py); convert_hf_to_gguf writes it for every output type.
+    ['general.quantization_version', u32(2)],
     ['llama.vocab_size', u32(c.vocabSize)],
     ['llama.context_length', u32(c.maxPositionEmbeddings)],
     ['llama.embedding_length', u32(c.hiddenSize)],
@@ -231,9 +233,8 @@ export function llamaMetadata(c: LlamaConfig, type: GgufOutType, name: string, t
     ['llama.rope.freq_base', f32(c.ropeTheta)],
     ['llama.attention.layer_norm_rms_epsilon', f32(c.rmsNormEps)],
   ];
-  if (c.headDim * c.numAttentionHeads !== c.hiddenSize) {
-    kv.push(['llama.attention.key_length', u32(c.headDim)], ['llama.attention.value_length', u32(c.headDim)]);
-  }
+  // Always, as convert_hf_to_gguf does for configs with head_dim (llama.cpp derives n_embd / n_head without them).
+  kv.push(['llama.attention.key_length', u32(c.headDim)], ['llama.attention.value_length', u32(c.headDim)]);
   const rs = c.ropeScaling;
   if (rs) {
     if (rs.type === 'linear' || rs.type === 'yarn') {
