@@ -198,6 +198,14 @@ async function main(): Promise<void> {
         `node-llama-cpp's JS scheduling and sampling add ${overhead(1)} (b1) / ${overhead(8)} (b8) per decode step over llama.cpp's own llama_decode timer ` +
         `("llama_decode only" rows: the peer without that overhead, i.e. llama.cpp proper's compute)`,
     );
+    // A one-off measurement, not this run's: printed so no reader takes the peer's figures for llama.cpp's best here.
+    console.log(
+      'NOTE (measured by hand 2026-12-02, load ~1): a C program linked to these same prebuilt libllama/ggml-cpu binaries, same GGUF, ' +
+        '2 threads, decoded 187-205 tok/s at b1 (10 ms CPU per step), while inside Node, even calling the addon directly with no ' +
+        'per-token JS, llama_decode itself ran at 54-59 tok/s by its own timer (22 ms CPU per step), at the same moments. So ' +
+        "node-llama-cpp's llama.cpp is ~3x slower than llama.cpp proper here, inside llama_decode, not in its JS; the 'llama_decode only' " +
+        'rows do not remove that. Logging, checkpoints and evaluate() vs direct addon calls were ruled out; the cause is open.',
+    );
     if (maxLoad > os.cpus().length + 0.5) {
       console.log(
         `WARNING: load average reached ${maxLoad.toFixed(2)} on ${os.cpus().length} CPUs: the machine was not quiet. llama.cpp's threads meet at a spin barrier after ` +
