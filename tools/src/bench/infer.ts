@@ -201,10 +201,10 @@ async function main(): Promise<void> {
     // A one-off measurement, not this run's: printed so no reader takes the peer's figures for llama.cpp's best here.
     console.log(
       'NOTE (measured by hand 2026-12-02, load ~1): a C program linked to these same prebuilt libllama/ggml-cpu binaries, same GGUF, ' +
-        '2 threads, decoded 187-205 tok/s at b1 (10 ms CPU per step), while inside Node, even calling the addon directly with no ' +
-        'per-token JS, llama_decode itself ran at 54-59 tok/s by its own timer (22 ms CPU per step), at the same moments. So ' +
-        "node-llama-cpp's llama.cpp is ~3x slower than llama.cpp proper here, inside llama_decode, not in its JS; the 'llama_decode only' " +
-        'rows do not remove that. Logging, checkpoints and evaluate() vs direct addon calls were ruled out; the cause is open.',
+        '2 threads, decoded 187-205 tok/s at b1 (10 ms CPU per step); alternating with it, llama_decode inside Node (direct addon calls, ' +
+        'no per-token JS) ran 54-59 tok/s by its own timer (22 ms CPU per step), though one in-Node run earlier reached 207. So the ' +
+        "peer's figures can be ~3x below llama.cpp proper here, inside llama_decode, not in node-llama-cpp's JS; the 'llama_decode only' " +
+        'rows do not remove that. Logging, flash attention, checkpoints and evaluate() vs direct addon calls were ruled out; the cause is open.',
     );
     if (maxLoad > os.cpus().length + 0.5) {
       console.log(
