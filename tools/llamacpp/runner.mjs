@@ -18,10 +18,10 @@
 //      node-llama-cpp's JS scheduling and sampling add; cpuDecodeS: process CPU time (user + sys) during decodeS;
 //      threads: the thread count the context really runs with; cpuBackend: the ggml-cpu variant that loaded.
 //
-// Measured on this 2-core machine (issue 19 peer audit): node-llama-cpp's evaluate() costs about 0.6 ms of CPU per
-// decode step over calling its addon directly (~6 %), and a C harness on the same prebuilt libllama shows the same
-// behaviour as node-llama-cpp: the slowness at 2 threads is ggml's spin barriers (one per graph node, ~300 per token)
-// when the 2 threads cannot run at the same time, i.e. whenever anything else is runnable on the machine.
+// Measured on this 2-core machine (issue 19 peer audit): node-llama-cpp's evaluate() costs well under 1 ms per decode
+// step over calling its addon directly. Run it with UV_THREADPOOL_SIZE=1 (bench:infer does): with libuv's default 4
+// pool threads its 2-thread llama_decode ran 3-4x slower by llama.cpp's own timer. And ggml's 2 threads meet at a spin
+// barrier after every graph node (~300 per token), so decode collapses whenever anything else runs on the 2 cores.
 import { readFileSync } from 'node:fs';
 import { getLlama } from 'node-llama-cpp';
 

@@ -92,8 +92,16 @@ async function onnxChild(dir: string, B: number): Promise<Measure> {
   return { ...m!, maxRssMB: process.resourceUsage().maxRSS / 1024 };
 }
 
-async function child(args: string[]): Promise<Measure> {
-  const { stdout } = await promisify(execFile)(process.execPath, args, { maxBuffer: 16 << 20 });
+/**
+ * libuv's pool size for the llama.cpp child. node-llama-cpp runs each llama_decode and each sampling step as a
+ * libuv pool job; with the default 4 pool threads its 2-thread llama_decode ran 3-4x slower by llama.cpp's own timer
+ * (57-80 vs 238-267 tok/s at b1, 22 vs 7 ms CPU per step, alternating runs on a quiet machine; 1 pool thread also
+ * matched a C program on the same binaries), so the peer runs with 1 — the fastest node-llama-cpp goes here.
+ */
+const PEER_ENV = { ...process.env, UV_THREADPOOL_SIZE: '1' };
+
+async function child(args: string[], env: NodeJS.ProcessEnv = process.env): Promise<Measure> {
+  const { stdout } = await promisify(execFile)(process.execPath, args, { maxBuffer: 16 << 20, env });
   return JSON.parse(stdout.trim().split('\n').pop()!) as Measure;
 }
 
@@ -141,7 +149,7 @@ async function main(): Promise<void> {
         const first = r % 2 === 0 ? 'cpp' : 'ours';
         const pair: Partial<Pair> = {};
         for (const who of first === 'cpp' ? (['cpp', 'ours'] as const) : (['ours', 'cpp'] as const)) {
-          pair[who] = who === 'cpp' ? await child([RUNNER, JSON.stringify(job)]) : await child([__filename, '--onnx-child', dir, String(B)]);
+          pair[who] = who === 'cpp' ? await child([RUNNER, JSON.stringify(job)], PEER_ENV) : await child([__filename, '--onnx-child', dir, String(B)]);
         }
         runs.get(B)!.push(pair as Pair);
         const p = pair as Pair;
@@ -198,13 +206,11 @@ async function main(): Promise<void> {
         `node-llama-cpp's JS scheduling and sampling add ${overhead(1)} (b1) / ${overhead(8)} (b8) per decode step over llama.cpp's own llama_decode timer ` +
         `("llama_decode only" rows: the peer without that overhead, i.e. llama.cpp proper's compute)`,
     );
-    // A one-off measurement, not this run's: printed so no reader takes the peer's figures for llama.cpp's best here.
+    // A one-off measurement, not this run's: how this peer compares with llama.cpp proper on the same binaries.
     console.log(
-      'NOTE (measured by hand 2026-12-02, load ~1): a C program linked to these same prebuilt libllama/ggml-cpu binaries, same GGUF, ' +
-        '2 threads, decoded 187-205 tok/s at b1 (10 ms CPU per step); alternating with it, llama_decode inside Node (direct addon calls, ' +
-        'no per-token JS) ran 54-59 tok/s by its own timer (22 ms CPU per step), though one in-Node run earlier reached 207. So the ' +
-        "peer's figures can be ~3x below llama.cpp proper here, inside llama_decode, not in node-llama-cpp's JS; the 'llama_decode only' " +
-        'rows do not remove that. Logging, flash attention, checkpoints and evaluate() vs direct addon calls were ruled out; the cause is open.',
+      `NOTE (measured by hand 2026-12-02, load ~1): the peer runs with UV_THREADPOOL_SIZE=${PEER_ENV.UV_THREADPOOL_SIZE} (with libuv's default 4 its ` +
+        "llama_decode ran 3-4x slower); so configured it matched or beat a C program linked to the same prebuilt libllama (170-205 tok/s at b1); " +
+        "the issue's llama.cpp b4748 figures (420-569 b1) are another build and were not reproduced here.",
     );
     if (maxLoad > os.cpus().length + 0.5) {
       console.log(
