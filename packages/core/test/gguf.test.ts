@@ -8,7 +8,7 @@
  */
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
-import { exportGguf, normalizeConfig, f16BitsToF32, bf16BitsToF32, OutputError, ConfigError, ggufTokenizerFromDir, byteTokenizerJson, writeTokenizerFiles, type WeightSource, type TensorInfo } from '@llama-pro/core';
+import { exportGguf, quantizeQ8_0, normalizeConfig, f16BitsToF32, bf16BitsToF32, OutputError, ConfigError, ggufTokenizerFromDir, byteTokenizerJson, writeTokenizerFiles, type WeightSource, type TensorInfo } from '@llama-pro/core';
 import { fixturePath, haveFixtures, writeSentencePieceTokenizer } from '@llama-pro/core/testing';
 import { tmpDir } from './helpers';
 
@@ -170,6 +170,11 @@ describe('export-gguf', () => {
     expect(g.kv.get('llama.rope.freq_base')).toEqual({ type: 6, value: 10000 });
     expect(v('llama.attention.layer_norm_rms_epsilon')).toBeCloseTo(1e-5, 10);
     expect(v('general.file_type')).toBe({ f32: 0, f16: 1, q8_0: 7, bf16: 32 }[type]); // llama_ftype
+    // gguf-py constants.py: GGML_QUANT_VERSION = 2, written by convert_hf_to_gguf (ModelBase.prepare_metadata) for
+    // every type; {arch}.attention.key_length / value_length = head_dim (TextModel.set_gguf_parameters).
+    expect(g.kv.get('general.quantization_version')).toEqual({ type: 4, value: 2 });
+    expect(g.kv.get('llama.attention.key_length')).toEqual({ type: 4, value: 16 });
+    expect(g.kv.get('llama.attention.value_length')).toEqual({ type: 4, value: 16 });
     expect(v('tokenizer.ggml.model')).toBe('llama');
     expect((v('tokenizer.ggml.tokens') as string[]).length).toBe(300);
     expect((v('tokenizer.ggml.tokens') as string[])[3 + 10]).toBe('<0x0A>');
@@ -214,6 +219,20 @@ describe('export-gguf', () => {
         }
       }
     }
+  });
+
+  it('quantizes q8_0 bit-exactly as llama.cpp does (float32 arithmetic throughout)', () => {
+    // Input: block 20 (32 float32 values, given as bits) of model.layers.0.self_attn.o_proj.weight in
+    // /work/shared/hf-conformance/llama-gqa-untied-bf16. Expected bytes: llama.cpp's own gguf-py 0.19.0 (gguf-py/gguf/
+    // quants.py, class Q8_0.quantize_blocks, "bit-exact same results as reference implementation in ggml-quants.c":
+    // d = max|x| / 127, id = 1 / d, q = np_roundf(x * id), all float32; d stored as float16), run by hand as
+    // gguf.quants.quantize(x, GGMLQuantizationType.Q8_0). Element 22 (0x3db10000) is where doing the same in float64
+    // gives q = 64 instead of 63; convert_hf_to_gguf.py --outtype q8_0 wrote the same bytes for that tensor.
+    const bits = '3c720000 3e170000 bd760000 3d420000 3d820000 bbb70000 bb450000 bdb80000 3aad0000 bd6c0000 3dc70000 3cbb0000 be120000 3e290000 bd820000 3db00000 3e060000 3d1d0000 bd5d0000 bd870000 3d330000 be050000 3db10000 bd9a0000 bda00000 3e310000 be0f0000 bde50000 bdff0000 bc800000 3e150000 bcee0000';
+    const x = new Float32Array(new Uint32Array(bits.split(' ').map((h) => parseInt(h, 16))).buffer);
+    expect(quantizeQ8_0(x).toString('hex')).toBe('93150b6cd4232ffcfebe01d647119779d13f601cd8d020a13fc9c77f99aea5f56beb');
+    // An all-zero block: quants.py takes id = 0 where d == 0, so d and every q are 0.
+    expect(quantizeQ8_0(new Float32Array(32)).toString('hex')).toBe('00'.repeat(34));
   });
 
   it('refuses to replace an existing file without force, and leaves no temp file', async () => {

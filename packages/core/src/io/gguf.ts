@@ -133,7 +133,8 @@ export function ggmlByteSize(type: GgmlType, numel: number): number {
 
 /**
  * Q8_0 as ggml's quantize_row_q8_0_ref: per 32-element block d = max|x| / 127 stored as f16,
- * q = round(x / d) as int8 (round half away from zero, like C roundf).
+ * id = 1 / d, q = roundf(x * id) as int8 (round half away from zero) — every step in float32, as the C
+ * reference and gguf-py's Q8_0.quantize_blocks compute it (doubles round some x * id differently).
  */
 export function quantizeQ8_0(x: Float32Array): Buffer {
   if (x.length % QK8_0 !== 0) throw new ConfigError(`q8_0 needs a multiple of ${QK8_0} elements, got ${x.length}`);
@@ -141,11 +142,11 @@ export function quantizeQ8_0(x: Float32Array): Buffer {
   for (let b = 0, o = 0; b < x.length; b += QK8_0, o += 34) {
     let amax = 0;
     for (let i = 0; i < QK8_0; i++) amax = Math.max(amax, Math.abs(x[b + i]!));
-    const d = amax / 127;
-    const id = d ? 1 / d : 0;
+    const d = Math.fround(amax / 127);
+    const id = d ? Math.fround(1 / d) : 0;
     out.writeUInt16LE(f32ToF16Bits(d), o);
     for (let i = 0; i < QK8_0; i++) {
-      const v = x[b + i]! * id;
+      const v = Math.fround(x[b + i]! * id);
       out.writeInt8(Math.sign(v) * Math.round(Math.abs(v)), o + 2 + i);
     }
   }
@@ -219,6 +220,8 @@ export function llamaMetadata(c: LlamaConfig, type: GgufOutType, name: string, t
     ['general.name', str(name)],
     ['general.file_type', u32(FILE_TYPE[type])],
     ['general.alignment', u32(GGUF_ALIGNMENT)],
+    // GGML_QUANT_VERSION (gguf-py constants.py); convert_hf_to_gguf writes it for every output type.
+    ['general.quantization_version', u32(2)],
     ['llama.vocab_size', u32(c.vocabSize)],
     ['llama.context_length', u32(c.maxPositionEmbeddings)],
     ['llama.embedding_length', u32(c.hiddenSize)],
@@ -230,9 +233,8 @@ export function llamaMetadata(c: LlamaConfig, type: GgufOutType, name: string, t
     ['llama.rope.freq_base', f32(c.ropeTheta)],
     ['llama.attention.layer_norm_rms_epsilon', f32(c.rmsNormEps)],
   ];
-  if (c.headDim * c.numAttentionHeads !== c.hiddenSize) {
-    kv.push(['llama.attention.key_length', u32(c.headDim)], ['llama.attention.value_length', u32(c.headDim)]);
-  }
+  // Always, as convert_hf_to_gguf does for configs with head_dim (llama.cpp derives n_embd / n_head without them).
+  kv.push(['llama.attention.key_length', u32(c.headDim)], ['llama.attention.value_length', u32(c.headDim)]);
   const rs = c.ropeScaling;
   if (rs) {
     if (rs.type === 'linear' || rs.type === 'yarn') {
