@@ -554,6 +554,12 @@ export async function runStudy(config: StudyConfig, deps: StudyDeps, opts: Study
     );
     type Item = (typeof items)[number];
     const readPrevious = async (it: Item) => ((await pathExists(it.resultFile)) ? (JSON.parse(await fsp.readFile(it.resultFile, 'utf8')) as RunResult & { key?: string }) : null);
+    /** The items without a finished result of their current key. */
+    const pendingItems = async (): Promise<Item[]> => {
+      const pending: Item[] = [];
+      for (const it of items) if ((await readPrevious(it))?.key !== it.key) pending.push(it);
+      return pending;
+    };
     const runItem = async (it: Item, previous: (RunResult & { key?: string }) | null): Promise<RunResult> => {
       if (opts.signal?.aborted) throw new UsageError('study interrupted; run the same command again to resume (finished runs are kept)', 'INTERRUPTED');
       if (previous) log(`${it.label}: the configuration changed since ${it.resultFile} was written; running it again`);
@@ -581,9 +587,7 @@ export async function runStudy(config: StudyConfig, deps: StudyDeps, opts: Study
     };
     if (opts.shard) {
       if (!(await pathExists(claimDir))) throw new UsageError(`study worker ${opts.shard.index}/${opts.shard.count}: ${claimDir} does not exist; workers are started by the study itself`, 'STUDY_WORKER');
-      const pending: Item[] = [];
-      for (const it of items) if ((await readPrevious(it))?.key !== it.key) pending.push(it);
-      await runClaimed(pending);
+      await runClaimed(await pendingItems());
       return { out, results: null as unknown as StudyResults, ran, reused, files: [] };
     }
     // Claims left by an interrupted invocation mean nothing now.
@@ -592,12 +596,10 @@ export async function runStudy(config: StudyConfig, deps: StudyDeps, opts: Study
     let workersCpuS = 0;
     let parallelRan: number | null = null;
     if (workers > 1 && opts.spawnWorker) {
-      const pending: Item[] = [];
-      for (const it of items) if ((await readPrevious(it))?.key !== it.key) pending.push(it);
+      const pending = await pendingItems();
       if (pending.length > 1) {
         const n = Math.min(workers, pending.length);
         log(`${pending.length} runs on ${n} processes`);
-        await fsp.rm(claimDir, { recursive: true, force: true });
         await fsp.mkdir(claimDir, { recursive: true });
         const started = Array.from({ length: n - 1 }, (_, i) =>
           opts.spawnWorker!(i + 1, n).catch((e: Error) => {

@@ -176,18 +176,17 @@ export class RequestQueue {
     if (this.sessionTimer) clearTimeout(this.sessionTimer);
     this.sessionTimer = null;
     if (!this.session) return;
-    if (this.closed) {
-      this.session.dispose();
-      this.session = null;
-      return;
-    }
+    if (this.closed) return this.disposeSession();
     this.sessionTimer = setTimeout(() => {
       this.sessionTimer = null;
-      if (this.pumping || !this.session) return;
-      this.session.dispose();
-      this.session = null;
+      if (!this.pumping) this.disposeSession();
     }, SESSION_IDLE_MS);
     this.sessionTimer.unref();
+  }
+
+  private disposeSession(): void {
+    this.session?.dispose();
+    this.session = null;
   }
 
   private settle(item: Item, how: () => void): void {
