@@ -8,7 +8,7 @@ import { checkModel } from './checks';
 import { finishReason } from './completions';
 import { generateCounted, requestSignal, tokenText, type ServerContext } from './context';
 import { ApiError } from './errors';
-import { asList, checkLength, checkWork, logitAdjuster, readJson, sampling, textOf } from './request';
+import { asList, checkLength, checkWork, logitAdjuster, promptOptionsOf, readJson, sampling, textOf } from './request';
 import { chatRequestSchema, type ChatRequest } from './schemas';
 import { sse } from './sse';
 import { SchemaError, VocabTrie, compileSchema, grammarMask, initialState, toolCallNode } from './json-grammar';
@@ -115,7 +115,7 @@ export function registerChat(app: Hono, sc: ServerContext): void {
     const forced = forcedTools(sc, body, tools);
     let promptIds: number[];
     try {
-      promptIds = sc.prompts.ids(chatMessages(body), tools, { addGenerationPrompt: body.add_generation_prompt ?? undefined, continueFinalMessage: body.continue_final_message ?? undefined });
+      promptIds = sc.prompts.ids(chatMessages(body), tools, promptOptionsOf(body));
     } catch (e) {
       throw new ApiError(400, `the messages cannot be rendered with the "${sc.served.template.name}" chat template: ${(e as Error).message}`, 'invalid_request_error', 'messages');
     }

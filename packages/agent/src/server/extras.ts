@@ -10,7 +10,7 @@ import { z } from 'zod';
 import type { ServerContext } from './context';
 import { ApiError } from './errors';
 import { checkModel } from './checks';
-import { readJson, textOf } from './request';
+import { promptOptionsOf, readJson, textOf } from './request';
 import { chatRequestSchema } from './schemas';
 import { JinjaChatTemplate } from '../templates/chat-template';
 
@@ -96,7 +96,7 @@ export function registerExtras(app: Hono, sc: ServerContext): void {
     if (chat) {
       const messages = chat.map((m) => ({ role: m.role === 'developer' ? 'system' : m.role, content: textOf(m.content) })) as Parameters<typeof sc.prompts.ids>[0];
       try {
-        tokens = sc.prompts.ids(messages, undefined, 'messages' in body ? { addGenerationPrompt: body.add_generation_prompt ?? undefined, continueFinalMessage: body.continue_final_message ?? undefined } : {});
+        tokens = sc.prompts.ids(messages, undefined, 'messages' in body ? promptOptionsOf(body) : {});
       } catch (e) {
         throw new ApiError(400, `the messages cannot be rendered with the "${sc.served.template.name}" chat template: ${(e as Error).message}`, 'invalid_request_error', 'messages');
       }

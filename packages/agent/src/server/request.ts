@@ -3,6 +3,7 @@ import type { Context } from 'hono';
 import type { z } from 'zod';
 import { ApiError } from './errors';
 import { describeZodError } from './schemas';
+import type { PromptOptions } from '../runtime/chat-model';
 
 export async function readJson<T extends z.ZodType>(c: Context, schema: T): Promise<z.infer<T>> {
   const text = await c.req.text();
@@ -24,6 +25,11 @@ export async function readJson<T extends z.ZodType>(c: Context, schema: T): Prom
 export function asList(stop: string | string[] | null | undefined): string[] {
   if (stop === null || stop === undefined) return [];
   return (Array.isArray(stop) ? stop : [stop]).filter((s) => s.length > 0);
+}
+
+/** vLLM's chat-template request fields as prompt options (absent fields keep the builder's defaults). */
+export function promptOptionsOf(body: { add_generation_prompt?: boolean | null; continue_final_message?: boolean | null }): PromptOptions {
+  return { addGenerationPrompt: body.add_generation_prompt ?? undefined, continueFinalMessage: body.continue_final_message ?? undefined };
 }
 
 export function textOf(content: string | { type: 'text'; text: string }[] | null | undefined): string {
