@@ -51,6 +51,28 @@ describe('n > 1', () => {
   });
 });
 
+describe('ignore_eos (vLLM extra sampling parameter)', () => {
+  test('generation runs past EOS to max_tokens (finish_reason length); without it the same prompt stops at EOS', async () => {
+    // vLLM SamplingParams.ignore_eos: "Whether to ignore the EOS token and continue generating tokens after the EOS
+    // token is generated." The scripted model answers "He has" with ' 10' three times and then EOS.
+    const stopped = await client.completions.create({ model: 'sp', prompt: 'He has', max_tokens: 6, temperature: 0 });
+    expect(stopped.choices[0]!.finish_reason).toBe('stop');
+    expect(stopped.usage!.completion_tokens).toBe(3);
+    const body = { model: 'sp', prompt: 'He has', max_tokens: 6, temperature: 0, ignore_eos: true };
+    const res = await fetch(`${server.url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    const r = (await res.json()) as { choices: { text: string; finish_reason: string }[]; usage: { completion_tokens: number } };
+    expect(r.choices[0]!.finish_reason).toBe('length');
+    expect(r.usage.completion_tokens).toBe(6);
+    expect(r.choices[0]!.text.startsWith(' 10 10 10')).toBe(true);
+    const chat = await fetch(`${server.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'sp', messages: [{ role: 'user', content: 'x' }], max_tokens: 5, temperature: 0, ignore_eos: true }) });
+    const c = (await chat.json()) as { choices: { finish_reason: string }[]; usage: { completion_tokens: number } };
+    expect(c.choices[0]!.finish_reason).toBe('length');
+    expect(c.usage.completion_tokens).toBe(5);
+    const bad = await fetch(`${server.url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ ...body, ignore_eos: 'yes' }) });
+    expect(bad.status).toBe(400);
+  });
+});
+
 describe('logit adjustments', () => {
   test('logit_bias -100 bans a token, +100 selects it (OpenAI API reference: "-100 should result in a ban or exclusive selection" with 100)', async () => {
     const banned = await client.completions.create({ model: 'sp', prompt: 'He has', max_tokens: 3, temperature: 0, logprobs: 0, logit_bias: { [String(ten)]: -100 } });

@@ -1,4 +1,5 @@
 import { promises as fsp } from 'node:fs';
+import * as http from 'node:http';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import OpenAI from 'openai';
@@ -265,6 +266,31 @@ describe('robustness', () => {
 
     const ok = await client.completions.create({ model: 'tiny', prompt: STORY, max_tokens: 6, temperature: 0 });
     expect(ok.choices[0]!.text).toBe(' there');
+  });
+
+  test('a chunked body (no content-length) is counted as it arrives: over the limit → 413, within it → served', async () => {
+    // Node's http client sends a body written in pieces without content-length as transfer-encoding: chunked.
+    const chunked = (pieces: string[]): Promise<{ status: number; body: string; headers: http.IncomingHttpHeaders }> =>
+      new Promise((resolve, reject) => {
+        const url = new URL(`${server.url}/v1/completions`);
+        const req = http.request({ host: url.hostname, port: url.port, path: url.pathname, method: 'POST', headers: { 'content-type': 'application/json' } }, (res) => {
+          let body = '';
+          res.setEncoding('utf8');
+          res.on('data', (d: string) => (body += d));
+          res.on('end', () => resolve({ status: res.statusCode!, body, headers: res.headers }));
+        });
+        req.on('error', reject);
+        for (const p of pieces) req.write(p);
+        req.end();
+      });
+    const json = JSON.stringify({ model: 'tiny', prompt: STORY, max_tokens: 6, temperature: 0 });
+    const small = await chunked([json.slice(0, 10), json.slice(10)]);
+    expect(small.status).toBe(200);
+    expect((JSON.parse(small.body) as { choices: { text: string }[] }).choices[0]!.text).toBe(' there');
+    const pad = 'x'.repeat(40 * 1024);
+    const big = await chunked([`{"model":"tiny","prompt":"${pad}`, `${pad}"}`]);
+    expect(big.status).toBe(413);
+    expect((JSON.parse(big.body) as { error: { message: string } }).error.message).toMatch(/exceeds 65536 bytes/);
   });
 });
 

@@ -15,6 +15,11 @@ export interface TextGenerationRequest {
   stop?: readonly string[];
   /** Token ids that end generation besides EOS (e.g. a template's `<|im_end|>`). */
   stopTokenIds?: readonly number[];
+  /**
+   * Generate past EOS and `stopTokenIds` (vLLM's `ignore_eos`): the row ends only at maxTokens, a stop string, or
+   * its signal; the EOS tokens it samples are part of its tokens (and left out of its text, as special tokens).
+   */
+  ignoreEos?: boolean;
   signal?: AbortSignal;
   /** Changes the next-token logits before sampling (see core GenerateOptions.adjustLogits). */
   adjustLogits?: (logits: Float32Array, generated: readonly number[]) => void;
@@ -166,7 +171,7 @@ export class TextGenerator {
       topP: req.topP,
       topK: req.topK,
       seed: req.seed,
-      eosTokenIds: [...this.eosIds(), ...(req.stopTokenIds ?? [])],
+      eosTokenIds: req.ignoreEos ? [] : [...this.eosIds(), ...(req.stopTokenIds ?? [])],
       stopStrings: stops,
       decode,
     };

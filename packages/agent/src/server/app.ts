@@ -10,7 +10,6 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createAdaptorServer } from '@hono/node-server';
 import { Hono } from 'hono';
-import { bodyLimit } from 'hono/body-limit';
 import { UsageError } from '@llama-pro/core';
 import { SERVER_DEFAULTS } from '../constants';
 import { JsonToolCallParser, type ActionParser } from '../parsers/action-parser';
@@ -24,6 +23,7 @@ import { registerExtras } from './extras';
 import { genericJsonLimits, SchemaError, type GenericJsonLimits } from './json-grammar';
 import { ServerMetrics } from './metrics';
 import { RequestQueue, ShuttingDownError } from './queue';
+import { bodyLimit } from './request';
 
 export type { ServedModel } from './context';
 
@@ -94,10 +94,7 @@ export function createOpenAIApp(served: ServedModel, options: ServerOptions = {}
   });
   app.use(
     '*',
-    bodyLimit({
-      maxSize: maxBody,
-      onError: (c) => c.json(errorBody(new ApiError(413, `the request body exceeds ${maxBody} bytes; send a smaller request`, 'invalid_request_error', null, 'body_too_large')), 413),
-    }),
+    bodyLimit(maxBody, (c) => c.json(errorBody(new ApiError(413, `the request body exceeds ${maxBody} bytes; send a smaller request`, 'invalid_request_error', null, 'body_too_large')), 413)),
   );
 
   registerExtras(app, sc);

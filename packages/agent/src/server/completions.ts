@@ -65,7 +65,7 @@ export function registerCompletions(app: Hono, sc: ServerContext): void {
     const id = `cmpl-${randomUUID()}`;
     const echo = body.echo ?? false;
     const logprobs = body.logprobs ?? null;
-    const promptTexts = ids.map((p) => sc.served.tokenizer.decode(p, { skipSpecialTokens: true }));
+    const promptTexts = echo ? ids.map((p) => sc.served.tokenizer.decode(p, { skipSpecialTokens: true })) : [];
     sc.log?.(`completion ${id}: ${ids.length} prompt(s) × n=${n}, ${ids.reduce((k, p) => k + p.length, 0)} tokens, stream=${!!body.stream}`);
     const base = { id, object: 'text_completion', created: Math.floor(Date.now() / 1000), model: sc.served.id };
     // Choice index = prompt × n + j (OpenAI's order); choice j samples with seed + j.

@@ -19,6 +19,8 @@ const sampling = {
   frequency_penalty: z.number().min(-2).max(2).nullish(),
   logit_bias: z.record(z.string(), z.number().min(-100).max(100)).nullish(),
   user: z.string().nullish(),
+  // vLLM's extra sampling parameter: keep generating past EOS (and the template's end-of-turn tokens) until max_tokens.
+  ignore_eos: z.boolean().nullish(),
 };
 
 const tokenIds = z.array(z.number().int().min(0));
