@@ -9,7 +9,9 @@
  * reached over real HTTP (node:http keep-alive client, see postCompletion); the direct calls load the same checkpoint in
  * this process.
  *
- *   npm run bench:serve     (env: BENCH_REQUESTS (default 32), BENCH_CONCURRENCY (64), BENCH_ROUNDS (3), BENCH_BACKEND (onnx))
+ *   npm run bench:serve     (env: BENCH_REQUESTS (default 32), BENCH_CONCURRENCY (64), BENCH_ROUNDS (3), BENCH_BACKEND (onnx),
+ *                            BENCH_SHAPE (tiny: dim 64 / 2 layers, the default; s: the S shape of bench:infer, dim 288 / 8 layers /
+ *                            6 heads / hidden 768, with the same character vocabulary))
  *
  * - direct generate: `TextGenerator.generate` (core `generate()`) in a loop;
  * - http sequential: POST /v1/completions one at a time (JSON parse, validation, queue, response);
@@ -36,6 +38,11 @@ const C = Number(process.env['BENCH_CONCURRENCY'] ?? 64);
 const ROUNDS = Number(process.env['BENCH_ROUNDS'] ?? 3);
 const MAX_TOKENS = 16;
 const BACKEND = process.env['BENCH_BACKEND'] ?? 'onnx';
+const SHAPES = {
+  tiny: { hiddenSize: 64, intermediateSize: 128, layers: 2, heads: 4, kvHeads: 2 },
+  s: { hiddenSize: 288, intermediateSize: 768, layers: 8, heads: 6, kvHeads: 6 },
+} as const;
+const SHAPE = process.env['BENCH_SHAPE'] ?? 'tiny';
 /**
  * New tokens per completion in the batching comparison: 32, and 128 (the output length of vLLM's
  * benchmark_serving random dataset, `--random-output-len` default). Both send `ignore_eos: true`, as that benchmark
@@ -107,7 +114,9 @@ async function main(): Promise<void> {
   const dir = path.join(root, 'model');
   let child: ChildProcess | undefined;
   try {
-    await writeRandomCheckpoint(dir, tinyRawConfig({ hiddenSize: 64, intermediateSize: 128, layers: 2, heads: 4, kvHeads: 2, vocab: CHAR_TOKENIZER_VOCAB, maxPositions: 512 }), { seed: 1, std: 0.3 });
+    if (!(SHAPE in SHAPES)) throw new Error(`BENCH_SHAPE must be one of ${Object.keys(SHAPES).join(', ')}, got ${SHAPE}`);
+    const shape = SHAPES[SHAPE as keyof typeof SHAPES];
+    await writeRandomCheckpoint(dir, tinyRawConfig({ ...shape, vocab: CHAR_TOKENIZER_VOCAB, maxPositions: 512 }), { seed: 1, std: SHAPE === 'tiny' ? 0.3 : 0.02 });
     await writeCharTokenizer(dir);
     const tokenizer = await loadTokenizer(dir);
     const ckpt = await HfCheckpoint.open(dir);
@@ -151,7 +160,7 @@ async function main(): Promise<void> {
     await ckpt.close();
 
     const base = best.get('direct generate')!;
-    process.stdout.write(`serve bench: llama-pro serve (${model.device}, --max-batch 8) over HTTP, ${N} requests (${C} concurrent), ${MAX_TOKENS} new tokens each, best of ${ROUNDS} rounds\n`);
+    process.stdout.write(`serve bench: llama-pro serve (${model.device}, --max-batch 8, ${SHAPE} shape: dim ${model.config.hiddenSize}, ${model.config.numHiddenLayers} layers) over HTTP, ${N} requests (${C} concurrent), ${MAX_TOKENS} new tokens each, best of ${ROUNDS} rounds\n`);
     for (const [name, s] of best) process.stdout.write(`${name.padEnd(18)} ${(s * 1000).toFixed(1).padStart(8)} ms/request   ${(s / base).toFixed(3)}x direct\n`);
     process.stdout.write(`continuous batching (${native ? 'native slot session' : "core's per-slot fallback"}), 8 completions with ignore_eos, best of ${ROUNDS}; load average ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}\n`);
     for (const k of BATCH_TOKENS) {
