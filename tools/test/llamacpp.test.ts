@@ -132,6 +132,24 @@ const have = haveFixtures(STORIES260K_BIN, [...STORIES260K_GOLDEN, 'logits.f32']
     expect(cpp2.tokens[0]).toEqual(greedy.tokens.slice(0, 24));
   }, TIMEOUT_MS);
 
+  // Every architecture and rope scaling export-gguf writes: llama.cpp must continue transformers' own greedy prompt with
+  // transformers' greedy tokens (greedy.json) and put its first next-token distribution near transformers' logits.
+  // llama3 scaling travels as the rope_freqs tensor, qwen2 as llama.cpp's qwen2 architecture (biases, no q/k permute).
+  it.each(['llama3-scaling-fp16', 'qwen2-bias-tied-bf16', 'llama-gqa-untied-bf16', 'llama-linear-scaling-bf16', 'llama-yarn-bf16'])(
+    'hf-conformance %s: llama.cpp reproduces transformers greedy tokens and next-token distribution',
+    async (name) => {
+      const m = fixturePath('hf-conformance', name);
+      const gguf = await exported(m, name);
+      const ids = JSON.parse(await fsp.readFile(path.join(m, 'reference', 'input_ids.json'), 'utf8')) as number[];
+      const ref = await readF32(path.join(m, 'reference', 'logits.f32'));
+      const greedy = JSON.parse(await fsp.readFile(path.join(m, 'reference', 'greedy.json'), 'utf8')) as { prompt: number[]; tokens: number[] };
+      const cpp = await llamaCpp<{ tokens: number[][]; firstProbs: number[][] }>({ op: 'greedy', model: gguf, prompts: [greedy.prompt, ids.slice(0, 16)], maxNewTokens: 24 });
+      expect(cpp.tokens[0]).toEqual(greedy.tokens.slice(0, 24));
+      expect(relL2(Float32Array.from(cpp.firstProbs[1]!), softmax(ref.subarray(15 * 320, 16 * 320)))).toBeLessThan(1e-2);
+    },
+    TIMEOUT_MS,
+  );
+
   it('a SentencePiece-style tokenizer (llama): llama.cpp tokenizes text as we do', async () => {
     const m = path.join(dir, 'sp');
     await convertLlama2c(fixturePath(...STORIES260K_BIN), m);

@@ -39,4 +39,14 @@ describe('export-gguf', () => {
     expect(c.stderr.trim().split('\n')).toHaveLength(1);
     await expect(fsp.access(path.join(dir, 'c.gguf'))).rejects.toThrow();
   });
+
+  it('exports a sliding-window model with one warning line that llama.cpp attends to the whole context', async () => {
+    const m = path.join(dir, 'sw');
+    await writeRandomCheckpoint(m, tinyRawConfig({ vocab: 300, architecture: 'MistralForCausalLM', extra: { sliding_window: 16 } }), { seed: 4 });
+    await writeTokenizerFiles(m, byteTokenizerJson(300));
+    const r = await runCli(['export-gguf', m, path.join(dir, 'sw.gguf'), '--json']);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toMatch(/^llama-pro: warning: export-gguf: \d+ of \d+ layers attend within a sliding window of 16 tokens.*up to 16 tokens$/m);
+    expect(JSON.parse(r.stdout).warnings).toHaveLength(1);
+  });
 });

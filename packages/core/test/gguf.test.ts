@@ -8,7 +8,7 @@
  */
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
-import { exportGguf, quantizeQ8_0, normalizeConfig, f16BitsToF32, bf16BitsToF32, OutputError, ConfigError, ggufTokenizerFromDir, byteTokenizerJson, writeTokenizerFiles, type WeightSource, type TensorInfo } from '@llama-pro/core';
+import { HfCheckpoint, exportGguf, ggufWarnings, llama3RopeFactors, quantizeQ8_0, normalizeConfig, f16BitsToF32, bf16BitsToF32, OutputError, ConfigError, ggufTokenizerFromDir, byteTokenizerJson, writeTokenizerFiles, type WeightSource, type TensorInfo } from '@llama-pro/core';
 import { fixturePath, haveFixtures, writeSentencePieceTokenizer } from '@llama-pro/core/testing';
 import { tmpDir } from './helpers';
 
@@ -309,5 +309,80 @@ describe('export-gguf', () => {
     await fsp.writeFile(path.join(u, 'tokenizer.json'), JSON.stringify({ model: { type: 'Unigram', unk_id: 0, vocab: [['<unk>', 0], ['\u2581a', -1]] } }));
     await expect(ggufTokenizerFromDir(u, 300)).rejects.toThrow(/Unigram tokenizer.*Viterbi/);
     expect(await ggufTokenizerFromDir(path.join(dir, 'none'), 300)).toBeNull();
+  });
+
+  it('llama3 rope scaling: a rope_freqs tensor first (as convert_hf_to_gguf LlamaModel.generate_extra_tensors), no scaling keys', async () => {
+    const m = fixturePath('hf-conformance', 'llama3-scaling-fp16');
+    if (!haveFixtures(['hf-conformance', 'llama3-scaling-fp16', 'config.json'])) return;
+    const ckpt = await HfCheckpoint.open(m);
+    const file = path.join(dir, 'llama3.gguf');
+    try {
+      await exportGguf(ckpt, file);
+    } finally {
+      await ckpt.close();
+    }
+    const buf = await fsp.readFile(file);
+    const g = readGguf(buf);
+    expect(g.tensors[0]).toMatchObject({ name: 'rope_freqs.weight', type: 0, ne: [4] });
+    // convert_hf_to_gguf on this checkpoint (llama.cpp's own converter, run by hand) writes [1, 8, 8, 8]: head_dim 8,
+    // theta 5e5, original 32 positions, so one frequency is above the high-frequency cut and three below the low one.
+    expect([...dequant(buf, 0, g.dataStart + g.tensors[0]!.offset, 4)]).toEqual([1, 8, 8, 8]);
+    expect([...g.kv.keys()].filter((k) => k.includes('rope.scaling'))).toEqual([]);
+    // Llama-3.1-8B's rope parameters (head_dim 128, theta 5e5, factor 8, low 1, high 4, original 8192): the
+    // converter's factors, from its generate_extra_tensors run in torch by hand: 29 ones, six smoothed, 29 eights.
+    const c31 = normalizeConfig({
+      architectures: ['LlamaForCausalLM'], hidden_size: 4096, intermediate_size: 14336, num_hidden_layers: 1, num_attention_heads: 32,
+      num_key_value_heads: 8, vocab_size: 300, max_position_embeddings: 131072, rms_norm_eps: 1e-5, hidden_act: 'silu',
+      rope_theta: 500000, rope_scaling: { rope_type: 'llama3', factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 8192 },
+    });
+    const f = llama3RopeFactors(c31);
+    expect(f.length).toBe(64);
+    expect([...f.subarray(0, 29)]).toEqual(new Array(29).fill(1));
+    expect([...f.subarray(35)]).toEqual(new Array(29).fill(8));
+    const smooth = [1.2074838876724243, 1.5534145832061768, 2.026313066482544, 2.6945300102233887, 3.684253215789795, 5.257327079772949];
+    smooth.forEach((x, i) => expect(f[29 + i]).toBeCloseTo(x, 6));
+  });
+
+  it('Qwen2: llama.cpp\'s qwen2 architecture, q/k/v biases, q/k rows as stored (rotate-half, no permute)', async () => {
+    if (!haveFixtures(['hf-conformance', 'qwen2-bias-tied-bf16', 'config.json'])) return;
+    const ckpt = await HfCheckpoint.open(fixturePath('hf-conformance', 'qwen2-bias-tied-bf16'));
+    const file = path.join(dir, 'qwen2.gguf');
+    try {
+      await exportGguf(ckpt, file);
+      const buf = await fsp.readFile(file);
+      const g = readGguf(buf);
+      // The keys convert_hf_to_gguf's Qwen2Model writes (TextModel.set_gguf_parameters): no vocab_size, no
+      // rope.dimension_count (llama.cpp derives both).
+      expect(g.kv.get('general.architecture')?.value).toBe('qwen2');
+      expect(g.kv.get('qwen2.rope.freq_base')).toEqual({ type: 6, value: 1e6 });
+      expect(g.kv.get('qwen2.attention.head_count_kv')?.value).toBe(2);
+      expect(g.kv.has('qwen2.vocab_size') || g.kv.has('qwen2.rope.dimension_count') || [...g.kv.keys()].some((k) => k.startsWith('llama.'))).toBe(false);
+      const byName = new Map(g.tensors.map((t) => [t.name, t]));
+      for (const [gg, hf] of [['blk.0.attn_q.weight', 'model.layers.0.self_attn.q_proj.weight'], ['blk.1.attn_k.bias', 'model.layers.1.self_attn.k_proj.bias']] as const) {
+        const t = byName.get(gg)!;
+        const want = await ckpt.readFloat32(hf);
+        expect([...dequant(buf, t.type, g.dataStart + t.offset, want.length)]).toEqual([...want]);
+      }
+      expect(ggufWarnings(ckpt.config)).toEqual([]);
+    } finally {
+      await ckpt.close();
+    }
+  });
+
+  it('warns that llama.cpp has no sliding window (Mistral, Qwen2 layer_types) and refuses partial rotary', async () => {
+    if (!haveFixtures(['hf-conformance', 'mistral-sliding-bf16', 'config.json'])) return;
+    for (const [name, layers] of [['mistral-sliding-bf16', '4 of 4'], ['qwen2-sliding-mixed-bf16', '2 of 4']] as const) {
+      const ckpt = await HfCheckpoint.open(fixturePath('hf-conformance', name));
+      try {
+        const w = ggufWarnings(ckpt.config);
+        expect(w).toHaveLength(1);
+        expect(w[0]).toMatch(new RegExp(`${layers} layers attend within a sliding window of 24 tokens.*only for sequences of up to 24 tokens`));
+      } finally {
+        await ckpt.close();
+      }
+    }
+    const { src } = source();
+    const partial = { ...src, config: { ...src.config, partialRotaryFactor: 0.5 } };
+    await expect(exportGguf(partial, path.join(dir, 'partial.gguf'))).rejects.toThrow(/partial_rotary_factor 0.5 is not supported/);
   });
 });

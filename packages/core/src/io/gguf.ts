@@ -15,6 +15,7 @@ import { f32ToBf16Bits, f32ToF16Bits } from './dtype';
 import { pathExists, tempSibling } from './atomic';
 import type { WeightSource } from './hf-dir';
 import { TokenType, type GgufTokenizer } from './gguf-tokenizer';
+import { llama3RopeFactors } from '../model/rope';
 
 export const GGUF_MAGIC = 0x46554747; // "GGUF" little-endian
 export const GGUF_VERSION = 3;
@@ -210,39 +211,70 @@ export function ggufTensorName(hfName: string): string | null {
   return m ? `blk.${l.layer}.${m}` : null;
 }
 
+/** llama.cpp's architecture for a config: `llama` (LLaMA, Mistral) or `qwen2` (rotate-half RoPE, q/k/v biases). */
+function ggufArchitecture(c: LlamaConfig): 'llama' | 'qwen2' {
+  if (c.architecture === 'llama' || c.architecture === 'mistral') return 'llama';
+  if (c.architecture === 'qwen2') return 'qwen2';
+  throw new ConfigError(`export-gguf supports LLaMA, Mistral and Qwen2 dense models, not ${c.architectureClass}`);
+}
+
+/**
+ * What the GGUF computes differently from the checkpoint, as warnings (the file is still written, as llama.cpp's
+ * converter writes it): llama.cpp's llama and qwen2 architectures have no sliding-window attention, so a model with
+ * attention windows attends to the whole context there and matches transformers only up to the window.
+ */
+export function ggufWarnings(c: LlamaConfig): string[] {
+  const windows = [...new Set(c.attentionWindows.filter((w): w is number => w !== null))];
+  if (windows.length === 0) return [];
+  const layers = c.attentionWindows.filter((w) => w !== null).length;
+  return [
+    `export-gguf: ${layers} of ${c.numHiddenLayers} layers attend within a sliding window of ${windows.join('/')} tokens, which llama.cpp's ${ggufArchitecture(c)} architecture does not implement: in llama.cpp they attend to the whole context (as convert_hf_to_gguf writes such models), so its outputs match the checkpoint's only for sequences of up to ${Math.min(...windows)} tokens`,
+  ];
+}
+
 export function llamaMetadata(c: LlamaConfig, type: GgufOutType, name: string, tok: GgufTokenizer | null): [string, GgufValue][] {
-  if (c.architecture !== 'llama' && c.architecture !== 'mistral') {
-    throw new ConfigError(`export-gguf supports LLaMA/Mistral dense models, not ${c.architectureClass}`);
-  }
+  const arch = ggufArchitecture(c);
   if (c.numExperts > 0 || c.oBias || c.mlpBias) throw new ConfigError('export-gguf: MoE models and o/mlp biases are not supported');
+  if (arch === 'llama' && c.qkvBias) throw new ConfigError("export-gguf: q/k/v biases on a LLaMA model (attention_bias) are not supported by llama.cpp's llama architecture");
+  if (c.partialRotaryFactor !== 1) throw new ConfigError(`export-gguf: partial_rotary_factor ${c.partialRotaryFactor} is not supported (llama.cpp's ${arch} architecture, as its converter writes it, rotates every channel of a head)`);
+  const a = (k: string): string => `${arch}.${k}`;
   const kv: [string, GgufValue][] = [
-    ['general.architecture', str('llama')],
+    ['general.architecture', str(arch)],
     ['general.name', str(name)],
     ['general.file_type', u32(FILE_TYPE[type])],
     ['general.alignment', u32(GGUF_ALIGNMENT)],
     // GGML_QUANT_VERSION (gguf-py constants.py); convert_hf_to_gguf writes it for every output type.
     ['general.quantization_version', u32(2)],
-    ['llama.vocab_size', u32(c.vocabSize)],
-    ['llama.context_length', u32(c.maxPositionEmbeddings)],
-    ['llama.embedding_length', u32(c.hiddenSize)],
-    ['llama.block_count', u32(c.numHiddenLayers)],
-    ['llama.feed_forward_length', u32(c.intermediateSize)],
-    ['llama.attention.head_count', u32(c.numAttentionHeads)],
-    ['llama.attention.head_count_kv', u32(c.numKeyValueHeads)],
-    ['llama.rope.dimension_count', u32(c.headDim)],
-    ['llama.rope.freq_base', f32(c.ropeTheta)],
-    ['llama.attention.layer_norm_rms_epsilon', f32(c.rmsNormEps)],
+    // LlamaModel writes vocab_size and rope.dimension_count; Qwen2Model neither (llama.cpp derives both).
+    ...(arch === 'llama' ? [[a('vocab_size'), u32(c.vocabSize)] as [string, GgufValue]] : []),
+    [a('context_length'), u32(c.maxPositionEmbeddings)],
+    [a('embedding_length'), u32(c.hiddenSize)],
+    [a('block_count'), u32(c.numHiddenLayers)],
+    [a('feed_forward_length'), u32(c.intermediateSize)],
+    [a('attention.head_count'), u32(c.numAttentionHeads)],
+    [a('attention.head_count_kv'), u32(c.numKeyValueHeads)],
+    ...(arch === 'llama' ? [[a('rope.dimension_count'), u32(c.headDim)] as [string, GgufValue]] : []),
+    [a('rope.freq_base'), f32(c.ropeTheta)],
+    [a('attention.layer_norm_rms_epsilon'), f32(c.rmsNormEps)],
   ];
   // Always, as convert_hf_to_gguf does for configs with head_dim (llama.cpp derives n_embd / n_head without them).
-  kv.push(['llama.attention.key_length', u32(c.headDim)], ['llama.attention.value_length', u32(c.headDim)]);
+  kv.push([a('attention.key_length'), u32(c.headDim)], [a('attention.value_length'), u32(c.headDim)]);
   const rs = c.ropeScaling;
   if (rs) {
     if (rs.type === 'linear' || rs.type === 'yarn') {
-      kv.push(['llama.rope.scaling.type', str(rs.type)], ['llama.rope.scaling.factor', f32(rs.factor)]);
-      if (rs.type === 'yarn') kv.push(['llama.rope.scaling.original_context_length', u32(rs.originalMaxPositionEmbeddings)]);
+      kv.push([a('rope.scaling.type'), str(rs.type)], [a('rope.scaling.factor'), f32(rs.factor)]);
+      if (rs.type === 'yarn') {
+        kv.push([a('rope.scaling.original_context_length'), u32(rs.originalMaxPositionEmbeddings)]);
+        // As convert_hf_to_gguf: only what the config sets explicitly (llama.cpp's defaults are transformers' 32 / 1).
+        if (rs.attentionFactor !== null) kv.push([a('rope.scaling.yarn_attn_factor'), f32(rs.attentionFactor)]);
+        if (rs.betaFast !== 32) kv.push([a('rope.scaling.yarn_beta_fast'), f32(rs.betaFast)]);
+        if (rs.betaSlow !== 1) kv.push([a('rope.scaling.yarn_beta_slow'), f32(rs.betaSlow)]);
+        if (rs.mscale !== null || rs.mscaleAllDim !== null || !rs.truncate) throw new ConfigError('export-gguf: yarn with mscale / mscale_all_dim / truncate false is not supported by llama.cpp\'s llama architecture');
+      }
+    } else if (rs.type === 'llama3') {
+      // carried by the rope_freqs tensor (llama3RopeFactors), as convert_hf_to_gguf writes it; no scaling keys
     } else {
-      // llama3 scaling is carried by a rope_freqs tensor in convert_hf_to_gguf; not written here.
-      throw new ConfigError(`export-gguf: rope_scaling type "${rs.type}" is not supported (linear and yarn are)`);
+      throw new ConfigError(`export-gguf: rope_scaling type "${rs.type}" is not supported (linear, yarn and llama3 are)`);
     }
   }
   // Without a tokenizer (e.g. a converted llama2.c checkpoint), an id-only vocab: llama.cpp's
@@ -310,6 +342,9 @@ interface Planned {
   bytes: number;
 }
 
+/** llama.cpp's per-frequency RoPE divisors (gguf-py MODEL_TENSOR.ROPE_FREQS). */
+const ROPE_FREQS = 'rope_freqs.weight';
+
 const pad = (n: number): number => (GGUF_ALIGNMENT - (n % GGUF_ALIGNMENT)) % GGUF_ALIGNMENT;
 
 /** Writes `src` as a llama-architecture GGUF v3 file at `out`. */
@@ -319,9 +354,18 @@ export async function exportGguf(src: WeightSource, out: string, opts: GgufExpor
   const c = src.config;
   if ((await pathExists(out)) && !opts.force) throw new OutputError(`${out} exists; pass --force to replace it`, 'OUTPUT_EXISTS');
   const kv = llamaMetadata(c, type, opts.name ?? path.basename(out, '.gguf'), opts.tokenizer ?? null);
+  const arch = ggufArchitecture(c);
 
   const planned: Planned[] = [];
   let offset = 0;
+  // convert_hf_to_gguf yields its extra tensors (llama3's rope_freqs) before the checkpoint's.
+  const extra = new Map<string, Float32Array>();
+  if (c.ropeScaling?.type === 'llama3') extra.set(ROPE_FREQS, llama3RopeFactors(c));
+  for (const [name, data] of extra) {
+    const bytes = ggmlByteSize(GgmlType.F32, data.length);
+    planned.push({ hf: name, name, dims: [data.length], type: GgmlType.F32, offset, bytes });
+    offset += bytes + pad(bytes);
+  }
   for (const hf of src.tensorNames()) {
     const name = ggufTensorName(hf);
     if (!name) continue;
@@ -367,11 +411,13 @@ export async function exportGguf(src: WeightSource, out: string, opts: GgufExpor
     await write(header);
     for (let i = 0; i < planned.length; i++) {
       const p = planned[i]!;
-      let w = await src.readFloat32(p.hf);
+      let w = extra.get(p.hf) ?? (await src.readFloat32(p.hf));
       const l = parseLayerTensorName(p.hf);
-      if (l && (l.suffix === 'self_attn.q_proj.weight' || l.suffix === 'self_attn.q_proj.bias')) {
+      // llama.cpp's llama architecture rotates interleaved pairs, so q/k rows are permuted from transformers'
+      // rotate-half order (convert_hf_to_gguf LlamaModel.permute); its qwen2 architecture rotates halves, as HF.
+      if (arch === 'llama' && l && (l.suffix === 'self_attn.q_proj.weight' || l.suffix === 'self_attn.q_proj.bias')) {
         w = permuteQK(w, p.dims[1] ?? p.dims[0]!, p.dims.length > 1 ? p.dims[0]! : 1, c.numAttentionHeads);
-      } else if (l && (l.suffix === 'self_attn.k_proj.weight' || l.suffix === 'self_attn.k_proj.bias')) {
+      } else if (arch === 'llama' && l && (l.suffix === 'self_attn.k_proj.weight' || l.suffix === 'self_attn.k_proj.bias')) {
         w = permuteQK(w, p.dims[1] ?? p.dims[0]!, p.dims.length > 1 ? p.dims[0]! : 1, c.numKeyValueHeads);
       }
       const enc = encode(p.type, w);

@@ -179,6 +179,28 @@ function posFreqs(base: number, dim: number): Float32Array {
 }
 
 /**
+ * llama3 scaling as one divisor per frequency (length headDim / 2, for a `llama3` RopeScaling): 1 where the
+ * wavelength is below `original / high_freq_factor`, `factor` above `original / low_freq_factor`, and
+ * 1 / ((1 - smooth) / factor + smooth) between. This is the form llama.cpp takes it in, the GGUF `rope_freqs`
+ * tensor (its converter's LlamaModel.generate_extra_tensors, which computes the same float32 tensor steps as here);
+ * the inverse frequencies llama-pro itself runs come from `ropeFrequencies`.
+ */
+export function llama3RopeFactors(c: RopeConfig): Float32Array {
+  const s = c.ropeScaling;
+  if (s?.type !== 'llama3') throw new ConfigError(`llama3 rope factors need rope_type llama3, got ${s ? s.type : 'default'}`);
+  const inv = posFreqs(c.ropeTheta, c.headDim).map((p) => f(1 / p));
+  const lowWavelen = s.originalMaxPositionEmbeddings / s.lowFreqFactor;
+  const highWavelen = s.originalMaxPositionEmbeddings / s.highFreqFactor;
+  return inv.map((x) => {
+    const wavelen = f(f(2 * Math.PI) / x);
+    if (wavelen < highWavelen) return 1;
+    if (wavelen > lowWavelen) return s.factor;
+    const smooth = f(f(f(s.originalMaxPositionEmbeddings / wavelen) - s.lowFreqFactor) / (s.highFreqFactor - s.lowFreqFactor));
+    return f(1 / f(f(f(1 - smooth) / s.factor) + smooth));
+  });
+}
+
+/**
  * Inverse frequencies (length rotaryDim / 2) and the attention scaling transformers multiplies cos and
  * sin by (1 except for yarn and longrope). `seqLen` (the largest position + 1 of a forward) matters only
  * for longrope, which switches from short to long factors beyond its original length.
