@@ -5,7 +5,8 @@
  * (tools/llamacpp/runner.mjs; batch B = B sequences of one context, which node-llama-cpp evaluates together);
  * ours runs the path users run: the onnx backend loaded as `generate` loads it and core's `generate()`.
  *
- *   npm run bench:infer        (env: BENCH_THREADS=2, BENCH_DECODE=64, BENCH_REPEATS=3, BENCH_WARMUP=1)
+ *   npm run bench:infer        (env: BENCH_THREADS=2, BENCH_DECODE=64, BENCH_REPEATS=3, BENCH_WARMUP=1,
+ *                               LLAMA_CPP_BIN=<dir with a native llama-batched-bench>, see below)
  *
  * Every measurement is one fresh child process (so each engine's RSS is its own): load, BENCH_WARMUP untimed runs of
  * the same shape, then one timed run of B prompts of 256 tokens continued greedily by BENCH_DECODE tokens.
@@ -14,6 +15,12 @@
  * Runs alternate llama.cpp / onnx; each repeat's ratio (onnx / llama.cpp) is taken from its adjacent pair and the
  * table shows medians. Absolute numbers depend on the machine's load; the same-run ratio is the figure of merit.
  * Targets (issue 19): decode >= 1.3x llama.cpp at batch 1 and 8, prefill >= 1.0x at 1x256.
+ *
+ * node-llama-cpp's prebuilt binaries are slower than llama.cpp built for this CPU (measured 2026-12-02: 1.4-1.6x at b1
+ * decode), so with LLAMA_CPP_BIN set (tools/llamacpp/build-native.sh builds the same release natively) every repeat
+ * also runs llama.cpp's own `llama-batched-bench` on the same GGUF (-npp 256 -ntg BENCH_DECODE -npl 1,8, the same
+ * threads) and a second table gives the ratios against it: its S_PP (B*256 / prefill time) and S_TG (B*ntg / decode
+ * time) columns.
  */
 import { execFile } from 'node:child_process';
 import { promises as fsp } from 'node:fs';
@@ -31,6 +38,23 @@ const REPEATS = Number(process.env['BENCH_REPEATS'] ?? 3);
 const WARMUP = Number(process.env['BENCH_WARMUP'] ?? 1);
 const BATCHES = [1, 8];
 const RUNNER = path.join(__dirname, '..', '..', 'llamacpp', 'runner.mjs');
+const NATIVE_BIN = process.env['LLAMA_CPP_BIN'];
+
+/** Prefill and decode tok/s per batch from one `llama-batched-bench` run (its markdown table). */
+async function nativeBench(gguf: string): Promise<Map<number, { prefill: number; decode: number }>> {
+  const bin = path.join(NATIVE_BIN!, 'llama-batched-bench');
+  const args = ['-m', gguf, '-c', '4096', '-b', '2048', '-ub', '512', '-npp', String(PROMPT), '-ntg', String(DECODE), '-npl', BATCHES.join(','), '-t', String(THREADS), '-tb', String(THREADS)];
+  const { stdout } = await promisify(execFile)(bin, args, { maxBuffer: 16 << 20 });
+  const out = new Map<number, { prefill: number; decode: number }>();
+  // | PP | TG | B | N_KV | T_PP s | S_PP t/s | T_TG s | S_TG t/s | T s | S t/s |
+  for (const line of stdout.split('\n')) {
+    const cols = line.split('|').map((x) => x.trim()).filter((x) => x !== '');
+    if (cols.length < 8 || !/^\d+$/.test(cols[0]!) || Number(cols[0]) !== PROMPT) continue;
+    out.set(Number(cols[2]), { prefill: Number(cols[5]), decode: Number(cols[7]) });
+  }
+  for (const B of BATCHES) if (!out.has(B)) throw new Error(`${bin} printed no row for batch ${B}:\n${stdout}`);
+  return out;
+}
 
 interface Measure {
   prefillS: number;
@@ -140,7 +164,16 @@ async function main(): Promise<void> {
     type Pair = { cpp: Measure; ours: Measure };
     const runs = new Map<number, Pair[]>(BATCHES.map((b) => [b, []]));
     let maxLoad = loadBefore[0]!;
+    if (NATIVE_BIN) await fsp.access(path.join(NATIVE_BIN, 'llama-batched-bench')).catch(() => {
+      throw new Error(`LLAMA_CPP_BIN=${NATIVE_BIN} has no llama-batched-bench; build it with: bash tools/llamacpp/build-native.sh`);
+    });
+    const natives: { r: number; m: Map<number, { prefill: number; decode: number }> }[] = [];
     for (let r = 0; r < REPEATS; r++) {
+      if (NATIVE_BIN) {
+        const m = await nativeBench(gguf);
+        natives.push({ r, m });
+        console.log(`  repeat ${r + 1} native llama.cpp (llama-batched-bench, load ${os.loadavg()[0]!.toFixed(2)}): ${BATCHES.map((B) => `b${B} prefill ${m.get(B)!.prefill.toFixed(0)}, decode ${m.get(B)!.decode.toFixed(0)} tok/s`).join('; ')}`);
+      }
       for (const B of BATCHES) {
         const load = os.loadavg()[0]!;
         maxLoad = Math.max(maxLoad, load);
@@ -206,12 +239,31 @@ async function main(): Promise<void> {
         `node-llama-cpp's JS scheduling and sampling add ${overhead(1)} (b1) / ${overhead(8)} (b8) per decode step over llama.cpp's own llama_decode timer ` +
         `("llama_decode only" rows: the peer without that overhead, i.e. llama.cpp proper's compute)`,
     );
-    // A one-off measurement, not this run's: how this peer compares with llama.cpp proper on the same binaries.
-    console.log(
-      `NOTE (measured by hand 2026-12-02, load ~1): the peer runs with UV_THREADPOOL_SIZE=${PEER_ENV.UV_THREADPOOL_SIZE} (with libuv's default 4 its ` +
-        "llama_decode ran 3-4x slower); so configured it matched or beat a C program linked to the same prebuilt libllama (170-205 tok/s at b1); " +
-        "the issue's llama.cpp b4748 figures (420-569 b1) are another build and were not reproduced here.",
-    );
+    if (natives.length > 0) {
+      // Same repeats: each native run sits next to that repeat's onnx runs.
+      const nrows: string[][] = [['figure', 'native llama.cpp tok/s', 'onnx tok/s', 'ratio', 'target', '']];
+      const nfig = (name: string, B: number, kind: 'prefill' | 'decode', target: number | null): void => {
+        const tokens = kind === 'prefill' ? B * PROMPT : B * (DECODE - 1);
+        const key = kind === 'prefill' ? 'prefillS' : 'decodeS';
+        const ours = natives.map(({ r }) => tokens / runs.get(B)![r]!.ours[key]);
+        const cpp = natives.map(({ m }) => m.get(B)![kind]);
+        const ratio = median(ours.map((o, i) => o / cpp[i]!));
+        nrows.push([name, median(cpp).toFixed(0), median(ours).toFixed(0), `${ratio.toFixed(2)}x`, target === null ? '-' : `>= ${target.toFixed(1)}x`, target === null ? '' : ratio >= target ? 'met' : 'missed']);
+      };
+      nfig(`decode  b1 (after ${PROMPT})`, 1, 'decode', 1.3);
+      nfig(`decode  b8 (after ${PROMPT})`, 8, 'decode', 1.3);
+      nfig(`prefill 1x${PROMPT}`, 1, 'prefill', 1.0);
+      nfig(`prefill 8x${PROMPT}`, 8, 'prefill', null);
+      const w = nrows[0]!.map((_, c) => Math.max(...nrows.map((r) => r[c]!.length)));
+      console.log(`against llama.cpp built natively for this CPU (${path.join(NATIVE_BIN!, 'llama-batched-bench')}, same GGUF and threads):`);
+      for (const r of nrows) console.log(r.map((x, c) => (c === 0 ? x.padEnd(w[c]!) : x.padStart(w[c]!))).join('  '));
+    } else {
+      console.log(
+        `NOTE: node-llama-cpp's prebuilt binaries decode 1.4-1.6x slower at b1 than the same llama.cpp release built natively here (measured by hand ` +
+          '2026-12-02 with its llama-batched-bench: 247-292 tok/s b1 and 575-636 b8 after 256 tokens, prefill 6735-7522 tok/s at 1x256); for that peer ' +
+          'in the same run: bash tools/llamacpp/build-native.sh, then LLAMA_CPP_BIN=<its output> npm run bench:infer.',
+      );
+    }
     if (maxLoad > os.cpus().length + 0.5) {
       console.log(
         `WARNING: load average reached ${maxLoad.toFixed(2)} on ${os.cpus().length} CPUs: the machine was not quiet. llama.cpp's threads meet at a spin barrier after ` +
