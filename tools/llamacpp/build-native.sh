@@ -7,6 +7,10 @@
 #   bash tools/llamacpp/build-native.sh [dest-dir]     (default: ${TMPDIR:-/tmp}/llama.cpp-native)
 #
 # Prints the directory holding the binaries on its last line.
+#
+# Caveat: -march=native compiles ggml's AMX kernels when the CPU reports AMX; in a VM that does not grant AMX state
+# (this Firecracker VM, 2026-12-02) q8_0 models then die with SIGILL (convert_hf_to_gguf's own q8_0 files too), while
+# f32 / f16 / bf16 models run. node-llama-cpp's prebuilt binaries run q8_0 here (tools/test/llamacpp.test.ts).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 bundle="$root/node_modules/node-llama-cpp/llama/gitRelease.bundle"
