@@ -51,6 +51,8 @@ interface Block {
 interface Saved {
   readonly o: AttentionOptions;
   readonly blocks: readonly Block[];
+  /** The blocks' P V concatenated [B, KV, T*G, hd]. */
+  readonly ctx: string;
 }
 
 const PT = [0, 1, 3, 2];
@@ -67,12 +69,15 @@ function boundaries(T: number): number[] {
 
 export const attentionGrad: OpGrad<Saved> = {
   kind: 'Attention',
-  gradFunc(g, [dy], { o, blocks }, [needQ, needK, needV]) {
+  gradFunc(g, [dy], { o, blocks, ctx }, [needQ, needK, needV]) {
     const { seqLen: T, heads: H, kvHeads: KV, headDim: hd } = o;
     const G = H / KV;
     const i64 = (v: number[]): string => g.i64(v);
     const dctx = g.op1('Reshape', [g.op1('Transpose', [g.op1('Reshape', [dy!, i64([-1, T, KV, G, hd])])], { perm: [0, 2, 1, 3, 4] }), i64([-1, KV, T * G, hd])]);
-    const dctxs = blocks.length === 1 ? [dctx] : g.op('Split', [dctx, i64(blocks.map((b) => (b.t1 - b.t0) * G))], { axis: 2 }, blocks.length);
+    const split = (t: string): string[] => (blocks.length === 1 ? [t] : g.op('Split', [t, i64(blocks.map((b) => (b.t1 - b.t0) * G))], { axis: 2 }, blocks.length));
+    const dctxs = split(dctx);
+    // scale * rowsum(dP * P), over all rows at once (then split by block: [B, KV, rows, 1])
+    const rows = needQ || needK ? split(g.op1('Mul', [g.op1('ReduceSum', [g.op1('Mul', [dctx, ctx]), i64([-1])], { keepdims: 1 }), o.scale])) : [];
     /** Key-side gradients [B, KV, t1, hd] of the blocks, summed into [B, KV, T, hd] (zero-padded past t1). */
     const keySum = (parts: string[]): string => g.op1(parts.length === 1 ? 'Identity' : parts.length === 2 ? 'Add' : 'Sum', parts.map((p, i) => (blocks[i]!.t1 === T ? p : g.op1('Pad', [p, i64([0, 0, 0, 0, 0, 0, T - blocks[i]!.t1, 0])]))));
     const dqs: string[] = [];
@@ -82,8 +87,7 @@ export const attentionGrad: OpGrad<Saved> = {
       const dc = dctxs[i]!;
       if (needQ || needK) {
         const dPs = g.op1('Mul', [g.op1('MatMul', [dc, g.op1('Transpose', [b.v], { perm: PT })]), o.scale]); // scale * dP
-        const rows = g.op1('Mul', [g.op1('ReduceSum', [g.op1('Mul', [dc, b.ctx]), i64([-1])], { keepdims: 1 }), o.scale]); // scale * rowsum(dP * P)
-        const dSs = g.op1('Mul', [b.P, g.op1('Sub', [dPs, rows])]); // scale * dS
+        const dSs = g.op1('Mul', [b.P, g.op1('Sub', [dPs, rows[i]!])]); // scale * dS
         if (needQ) dqs.push(g.op1('MatMul', [dSs, b.k]));
         if (needK) dks.push(g.op1('MatMul', [g.op1('Transpose', [dSs], { perm: PT }), b.q]));
       }
@@ -128,6 +132,6 @@ export function attention(tape: Tape, q: string, k: string, v: string, o: Attent
   });
   const ctx = n === 1 ? blocks[0]!.ctx : g.op1('Concat', blocks.map((b) => b.ctx), { axis: 2 }); // [B,KV,T*G,hd]
   const y = g.op1('Reshape', [g.op1('Transpose', [g.op1('Reshape', [ctx, i64([-1, KV, T, G, hd])])], { perm: [0, 2, 1, 3, 4] }), i64([-1, H * hd])]);
-  tape.record(attentionGrad, [q, k, v], [y], { o, blocks });
+  tape.record(attentionGrad, [q, k, v], [y], { o, blocks, ctx });
   return y;
 }
