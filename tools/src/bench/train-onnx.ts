@@ -20,9 +20,9 @@
  * the last warm-up step's record and the last step's record (whole loop iterations: data, graph, AdamW,
  * logging). What is timed is the steady state, which is what a training run of thousands of steps sees:
  * the first steps of a process are slower (graph build and session creation in step 1, then ORT's arena
- * growing and first-touch page faults of its buffers), and step 3 still ran ~5% below the later ones
- * (2734 vs ~2960 tok/s per step on main 2a1fbcc), so 3 warm-up steps are left untimed and 6 are timed
- * (every step's own rate is printed too). For scale, the same run also times the onnx training graph alone (loss + gradients of the same
+ * growing and first-touch page faults of its buffers), and step 3 can still be several percent below the
+ * later ones (main 2a1fbcc: 2734 tok/s at step 3 vs ~2960 from step 6 on; not every run shows it), so 3
+ * warm-up steps are left untimed and 6 are timed (every step's own rate is printed too). For scale, the same run also times the onnx training graph alone (loss + gradients of the same
  * tensors, no optimizer, no loop: the bound any trainer on this graph stays under). GFLOP/s counts the matmul work the step needs: the forward pass (attention scores over full
  * T×T blocks, as computed), activation gradients from the head down to the lowest trainable layer, and
  * weight gradients of the trainable matrices only.
