@@ -46,15 +46,18 @@ function reference(x: ArrayLike<number>, hd: number, rd: number, cos: Float32Arr
 async function runOp(hd: number, rd: number, x: Float32Array, R: Float32Array) {
   const { cos, sin } = tables(hd, rd);
   const g = new GraphBuilder();
-  const cosT = new Float32Array(T * hd).fill(1);
-  const sinT = new Float32Array(T * hd);
-  for (let t = 0; t < T; t++) {
-    for (let j = 0; j < rd; j++) {
-      cosT[t * hd + j] = cos[t * rd + j]!;
-      sinT[t * hd + j] = j < rd / 2 ? -sin[t * rd + j]! : sin[t * rd + j]!;
-    }
-  }
-  const tab = { cos: await g.weight('cos', [T, 1, hd], cosT), sinSigned: await g.weight('sin', [T, 1, hd], sinT), seqLen: T, headDim: hd, rotaryDim: rd };
+  // the op's tables: one cos / sin per rotated pair (the halves of `tables` repeat them), and -sin for the adjoint
+  const half = new Float32Array(T * (rd / 2));
+  const cosH = half.map((_, i) => cos[Math.floor(i / (rd / 2)) * rd + (i % (rd / 2))]!);
+  const sinH = half.map((_, i) => sin[Math.floor(i / (rd / 2)) * rd + (i % (rd / 2))]!);
+  const tab = {
+    cos: await g.weight('cos', [T, rd / 2], cosH),
+    sin: await g.weight('sin', [T, rd / 2], sinH),
+    sinNegated: await g.weight('sin_negated', [T, rd / 2], sinH.map((v) => -v)),
+    seqLen: T,
+    headDim: hd,
+    rotaryDim: rd,
+  };
   g.inputs.push(valueInfo('x', DT.FLOAT, [B * T, heads * hd]), valueInfo('R', DT.FLOAT, [B, T, heads, hd]));
   const tape = new Tape(g);
   tape.watch('x');

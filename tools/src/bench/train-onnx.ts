@@ -10,14 +10,19 @@
  * `--policy layers --layers 3,7`, which picks the same tensors as new-blocks on such a model), the rest
  * is frozen. Random weights (std 0.02) and random token ids.
  *
- *   npm run bench:train-onnx   (env: BENCH_STEPS (timed onnx steps after 2 untimed warm-up steps,
- *                               default 3), BENCH_TFJS (tfjs variant, default "wasm"; "none" skips it),
+ *   npm run bench:train-onnx   (env: BENCH_STEPS (timed onnx steps, default 6), BENCH_WARMUP (untimed
+ *                               onnx steps before them, default 3), BENCH_TFJS (tfjs variant, default
+ *                               "wasm"; "none" skips it),
  *                               BENCH_TFJS_BATCH (default 1: tfjs wasm needs ~15 s per 2048 tokens),
  *                               BENCH_TFJS_STEPS (timed tfjs steps after 1 warm-up, default 2))
  *
  * Tokens/s come from the run's own metrics.jsonl: tokens of the timed steps over the `elapsed_s` between
  * the last warm-up step's record and the last step's record (whole loop iterations: data, graph, AdamW,
- * logging). For scale, the same run also times the onnx training graph alone (loss + gradients of the same
+ * logging). What is timed is the steady state, which is what a training run of thousands of steps sees:
+ * the first steps of a process are slower (graph build and session creation in step 1, then ORT's arena
+ * growing and first-touch page faults of its buffers), and step 3 can still be several percent below the
+ * later ones (main 2a1fbcc: 2734 tok/s at step 3 vs ~2960 from step 6 on; not every run shows it), so 3
+ * warm-up steps are left untimed and 6 are timed (every step's own rate is printed too). For scale, the same run also times the onnx training graph alone (loss + gradients of the same
  * tensors, no optimizer, no loop: the bound any trainer on this graph stays under). GFLOP/s counts the matmul work the step needs: the forward pass (attention scores over full
  * T×T blocks, as computed), activation gradients from the head down to the lowest trainable layer, and
  * weight gradients of the trainable matrices only.
@@ -33,8 +38,8 @@ import { readMetrics } from '@llama-pro/train';
 
 const B = 8;
 const T = 256;
-const WARMUP = 2;
-const STEPS = Number(process.env['BENCH_STEPS'] ?? 3);
+const WARMUP = Number(process.env['BENCH_WARMUP'] ?? 3);
+const STEPS = Number(process.env['BENCH_STEPS'] ?? 6);
 const TFJS = process.env['BENCH_TFJS'] ?? 'wasm';
 const TFJS_B = Number(process.env['BENCH_TFJS_BATCH'] ?? 1);
 const TFJS_STEPS = Number(process.env['BENCH_TFJS_STEPS'] ?? 2);

@@ -1,7 +1,8 @@
 /**
  * Generates one ONNX training graph (opset 17) for a LLaMA-family decoder: forward, mean next-token
- * cross-entropy and its backward pass built from standard operators, so that onnxruntime-node (which has
- * no training API in JavaScript) can train.
+ * cross-entropy and its backward pass built from standard operators and ONNX Runtime's fused
+ * com.microsoft RotaryEmbedding (the op the inference export uses; forward and adjoint), so that
+ * onnxruntime-node (which has no training API in JavaScript) can train.
  *
  * Inputs:  ids [B,T] int64, targets [B,T] int64 (IGNORE_INDEX = -100 is ignored; the loss is the mean
  *          over the other positions), and every trainable tensor under its Hugging Face name and shape.
@@ -82,26 +83,25 @@ export interface TrainGraph {
 }
 
 /**
- * Rotary tables [T, 1, hd] for positions 0..T-1 from core's cosSin (RoPE scaling and attention factor
- * included; dynamic and longrope see the sequence length T as inference does): cos, and sin signed as
- * cat(-sin, sin) over the rotated channels (cos 1, sin 0 on channels a partial rotary leaves alone).
+ * Rotary tables [T, rd/2] for positions 0..T-1 from core's cosSin (RoPE scaling and attention factor
+ * included; dynamic and longrope see the sequence length T as inference does): cos, sin and -sin, one
+ * value per rotated pair (cosSin repeats each over the two halves of the rd rotated channels).
  */
 async function ropeTables(g: GraphBuilder, c: LlamaConfig, T: number): Promise<RopeTables> {
-  const hd = c.headDim;
   const { cos, sin, width: rd } = cosSin(c, Int32Array.from({ length: T }, (_, t) => t), T);
-  const cosT = new Float32Array(T * hd).fill(1);
-  const sinT = new Float32Array(T * hd);
+  const half = rd / 2;
+  const cosT = new Float32Array(T * half);
+  const sinT = new Float32Array(T * half);
   for (let t = 0; t < T; t++) {
-    for (let j = 0; j < rd; j++) {
-      cosT[t * hd + j] = cos[t * rd + j]!;
-      sinT[t * hd + j] = j < rd / 2 ? -sin[t * rd + j]! : sin[t * rd + j]!;
-    }
+    cosT.set(cos.subarray(t * rd, t * rd + half), t * half);
+    sinT.set(sin.subarray(t * rd, t * rd + half), t * half);
   }
   return {
-    cos: await g.weight('rope.cos', [T, 1, hd], cosT),
-    sinSigned: await g.weight('rope.sin_signed', [T, 1, hd], sinT),
+    cos: await g.weight('rope.cos', [T, half], cosT),
+    sin: await g.weight('rope.sin', [T, half], sinT),
+    sinNegated: await g.weight('rope.sin_negated', [T, half], sinT.map((v) => -v)),
     seqLen: T,
-    headDim: hd,
+    headDim: c.headDim,
     rotaryDim: rd,
   };
 }
