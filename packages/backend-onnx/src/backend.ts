@@ -720,10 +720,12 @@ export class OnnxBackend implements ModelBackend {
           // Flush denormals to zero (FTZ/DAZ on the session's threads). Causal masking adds float32's lowest value
           // to the masked scores; MLAS's Softmax clamps them to the bottom of its exp range, so about half of a
           // prefill's attention probabilities came out denormal and every pass over them took the CPU's slow path:
-          // prefill 1x256 on the S shape ran 7-13 % faster with the flag (same window, alternating). The flushed
-          // values are below 1.2e-38, where transformers computes exactly 0 (exp of a -3.4e38 score). ORT also
-          // sets the flag once per process on the thread that creates the first session (the JS thread here), so
-          // JS arithmetic on doubles below 2.2e-308 flushes too.
+          // prefill 1x256 on the S shape ran 7-13 % faster with the flag (same window, alternating), the training
+          // graph's attention Softmax ~4x. The flushed values are below 1.2e-38, where transformers computes exactly
+          // 0 (exp of a -3.4e38 score), and move no gradient beyond float32 rounding. ORT also sets the flag once per
+          // process on the thread that creates the first session (the JS thread here), so JS arithmetic on values
+          // below the normal range flushes too; a training run and its resume do the same, so resuming stays
+          // bit-identical.
           set_denormal_as_zero: '1',
           ...(options.spinning === false ? { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } : {}),
         },

@@ -62,23 +62,6 @@ export function checkTrainingBatch(batch: TrainingBatch, V: number): number {
   return count;
 }
 
-/**
- * Training sessions flush denormals to zero (ORT's `session.set_denormal_as_zero`: FTZ/DAZ on the
- * session's threads). The additive attention mask sends the masked scores' exp to the bottom of MLAS's
- * range, so about half of every score-sized softmax output is denormal, and each pass that makes or
- * reads those values takes the CPU's slow denormal path: with the flag the attention Softmax nodes ran
- * ~4x faster at the bench shape (ORT profile, same process order). Values below 1.2e-38 become 0,
- * which moves no gradient beyond float32 rounding. ORT also sets the flag, once per process, on the
- * thread that creates the process's first session: when that is a training session (as in
- * `llama-pro train`), that is the JavaScript main thread, whose float32 stores and loads then flush
- * denormals too; the run and its resume do the same, so resuming stays bit-identical.
- */
-function trainingSessionOptions(so: ort.InferenceSession.SessionOptions): ort.InferenceSession.SessionOptions {
-  const extra = (so.extra ?? {}) as Record<string, unknown>;
-  const session = (extra['session'] ?? {}) as Record<string, unknown>;
-  return { ...so, extra: { ...extra, session: { ...session, set_denormal_as_zero: '1' } } };
-}
-
 function int64(a: Int32Array): BigInt64Array {
   const out = new BigInt64Array(a.length);
   for (let i = 0; i < a.length; i++) out[i] = BigInt(a[i]!);
@@ -191,7 +174,9 @@ export class OnnxTrainableLM implements TrainableLM {
     // The thread count is explicit (the CPUs this process may use, unless asked): left at its default, ORT
     // pins each pool thread to one core, and a step then waits whenever another process holds that core
     // (measured 1.08x faster unpinned on the 2 shared cores, same process, alternating).
-    const so = trainingSessionOptions(new OnnxBackend().sessionOptions({ ...this.options, threads: this.options.threads ?? os.availableParallelism(), spinning: this.options.spinning ?? false }));
+    // Denormals flush to zero, as in every onnx session (OnnxBackend.sessionOptions): the attention mask made about half of
+    // every score-sized softmax output denormal; the training graph's attention Softmax ran ~4x faster with the flag.
+    const so = new OnnxBackend().sessionOptions({ ...this.options, threads: this.options.threads ?? os.availableParallelism(), spinning: this.options.spinning ?? false });
     let session: ort.InferenceSession;
     try {
       session = await ort.InferenceSession.create(encodeModel(graph.model), so);
