@@ -149,6 +149,17 @@ describe('RFC 4180 CSV', () => {
     expect(parseCsv('a,b')).toEqual([['a', 'b']]);
     expect(() => parseCsv('"open')).toThrow(/unterminated/);
   });
+
+  it('keeps a quote inside an unquoted field, ends records at a lone CR, and a trailing comma gives an empty field', () => {
+    expect(parseCsv('a"b,c\rd,\n\ne,')).toEqual([['a"b', 'c'], ['d', ''], [''], ['e', '']]);
+    expect(parseCsv('')).toEqual([]);
+    expect(parseCsv('"q""",""')).toEqual([['q"', '']]);
+  });
+
+  it('names the line of an error, counting line breaks inside quoted fields', () => {
+    expect(() => parseCsv('x\n"two\nlines"y')).toThrow(/^line 3: unexpected character after closing quote$/);
+    expect(() => parseCsv('x\n"a\nb\nc')).toThrow(/^line 4: unterminated quoted field$/);
+  });
 });
 
 describeWithFixtures('MMLU (CONFORMANCE §6.12-15)', [['datasets', 'mmlu', 'test']], () => {
