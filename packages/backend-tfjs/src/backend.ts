@@ -1,9 +1,15 @@
-/** The `tfjs` ModelBackend and the plugin that registers it. */
+/**
+ * The `tfjs` ModelBackend and the plugin that registers it. The model code loads on the first `load` (the CLI registers
+ * every built-in backend; a command run on onnx then never loads tfjs's modules).
+ */
 import { PLUGIN_API_VERSION, TOKENS, type BackendLoadOptions, type CausalLM, type LlamaProPlugin, type ModelBackend, type TrainableLM, type WeightSource } from '@llama-pro/core';
-import { TfjsLlama } from './model';
-import { chooseVariant } from './variant';
+import type { TfjsLlama } from './model';
 
 async function loadModel(source: WeightSource, options: BackendLoadOptions = {}): Promise<TfjsLlama> {
+  /* eslint-disable @typescript-eslint/no-require-imports */
+  const { TfjsLlama } = require('./model') as typeof import('./model');
+  const { chooseVariant } = require('./variant') as typeof import('./variant');
+  /* eslint-enable @typescript-eslint/no-require-imports */
   TfjsLlama.checkConfig(source.config); // refuse unsupported models before touching an engine
   const variant = await chooseVariant(options.variant, options.log);
   if (options.threads !== undefined && variant !== 'tensorflow') {

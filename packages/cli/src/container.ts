@@ -5,7 +5,7 @@
 import { createAppContainer, loadPlugins, type LlamaProPlugin } from '@llama-pro/core';
 import type { DependencyContainer } from 'tsyringe';
 import { onnxBackendPlugin } from '@llama-pro/backend-onnx';
-import { tfjsBackendPlugin } from '@llama-pro/backend-tfjs';
+import { tfjsBackendPlugin } from '@llama-pro/backend-tfjs/plugin';
 // The plugins alone (each package's ./plugin entry), not the packages' whole API: the CLI starts faster.
 import { expandPlugin } from '@llama-pro/expand/plugin';
 import { evalPlugin } from '@llama-pro/eval';

@@ -2,7 +2,7 @@
  * The `python` tool: runs code in the session's persistent interpreter, a PythonSession from
  * @llama-pro/sandbox (the one sandbox for all untrusted code, shared with eval's code tasks).
  */
-import { z } from 'zod';
+import type { z } from 'zod';
 import { PythonSession, type PythonRunResult, type PythonSessionOptions } from '@llama-pro/sandbox';
 import { PYTHON_DEFAULTS } from '../constants';
 import { defineTool, type AgentTool, type ToolOutput } from './tool';
@@ -20,6 +20,16 @@ export function pythonObservation(r: PythonRunResult): string {
   return note + out;
 }
 
+let codeSchema: z.ZodObject<{ code: z.ZodString }> | undefined;
+
+/** The tool's parameter schema, built on first use (zod loads then; see toolParametersSchema). */
+function codeParameters(): z.ZodObject<{ code: z.ZodString }> {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { z: zod } = require('zod') as typeof import('zod');
+  codeSchema ??= zod.object({ code: zod.string().describe('Python source to run') });
+  return codeSchema;
+}
+
 /** The `python` tool: runs code in the session's persistent sandboxed interpreter. */
 export function createPythonTool(options: PythonToolOptions = {}): AgentTool<{ code: string }> {
   const name = options.name ?? 'python';
@@ -27,7 +37,9 @@ export function createPythonTool(options: PythonToolOptions = {}): AgentTool<{ c
   return defineTool({
     name,
     description: 'Runs Python 3 code in a persistent interpreter (variables survive between calls) and returns what it prints and the value of a trailing expression.',
-    parameters: z.object({ code: z.string().describe('Python source to run') }),
+    get parameters() {
+      return codeParameters();
+    },
     // The session kills the interpreter at `timeoutMs`; the loop's own guard fires only if that fails.
     timeoutMs: timeoutMs + 5000,
     async execute({ code }, ctx): Promise<ToolOutput> {

@@ -2,7 +2,7 @@
  * Tools: named plugins (TOKENS.AgentTool) with a zod parameter schema. The JSON Schema shown to
  * models and to the OpenAI API is derived from the zod schema.
  */
-import { z } from 'zod';
+import type { z } from 'zod';
 import type { Named } from '@llama-pro/core';
 import type { ToolSpec } from '../messages';
 
@@ -64,6 +64,10 @@ export function defineTool<S extends z.ZodType>(tool: {
 
 /** The JSON Schema of a tool's parameters (draft 2020-12, without the `$schema` key). */
 export function toolParametersSchema(tool: Pick<AgentTool, 'parameters'>): Record<string, unknown> {
+  // zod is required here, not at module load: commands that register tools but never list or run them (eval, train)
+  // skip its ~50 ms load (its classic entry compiles every locale).
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { z } = require('zod') as typeof import('zod');
   const schema = z.toJSONSchema(tool.parameters, { io: 'input', unrepresentable: 'any' }) as Record<string, unknown>;
   delete schema['$schema'];
   return schema;
