@@ -137,6 +137,19 @@ const wrapperS = (m: Measure): number => m.prefillS + m.decodeS - (m.llamaS ?? m
  */
 const llamaDecodeS = (m: Measure): number => (m.llamaS ?? m.prefillS + m.decodeS) - m.prefillS;
 
+/** The ratio, target and verdict cells of a table row. */
+const ratioCells = (ratio: number, target: number | null): string[] => [
+  `${ratio.toFixed(2)}x`,
+  target === null ? '-' : `>= ${target.toFixed(1)}x`,
+  target === null ? '' : ratio >= target ? 'met' : 'missed',
+];
+
+/** Prints rows as aligned columns (the first left-aligned, the rest right-aligned). */
+function printTable(rows: readonly string[][]): void {
+  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
+  for (const r of rows) console.log(r.map((x, c) => (c === 0 ? x.padEnd(widths[c]!) : x.padStart(widths[c]!))).join('  '));
+}
+
 const median = (xs: number[]): number => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
@@ -210,9 +223,7 @@ async function main(): Promise<void> {
         rss(ps.map((p) => p.cpp)),
         ours.toFixed(0),
         rss(ps.map((p) => p.ours)),
-        `${ratio.toFixed(2)}x`,
-        target === null ? '-' : `>= ${target.toFixed(1)}x`,
-        target === null ? '' : ratio >= target ? 'met' : 'missed',
+        ...ratioCells(ratio, target),
       ]);
     };
     const figDecodeOnly = (name: string, B: number): void => {
@@ -221,7 +232,7 @@ async function main(): Promise<void> {
       const cpp = median(ps.map((p) => tokens / llamaDecodeS(p.cpp)));
       const ours = median(ps.map((p) => tokens / p.ours.decodeS));
       const ratio = median(ps.map((p) => tokens / p.ours.decodeS / (tokens / llamaDecodeS(p.cpp))));
-      rows.push([name, cpp.toFixed(0), '', ours.toFixed(0), '', `${ratio.toFixed(2)}x`, '-', '']);
+      rows.push([name, cpp.toFixed(0), '', ours.toFixed(0), '', ...ratioCells(ratio, null)]);
     };
     fig(`decode  b1 (after ${PROMPT})`, 1, DECODE - 1, 'decodeS', 1.3);
     fig(`decode  b8 (after ${PROMPT})`, 8, 8 * (DECODE - 1), 'decodeS', 1.3);
@@ -229,8 +240,7 @@ async function main(): Promise<void> {
     fig(`prefill 8x${PROMPT}`, 8, 8 * PROMPT, 'prefillS', null);
     figDecodeOnly('decode  b1, llama_decode only', 1);
     figDecodeOnly('decode  b8, llama_decode only', 8);
-    const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
-    for (const r of rows) console.log(r.map((x, c) => (c === 0 ? x.padEnd(widths[c]!) : x.padStart(widths[c]!))).join('  '));
+    printTable(rows);
     console.log(`ratio = onnx / llama.cpp (median of same-repeat ratios); peak RSS = the child process's maxRSS; load average after ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}`);
     const cpp0 = runs.get(1)![0]!.cpp;
     const overhead = (B: number): string => `${median(runs.get(B)!.map((p) => (wrapperS(p.cpp) * 1000) / (DECODE - 1))).toFixed(2)} ms`;
@@ -248,15 +258,14 @@ async function main(): Promise<void> {
         const ours = natives.map(({ r }) => tokens / runs.get(B)![r]!.ours[key]);
         const cpp = natives.map(({ m }) => m.get(B)![kind]);
         const ratio = median(ours.map((o, i) => o / cpp[i]!));
-        nrows.push([name, median(cpp).toFixed(0), median(ours).toFixed(0), `${ratio.toFixed(2)}x`, target === null ? '-' : `>= ${target.toFixed(1)}x`, target === null ? '' : ratio >= target ? 'met' : 'missed']);
+        nrows.push([name, median(cpp).toFixed(0), median(ours).toFixed(0), ...ratioCells(ratio, target)]);
       };
       nfig(`decode  b1 (after ${PROMPT})`, 1, 'decode', 1.3);
       nfig(`decode  b8 (after ${PROMPT})`, 8, 'decode', 1.3);
       nfig(`prefill 1x${PROMPT}`, 1, 'prefill', 1.0);
       nfig(`prefill 8x${PROMPT}`, 8, 'prefill', null);
-      const w = nrows[0]!.map((_, c) => Math.max(...nrows.map((r) => r[c]!.length)));
       console.log(`against llama.cpp built natively for this CPU (${path.join(NATIVE_BIN!, 'llama-batched-bench')}, same GGUF and threads):`);
-      for (const r of nrows) console.log(r.map((x, c) => (c === 0 ? x.padEnd(w[c]!) : x.padStart(w[c]!))).join('  '));
+      printTable(nrows);
     } else {
       console.log(
         `NOTE: node-llama-cpp's prebuilt binaries decode 1.4-1.6x slower at b1 than the same llama.cpp release built natively here (measured by hand ` +

@@ -117,7 +117,7 @@ async function main(): Promise<void> {
   const dir = path.join(root, 'model');
   let child: ChildProcess | undefined;
   try {
-    if (!(SHAPE in SHAPES)) throw new Error(`BENCH_SHAPE must be one of ${Object.keys(SHAPES).join(', ')}, got ${SHAPE}`);
+    if (!Object.hasOwn(SHAPES, SHAPE)) throw new Error(`BENCH_SHAPE must be one of ${Object.keys(SHAPES).join(', ')}, got ${SHAPE}`);
     const shape = SHAPES[SHAPE as keyof typeof SHAPES];
     await writeRandomCheckpoint(dir, tinyRawConfig({ ...shape, vocab: CHAR_TOKENIZER_VOCAB, maxPositions: 512 }), { seed: 1, std: SHAPE === 'tiny' ? 0.3 : 0.02 });
     await writeCharTokenizer(dir);

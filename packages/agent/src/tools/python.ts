@@ -24,9 +24,11 @@ let codeSchema: z.ZodObject<{ code: z.ZodString }> | undefined;
 
 /** The tool's parameter schema, built on first use (zod loads then; see toolParametersSchema). */
 function codeParameters(): z.ZodObject<{ code: z.ZodString }> {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const { z: zod } = require('zod') as typeof import('zod');
-  codeSchema ??= zod.object({ code: zod.string().describe('Python source to run') });
+  if (!codeSchema) {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const { z: zod } = require('zod') as typeof import('zod');
+    codeSchema = zod.object({ code: zod.string().describe('Python source to run') });
+  }
   return codeSchema;
 }
 
