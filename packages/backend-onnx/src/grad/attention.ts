@@ -15,7 +15,12 @@
  * the query-side results (ctx, dQ) are concatenated, the key-side ones (dK, dV over [0, t1)) zero-padded
  * and summed. The score-sized work is 3/4 of the full T x T for two blocks; more blocks cost more in the
  * splits, pads and smaller products than they save (measured 2% slower with four at the bench shape).
+ *
+ * Products with a transposed operand (K^T, V^T, dS^T, P^T) and the score scale are attributes of
+ * com.microsoft FusedMatMul, so no transposed copy is written: ORT's own MatMul fusions had caught only
+ * the products without a scale (bench:train-onnx shape: Transpose kernels 16 -> 6.6 ms per step).
  */
+import { MS_DOMAIN, type GraphBuilder } from '../graph';
 import type { Tape, OpGrad } from './tape';
 
 export interface AttentionShape {
@@ -28,8 +33,8 @@ export interface AttentionShape {
 export interface AttentionOptions extends AttentionShape {
   /** Additive mask initializer [T*G, T] (0 where a query row may attend, the float minimum elsewhere). */
   readonly mask: string;
-  /** Scalar initializer: the score scale (1/sqrt(hd)). */
-  readonly scale: string;
+  /** The score scale (1/sqrt(hd)). */
+  readonly scale: number;
 }
 
 /** Causal query blocks (see the header): score-sized work (BLOCKS + 1) / (2 BLOCKS) of the full T x T. */
@@ -55,7 +60,14 @@ interface Saved {
   readonly ctx: string;
 }
 
-const PT = [0, 1, 3, 2];
+/**
+ * a b (or a^T, b^T as asked) times alpha over the batch axes, as com.microsoft FusedMatMul: the
+ * transposes and the scale are read by the GEMM itself instead of being materialized (ORT's own fusions
+ * found only some of them).
+ */
+function matmul(g: GraphBuilder, a: string, b: string, { transA = 0, transB = 0, alpha = 1 }: { transA?: number; transB?: number; alpha?: number }): string {
+  return g.op('FusedMatMul', [a, b], { transA, transB, alpha: { float: alpha } }, 1, undefined, MS_DOMAIN)[0]!;
+}
 
 /** Query-position boundaries of the causal blocks (empty blocks dropped). */
 function boundaries(T: number): number[] {
@@ -77,7 +89,7 @@ export const attentionGrad: OpGrad<Saved> = {
     const split = (t: string): string[] => (blocks.length === 1 ? [t] : g.op('Split', [t, i64(blocks.map((b) => (b.t1 - b.t0) * G))], { axis: 2 }, blocks.length));
     const dctxs = split(dctx);
     // scale * rowsum(dP * P), over all rows at once (then split by block: [B, KV, rows, 1])
-    const rows = needQ || needK ? split(g.op1('Mul', [g.op1('ReduceSum', [g.op1('Mul', [dctx, ctx]), i64([-1])], { keepdims: 1 }), o.scale])) : [];
+    const rows = needQ || needK ? split(g.op1('Mul', [g.op1('ReduceSum', [g.op1('Mul', [dctx, ctx]), i64([-1])], { keepdims: 1 }), g.f32([o.scale], true)])) : [];
     /** Key-side gradients [B, KV, t1, hd] of the blocks, summed into [B, KV, T, hd] (zero-padded past t1). */
     const keySum = (parts: string[]): string => g.op1(parts.length === 1 ? 'Identity' : parts.length === 2 ? 'Add' : 'Sum', parts.map((p, i) => (blocks[i]!.t1 === T ? p : g.op1('Pad', [p, i64([0, 0, 0, 0, 0, 0, T - blocks[i]!.t1, 0])]))));
     const dqs: string[] = [];
@@ -86,12 +98,12 @@ export const attentionGrad: OpGrad<Saved> = {
     blocks.forEach((b, i) => {
       const dc = dctxs[i]!;
       if (needQ || needK) {
-        const dPs = g.op1('Mul', [g.op1('MatMul', [dc, g.op1('Transpose', [b.v], { perm: PT })]), o.scale]); // scale * dP
+        const dPs = matmul(g, dc, b.v, { transB: 1, alpha: o.scale }); // scale * dP
         const dSs = g.op1('Mul', [b.P, g.op1('Sub', [dPs, rows[i]!])]); // scale * dS
         if (needQ) dqs.push(g.op1('MatMul', [dSs, b.k]));
-        if (needK) dks.push(g.op1('MatMul', [g.op1('Transpose', [dSs], { perm: PT }), b.q]));
+        if (needK) dks.push(matmul(g, dSs, b.q, { transA: 1 }));
       }
-      if (needV) dvs.push(g.op1('MatMul', [g.op1('Transpose', [b.P], { perm: PT }), dc]));
+      if (needV) dvs.push(matmul(g, b.P, dc, { transA: 1 }));
     });
     let dq: string | undefined;
     let dk: string | undefined;
@@ -126,7 +138,7 @@ export function attention(tape: Tape, q: string, k: string, v: string, o: Attent
     const vb = prefix(vt, t1);
     // the mask rows of these queries over keys [0, t1) (a Slice of an initializer: folded by ORT)
     const mask = n === 1 ? o.mask : g.op1('Slice', [o.mask, i64([t0 * G, 0]), i64([t1 * G, t1]), i64([0, 1])]);
-    const S = g.op1('Add', [g.op1('Mul', [g.op1('MatMul', [qb, g.op1('Transpose', [kb], { perm: PT })]), o.scale]), mask]);
+    const S = g.op1('Add', [matmul(g, qb, kb, { transB: 1, alpha: o.scale }), mask]);
     const P = g.op1('Softmax', [S], { axis: -1 }); // [B,KV,(t1-t0)*G,t1]
     return { t0, t1, q: qb, k: kb, v: vb, P, ctx: g.op1('MatMul', [P, vb]) };
   });

@@ -158,7 +158,7 @@ export async function buildTrainingGraph(source: WeightSource, opts: TrainGraphO
   for (const n of trainable) tape.watch(n);
 
   // ---- constants: rotary tables for positions 0..T-1, one additive mask per attention window, the score scale
-  const scale = g.f32([1 / Math.sqrt(hd)], true);
+  const scale = 1 / Math.sqrt(hd);
   const tables = await ropeTables(g, c, T);
   const masks = new Map<number | null, string>();
   for (const window of c.attentionWindows) {
