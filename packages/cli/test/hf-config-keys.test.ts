@@ -5,6 +5,9 @@
  * reference (logits to relative L2 <= 1e-4, the 88 greedy tokens exactly).
  * - Bias keys per architecture (modeling_mistral / modeling_qwen2 build their projections with fixed `bias=`):
  *   Mistral has no biases and Qwen2 only q/k/v biases, whatever `attention_bias` / `mlp_bias` say.
+ * - `original_max_position_embeddings` at the top level of config.json overrides the one inside the RoPE
+ *   dict for llama3 / yarn / longrope (`standardize_rope_params`, which every `_compute_*_parameters`
+ *   runs: "give priority to self.original_max_position_embeddings").
  * The expected numbers come only from the reference files (written by transformers for the unedited folder).
  */
 import { useMainRealmTypedArrays } from '@llama-pro/backend-onnx/testing';
@@ -23,6 +26,22 @@ type Raw = Record<string, unknown>;
 const CASES: [string, string, (c: Raw) => void][] = [
   ['mistral-sliding-bf16', 'Mistral with "attention_bias" and "mlp_bias" true (transformers builds no biases)', (c) => Object.assign(c, { attention_bias: true, mlp_bias: true })],
   ['qwen2-bias-tied-bf16', 'Qwen2 with "attention_bias" and "mlp_bias" true (q/k/v biases only)', (c) => Object.assign(c, { attention_bias: true, mlp_bias: true })],
+  [
+    'llama-yarn-bf16',
+    'yarn: top-level original_max_position_embeddings 32 over the dict\'s 128',
+    (c) => {
+      (c['rope_parameters'] as Raw)['original_max_position_embeddings'] = 128;
+      c['original_max_position_embeddings'] = 32;
+    },
+  ],
+  [
+    'llama3-scaling-v4config-fp16',
+    'llama3 (4.x keys): top-level original_max_position_embeddings 32 over rope_scaling\'s 512',
+    (c) => {
+      (c['rope_scaling'] as Raw)['original_max_position_embeddings'] = 512;
+      c['original_max_position_embeddings'] = 32;
+    },
+  ],
 ];
 
 const BACKENDS: [string, ModelBackend, Record<string, unknown>][] = [
@@ -72,10 +91,12 @@ describeWithFixtures('config.json keys read as transformers reads them, on edite
     return dir;
   }
 
-  it('the edits reach the parsed config: no Mistral / extra Qwen2 biases', async () => {
+  it('the edits reach the parsed config: no Mistral / extra Qwen2 biases, original length 32', async () => {
     const parsed = async (i: number) => normalizeConfig(JSON.parse(await fsp.readFile(path.join(await edited(CASES[i]![0], CASES[i]![2]), 'config.json'), 'utf8')));
     expect(await parsed(0)).toMatchObject({ qkvBias: false, oBias: false, mlpBias: false });
     expect(await parsed(1)).toMatchObject({ qkvBias: true, oBias: false, mlpBias: false });
+    expect((await parsed(2)).ropeScaling).toMatchObject({ type: 'yarn', originalMaxPositionEmbeddings: 32 });
+    expect((await parsed(3)).ropeScaling).toMatchObject({ type: 'llama3', originalMaxPositionEmbeddings: 32 });
   });
 
   describe.each(CASES)('%s (%s)', (name, _label, edit) => {
