@@ -43,6 +43,17 @@ describe('config normalization', () => {
     expect(c).toMatchObject({ qkvBias: true, oBias: true, mlpBias: true, ropeScaling: { type: 'llama3', factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositionEmbeddings: 8192 } });
   });
 
+  it('bias keys only where the architecture reads them: Mistral and Mixtral none, Qwen2 q/k/v only (transformers ignores the rest)', () => {
+    const keys = { attention_bias: true, mlp_bias: true };
+    const mistral = { ...llama7b, ...keys, architectures: ['MistralForCausalLM'], model_type: 'mistral' };
+    expect(normalizeConfig(mistral)).toMatchObject({ qkvBias: false, oBias: false, mlpBias: false });
+    const mixtral = { ...mistral, architectures: ['MixtralForCausalLM'], model_type: 'mixtral', num_local_experts: 8 };
+    expect(normalizeConfig(mixtral)).toMatchObject({ qkvBias: false, oBias: false, mlpBias: false });
+    expect(normalizeConfig({ ...mistral, architectures: ['Qwen2ForCausalLM'], model_type: 'qwen2' })).toMatchObject({ qkvBias: true, oBias: false, mlpBias: false });
+    // LLaMA reads both, so there a bad value is still an error naming the key.
+    expect(() => normalizeConfig({ ...llama7b, mlp_bias: 'yes' })).toThrow('config.json "mlp_bias" must be true or false, got "yes"');
+  });
+
   it('model_type alone is enough when architectures is absent', () => {
     const { architectures: _, ...rest } = llama7b;
     expect(normalizeConfig(rest).architecture).toBe('llama');

@@ -88,6 +88,19 @@ describe('RoPE config', () => {
     expect(ropeFrequencies(c).attentionScaling).toBeCloseTo(0.1 * Math.log(4) + 1, 12);
   });
 
+  it('a top-level original_max_position_embeddings wins over the dict\'s for llama3 / yarn / longrope (standardize_rope_params)', () => {
+    const longrope = { rope_type: 'longrope', short_factor: [1, 1, 1, 1], long_factor: [2, 2, 2, 2], original_max_position_embeddings: 128 };
+    for (const rope_scaling of [
+      { rope_type: 'yarn', factor: 4, original_max_position_embeddings: 128 },
+      { rope_type: 'llama3', factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 128 },
+      longrope,
+    ]) {
+      const c = normalizeConfig({ ...base, original_max_position_embeddings: 32, rope_scaling });
+      expect([rope_scaling.rope_type, c.ropeScaling]).toEqual([rope_scaling.rope_type, expect.objectContaining({ originalMaxPositionEmbeddings: 32 })]);
+    }
+    expect(() => normalizeConfig({ ...base, original_max_position_embeddings: 3.5, rope_scaling: longrope })).toThrow('config.json "original_max_position_embeddings" must be a positive integer, got 3.5');
+  });
+
   it('dynamic NTK equals default RoPE within max_position_embeddings (_compute_dynamic_ntk_parameters: base * (factor*L/L - (factor-1))^... = base)', () => {
     const dyn = normalizeConfig({ ...base, rope_scaling: { rope_type: 'dynamic', factor: 4 } });
     const plain = normalizeConfig(base);

@@ -91,6 +91,26 @@ function optId(v: unknown, key: string): number | null {
   return v;
 }
 
+/**
+ * Which projections carry biases, as each architecture's transformers modeling file builds them: LLaMA reads
+ * `attention_bias` (q/k/v/o) and `mlp_bias`; Qwen2 always has q/k/v biases and no others; Mistral and
+ * Mixtral have none. Keys an architecture does not read are ignored, as transformers ignores them (a
+ * Mistral config.json saying `"attention_bias": true` still loads weights without biases).
+ */
+function biasFlags(raw: Record<string, unknown>, architecture: Architecture): { qkvBias: boolean; oBias: boolean; mlpBias: boolean } {
+  switch (architecture) {
+    case 'llama': {
+      const attention = bool(raw, 'attention_bias', false);
+      return { qkvBias: attention, oBias: attention, mlpBias: bool(raw, 'mlp_bias', false) };
+    }
+    case 'qwen2':
+      return { qkvBias: true, oBias: false, mlpBias: false };
+    case 'mistral':
+    case 'mixtral':
+      return { qkvBias: false, oBias: false, mlpBias: false };
+  }
+}
+
 /** Normalizes a raw HF `config.json` object. Throws ConfigError for unsupported or invalid configs. */
 export function normalizeConfig(rawInput: unknown): LlamaConfig {
   if (rawInput === null || typeof rawInput !== 'object' || Array.isArray(rawInput)) throw new ConfigError('config.json must hold a JSON object');
@@ -131,8 +151,7 @@ export function normalizeConfig(rawInput: unknown): LlamaConfig {
   if (chunk !== undefined && chunk !== null && (typeof chunk !== 'number' || !Number.isSafeInteger(chunk) || chunk <= 0)) {
     throw new ConfigError(`config.json "attention_chunk_size" must be a positive integer or null, got ${JSON.stringify(chunk)}`);
   }
-  const isQwen = architecture === 'qwen2';
-  const attentionBias = bool(raw, 'attention_bias', false);
+  const biases = biasFlags(raw, architecture);
   let torchDtype: FloatDType | null = null;
   const dtypeRaw = raw['torch_dtype'] ?? raw['dtype'];
   if (typeof dtypeRaw === 'string') {
@@ -161,9 +180,7 @@ export function normalizeConfig(rawInput: unknown): LlamaConfig {
     attentionWindows: parseAttentionWindows(raw, architecture, numHiddenLayers),
     attentionChunkSize: (chunk as number | null | undefined) ?? null,
     tieWordEmbeddings: bool(raw, 'tie_word_embeddings', false),
-    qkvBias: isQwen ? true : attentionBias,
-    oBias: isQwen ? false : attentionBias,
-    mlpBias: bool(raw, 'mlp_bias', false),
+    ...biases,
     hiddenAct: 'silu',
     torchDtype,
     bosTokenId: optId(raw['bos_token_id'], 'bos_token_id'),

@@ -6,8 +6,8 @@
  * `standardize_rope_params`): transformers >= 5 writes `rope_parameters: { rope_type, rope_theta, ... }`;
  * 4.x writes a top-level `rope_theta` and `rope_scaling: { rope_type | type, ... }` (or null). When both
  * are present `rope_scaling` wins; a `rope_theta` inside the dict wins over the top-level one; for
- * `llama3`, `yarn` and `longrope` a missing `original_max_position_embeddings` comes from the top-level
- * key of that name, else `max_position_embeddings`.
+ * `llama3`, `yarn` and `longrope` a top-level `original_max_position_embeddings` wins over the dict's
+ * (transformers gives it priority), and without either it is `max_position_embeddings`.
  *
  * Frequencies follow transformers' `modeling_rope_utils.py` (`_compute_*_parameters`) step by step in
  * float32 arithmetic (torch computes them as float32 tensors), so that cos/sin agree to the last bits.
@@ -111,10 +111,15 @@ export function parseRope(raw: Raw, maxPositionEmbeddings: number): RopeParams {
     );
   }
   const type = typeRaw as RopeType;
-  const origDefault = typeof raw['original_max_position_embeddings'] === 'number' ? (raw['original_max_position_embeddings'] as number) : maxPositionEmbeddings;
+  // transformers' standardize_rope_params (run again by every _compute_*_parameters): a top-level
+  // original_max_position_embeddings (Phi-3 style) overrides the dict's; else the dict's; else max_position_embeddings.
+  const top = raw['original_max_position_embeddings'];
   const orig = (): number => {
-    const v = num('original_max_position_embeddings', origDefault);
-    if (!Number.isInteger(v)) throw new ConfigError(`config.json "${key}.original_max_position_embeddings" must be a positive integer, got ${v}`);
+    const fromTop = top !== undefined && top !== null;
+    const v = fromTop ? top : (field('original_max_position_embeddings') ?? maxPositionEmbeddings);
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0) {
+      throw new ConfigError(`config.json "${fromTop ? '' : `${key}.`}original_max_position_embeddings" must be a positive integer, got ${JSON.stringify(v)}`);
+    }
     return v;
   };
   const factorList = (name: string): number[] => {
