@@ -16,10 +16,11 @@ useMainRealmTypedArrays(); // onnxruntime-node under jest: see the helper's doc
 import { promises as fsp } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { HfCheckpoint, normalizeConfig, type CausalLM, type ModelBackend } from '@llama-pro/core';
+import { HfCheckpoint, normalizeConfig, type ModelBackend } from '@llama-pro/core';
 import { describeWithFixtures, fixturePath, relL2 } from '@llama-pro/core/testing';
 import { tfjsBackend } from '@llama-pro/backend-tfjs';
 import { onnxBackend } from '@llama-pro/backend-onnx';
+import { greedy, readReference } from './hf-reference';
 
 type Raw = Record<string, unknown>;
 
@@ -48,27 +49,6 @@ const BACKENDS: [string, ModelBackend, Record<string, unknown>][] = [
   ['tfjs', tfjsBackend, { variant: 'cpu' }],
   ['onnx', onnxBackend, {}],
 ];
-
-function argmax(row: Float32Array): number {
-  let best = 0;
-  for (let i = 1; i < row.length; i++) if (row[i]! > row[best]!) best = i;
-  return best;
-}
-
-async function greedy(model: CausalLM, prompt: readonly number[], n: number): Promise<number[]> {
-  const s = model.startSession(1);
-  try {
-    let logits = await s.step({ ids: Int32Array.from(prompt), batchSize: 1, seqLen: prompt.length });
-    const out: number[] = [];
-    for (let i = 0; i < n; i++) {
-      out.push(argmax(logits));
-      if (i + 1 < n) logits = await s.step({ ids: Int32Array.of(out[i]!), batchSize: 1, seqLen: 1 });
-    }
-    return out;
-  } finally {
-    s.dispose();
-  }
-}
 
 describeWithFixtures('config.json keys read as transformers reads them, on edited hf-conformance folders', [['hf-conformance', 'README.md']], () => {
   let tmp: string;
@@ -101,19 +81,14 @@ describeWithFixtures('config.json keys read as transformers reads them, on edite
 
   describe.each(CASES)('%s (%s)', (name, _label, edit) => {
     it.each(BACKENDS)('%s: logits (rel L2 <= 1e-4) and 88 greedy tokens of the unedited reference', async (_b, backend, options) => {
-      const ref = path.join(fixturePath('hf-conformance', name), 'reference');
-      const ids = JSON.parse(await fsp.readFile(path.join(ref, 'input_ids.json'), 'utf8')) as number[];
-      const buf = await fsp.readFile(path.join(ref, 'logits.f32'));
-      const want = new Float32Array(buf.byteLength / 4);
-      for (let i = 0; i < want.length; i++) want[i] = buf.readFloatLE(i * 4);
-      const g = JSON.parse(await fsp.readFile(path.join(ref, 'greedy.json'), 'utf8')) as { prompt: number[]; tokens: number[] };
+      const ref = await readReference(fixturePath('hf-conformance', name));
       const ck = await HfCheckpoint.open(await edited(name, edit));
       try {
         const model = await backend.load(ck, options);
         try {
-          const { data } = await model.forward({ ids: Int32Array.from(ids), batchSize: 1, seqLen: ids.length });
-          expect(relL2(data, want)).toBeLessThanOrEqual(1e-4);
-          expect(await greedy(model, g.prompt, g.tokens.length)).toEqual(g.tokens);
+          const { data } = await model.forward({ ids: Int32Array.from(ref.ids), batchSize: 1, seqLen: ref.ids.length });
+          expect(relL2(data, ref.logits)).toBeLessThanOrEqual(1e-4);
+          expect(await greedy(model, ref.prompt, ref.tokens.length)).toEqual(ref.tokens);
         } finally {
           await model.dispose();
         }

@@ -14,11 +14,12 @@ useMainRealmTypedArrays(); // onnxruntime-node under jest: see the helper's doc
 import { existsSync, readdirSync, promises as fsp } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { HfCheckpoint, type CausalLM, type ModelBackend } from '@llama-pro/core';
+import { HfCheckpoint, type ModelBackend } from '@llama-pro/core';
 import { describeWithFixtures, fixturePath, relL2 } from '@llama-pro/core/testing';
 import { expandModel, interleavedStrategy, zeroOutputInitializer } from '@llama-pro/expand';
 import { tfjsBackend } from '@llama-pro/backend-tfjs';
 import { onnxBackend } from '@llama-pro/backend-onnx';
+import { greedy, readReference } from './hf-reference';
 
 const ROOT = ['hf-conformance'];
 const TOLERANCE = 1e-4;
@@ -30,45 +31,6 @@ function caseNames(): string[] {
     .filter((d) => d.isDirectory() && existsSync(path.join(dir, d.name, 'reference', 'logits.f32')))
     .map((d) => d.name)
     .sort();
-}
-
-interface Reference {
-  ids: number[];
-  logits: Float32Array;
-  prompt: number[];
-  tokens: number[];
-}
-
-async function readReference(dir: string): Promise<Reference> {
-  const ref = path.join(dir, 'reference');
-  const ids = JSON.parse(await fsp.readFile(path.join(ref, 'input_ids.json'), 'utf8')) as number[];
-  const buf = await fsp.readFile(path.join(ref, 'logits.f32'));
-  const logits = new Float32Array(buf.byteLength / 4);
-  for (let i = 0; i < logits.length; i++) logits[i] = buf.readFloatLE(i * 4);
-  const greedy = JSON.parse(await fsp.readFile(path.join(ref, 'greedy.json'), 'utf8')) as { prompt: number[]; tokens: number[] };
-  return { ids, logits, prompt: greedy.prompt, tokens: greedy.tokens };
-}
-
-function argmax(row: Float32Array): number {
-  let best = 0;
-  for (let i = 1; i < row.length; i++) if (row[i]! > row[best]!) best = i;
-  return best;
-}
-
-async function greedy(model: CausalLM, prompt: readonly number[], n: number): Promise<number[]> {
-  const s = model.startSession(1);
-  try {
-    let logits = await s.step({ ids: Int32Array.from(prompt), batchSize: 1, seqLen: prompt.length });
-    const out: number[] = [];
-    for (let i = 0; i < n; i++) {
-      const next = argmax(logits);
-      out.push(next);
-      if (i + 1 < n) logits = await s.step({ ids: Int32Array.of(next), batchSize: 1, seqLen: 1 });
-    }
-    return out;
-  } finally {
-    s.dispose();
-  }
 }
 
 const BACKENDS: [string, ModelBackend, Record<string, unknown>][] = [
