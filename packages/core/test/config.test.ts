@@ -32,6 +32,29 @@ describe('config normalization', () => {
     expect(c.attentionWindows).toEqual(new Array(32).fill(4096));
   });
 
+  it("keys config.json leaves out take the architecture's transformers default (LlamaConfig, MistralConfig, Qwen2Config, MixtralConfig in transformers 5.18)", () => {
+    const trimmed = (cls: string, type: string, extra: Record<string, unknown> = {}): Record<string, unknown> => {
+      const raw: Record<string, unknown> = { ...llama7b, architectures: [cls], model_type: type, ...extra };
+      for (const k of ['num_key_value_heads', 'max_position_embeddings', 'rms_norm_eps', 'rope_theta', 'sliding_window']) delete raw[k];
+      return raw;
+    };
+    // Values as printed by `transformers.<Class>(num_attention_heads=32, hidden_size=4096)` in 5.18.
+    expect(normalizeConfig(trimmed('LlamaForCausalLM', 'llama'))).toMatchObject({ numKeyValueHeads: 32, maxPositionEmbeddings: 2048, rmsNormEps: 1e-6, ropeTheta: 10000 });
+    const mistral = normalizeConfig(trimmed('MistralForCausalLM', 'mistral'));
+    expect(mistral).toMatchObject({ numKeyValueHeads: 8, maxPositionEmbeddings: 131072, rmsNormEps: 1e-6, ropeTheta: 10000 });
+    expect(mistral.attentionWindows).toEqual(new Array(32).fill(4096));
+    // An explicit null is no window, in transformers too.
+    expect(normalizeConfig({ ...trimmed('MistralForCausalLM', 'mistral'), sliding_window: null }).attentionWindows).toEqual(new Array(32).fill(null));
+    const qwen2 = normalizeConfig(trimmed('Qwen2ForCausalLM', 'qwen2'));
+    expect(qwen2).toMatchObject({ numKeyValueHeads: 32, maxPositionEmbeddings: 32768, rmsNormEps: 1e-6, ropeTheta: 10000 });
+    expect(qwen2.attentionWindows).toEqual(new Array(32).fill(null));
+    const mixtral = normalizeConfig(trimmed('MixtralForCausalLM', 'mixtral', { num_local_experts: 8 }));
+    expect(mixtral).toMatchObject({ numKeyValueHeads: 8, maxPositionEmbeddings: 131072, rmsNormEps: 1e-5, ropeTheta: 1e6, numExpertsPerToken: 2 });
+    expect(mixtral.attentionWindows).toEqual(new Array(32).fill(null));
+    // Qwen2's default of 32 key/value heads does not divide 28 attention heads: refused, naming the default.
+    expect(() => normalizeConfig(trimmed('Qwen2ForCausalLM', 'qwen2', { num_attention_heads: 28, hidden_size: 3584 }))).toThrow(/num_key_value_heads \(32\) \(not in config.json: qwen2's default in transformers\)/);
+  });
+
   it('Qwen2: q/k/v biases but no o_proj bias, tied head, explicit head_dim, eos list', () => {
     const c = normalizeConfig({ ...llama7b, architectures: ['Qwen2ForCausalLM'], model_type: 'qwen2', tie_word_embeddings: true, head_dim: 64, eos_token_id: [151643, 151645] });
     expect(c).toMatchObject({ qkvBias: true, oBias: false, tieWordEmbeddings: true, headDim: 64, eosTokenIds: [151643, 151645] });

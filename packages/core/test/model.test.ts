@@ -117,6 +117,8 @@ describe('RoPE config', () => {
 
   it('refuses unknown rope types and bad fields in one line naming the key and the value', () => {
     expect(() => normalizeConfig({ ...base, rope_parameters: { rope_type: 'ntk-by-parts', rope_theta: 1e4 } })).toThrow(new ConfigError('config.json "rope_parameters.rope_type" is "ntk-by-parts", which llama-pro does not implement (known: default, linear, dynamic, yarn, longrope, llama3)', 'CONFIG_UNSUPPORTED_ROPE'));
+    // 4.x configs spell the type `type` (Qwen2-VL's mrope): the message names that key.
+    expect(() => normalizeConfig({ ...base, rope_scaling: { type: 'mrope', mrope_section: [16, 24, 24] } })).toThrow(/^config\.json "rope_scaling\.type" is "mrope", which llama-pro does not implement/);
     expect(() => normalizeConfig({ ...base, rope_scaling: { type: 'linear' } })).toThrow(/"rope_scaling.factor" must be a positive number, got null/);
     expect(() => normalizeConfig({ ...base, rope_scaling: 'linear' })).toThrow(/"rope_scaling" must be an object or null/);
   });

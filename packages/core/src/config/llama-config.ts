@@ -111,6 +111,21 @@ function biasFlags(raw: Record<string, unknown>, architecture: Architecture): { 
   }
 }
 
+/**
+ * What each architecture's transformers configuration class (5.x; the same in 4.4x) uses for a key that
+ * config.json leaves out: `save_pretrained` writes every key, but hand-written or trimmed configs rely on
+ * these, and a default that differs from transformers' computes a different function.
+ * `numKeyValueHeads: null` means "as many as the attention heads" (LlamaConfig); Mistral's and Mixtral's
+ * default is 8 and Qwen2's 32, whatever the head count (a config that leaves it out is then checked
+ * against its weights' shapes like any other).
+ */
+const ARCH_DEFAULTS: Record<Architecture, { maxPositionEmbeddings: number; rmsNormEps: number; ropeTheta: number; numKeyValueHeads: number | null }> = {
+  llama: { maxPositionEmbeddings: 2048, rmsNormEps: 1e-6, ropeTheta: 10000, numKeyValueHeads: null },
+  mistral: { maxPositionEmbeddings: 4096 * 32, rmsNormEps: 1e-6, ropeTheta: 10000, numKeyValueHeads: 8 },
+  qwen2: { maxPositionEmbeddings: 32768, rmsNormEps: 1e-6, ropeTheta: 10000, numKeyValueHeads: 32 },
+  mixtral: { maxPositionEmbeddings: 4096 * 32, rmsNormEps: 1e-5, ropeTheta: 1e6, numKeyValueHeads: 8 },
+};
+
 /** Normalizes a raw HF `config.json` object. Throws ConfigError for unsupported or invalid configs. */
 export function normalizeConfig(rawInput: unknown): LlamaConfig {
   if (rawInput === null || typeof rawInput !== 'object' || Array.isArray(rawInput)) throw new ConfigError('config.json must hold a JSON object');
@@ -127,9 +142,11 @@ export function normalizeConfig(rawInput: unknown): LlamaConfig {
   }
   const hiddenSize = int(raw, 'hidden_size');
   const numAttentionHeads = int(raw, 'num_attention_heads');
-  const numKeyValueHeads = int(raw, 'num_key_value_heads', numAttentionHeads);
+  const defaults = ARCH_DEFAULTS[architecture];
+  const numKeyValueHeads = int(raw, 'num_key_value_heads', defaults.numKeyValueHeads ?? numAttentionHeads);
   if (numAttentionHeads % numKeyValueHeads !== 0) {
-    throw new ConfigError(`num_attention_heads (${numAttentionHeads}) must be a multiple of num_key_value_heads (${numKeyValueHeads})`);
+    const given = raw['num_key_value_heads'] === undefined || raw['num_key_value_heads'] === null ? ` (not in config.json: ${architecture}'s default in transformers); set "num_key_value_heads"` : '';
+    throw new ConfigError(`num_attention_heads (${numAttentionHeads}) must be a multiple of num_key_value_heads (${numKeyValueHeads})${given}`);
   }
   const headDimRaw = raw['head_dim'];
   let headDim: number;
@@ -140,8 +157,8 @@ export function normalizeConfig(rawInput: unknown): LlamaConfig {
   if (headDim % 2 !== 0) throw new ConfigError(`head_dim (${headDim}) must be even for rotary embeddings`);
   const act = raw['hidden_act'] ?? raw['hidden_activation'] ?? 'silu';
   if (act !== 'silu' && act !== 'swish') throw new ConfigError(`hidden_act "${String(act)}" is not supported; LLaMA-family models use "silu"`);
-  const maxPositionEmbeddings = int(raw, 'max_position_embeddings', 2048);
-  const rope = parseRope(raw, maxPositionEmbeddings);
+  const maxPositionEmbeddings = int(raw, 'max_position_embeddings', defaults.maxPositionEmbeddings);
+  const rope = parseRope(raw, maxPositionEmbeddings, defaults.ropeTheta);
   const numHiddenLayers = int(raw, 'num_hidden_layers');
   // Bounded before anything sized by the layer count (per-layer attention windows) is built.
   if (numHiddenLayers > CONFIG_LIMITS.num_hidden_layers) {
@@ -175,7 +192,7 @@ export function normalizeConfig(rawInput: unknown): LlamaConfig {
     headDim,
     vocabSize: int(raw, 'vocab_size'),
     maxPositionEmbeddings,
-    rmsNormEps: num(raw, 'rms_norm_eps', 1e-6),
+    rmsNormEps: num(raw, 'rms_norm_eps', defaults.rmsNormEps),
     ...rope,
     attentionWindows: parseAttentionWindows(raw, architecture, numHiddenLayers),
     attentionChunkSize: (chunk as number | null | undefined) ?? null,

@@ -36,7 +36,8 @@ export function parseAttentionWindows(raw: Raw, architecture: string, numLayers:
     return v;
   };
   if (architecture === 'mistral' || architecture === 'mixtral') {
-    const w = windowValue(raw['sliding_window']);
+    // A missing key takes transformers' class default (MistralConfig 4096, MixtralConfig None); null is no window.
+    const w = windowValue(raw['sliding_window'] === undefined && architecture === 'mistral' ? 4096 : raw['sliding_window']);
     return full.map(() => w);
   }
   if (architecture !== 'qwen2') return full;

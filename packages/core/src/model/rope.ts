@@ -74,7 +74,8 @@ function isObject(v: unknown): v is Raw {
 }
 
 /** Reads the RoPE parameters from a raw config.json object (either spelling). */
-export function parseRope(raw: Raw, maxPositionEmbeddings: number): RopeParams {
+/** `defaultTheta`: the architecture's rope_theta when the config gives none (transformers' class default). */
+export function parseRope(raw: Raw, maxPositionEmbeddings: number, defaultTheta = 10000): RopeParams {
   const scaling = raw['rope_scaling'];
   const params = raw['rope_parameters'];
   for (const [k, v] of [['rope_scaling', scaling], ['rope_parameters', params]] as const) {
@@ -95,7 +96,7 @@ export function parseRope(raw: Raw, maxPositionEmbeddings: number): RopeParams {
     return v;
   };
   const optNum = (name: string): number | null => (field(name) === undefined || field(name) === null ? null : num(name));
-  const theta = d['rope_theta'] ?? raw['rope_theta'] ?? 10000;
+  const theta = d['rope_theta'] ?? raw['rope_theta'] ?? defaultTheta;
   if (typeof theta !== 'number' || !Number.isFinite(theta) || theta <= 0) {
     throw new ConfigError(`config.json "rope_theta" must be a positive number, got ${JSON.stringify(theta)}`);
   }
@@ -103,10 +104,11 @@ export function parseRope(raw: Raw, maxPositionEmbeddings: number): RopeParams {
   if (typeof prf !== 'number' || !(prf > 0 && prf <= 1)) {
     throw new ConfigError(`config.json "partial_rotary_factor" must be a number in (0, 1], got ${JSON.stringify(prf)}`);
   }
+  const typeKey = d['rope_type'] === undefined || d['rope_type'] === null ? (d['type'] !== undefined && d['type'] !== null ? 'type' : 'rope_type') : 'rope_type';
   const typeRaw = d['rope_type'] ?? d['type'] ?? 'default';
   if (typeof typeRaw !== 'string' || !(ROPE_TYPES as readonly string[]).includes(typeRaw)) {
     throw new ConfigError(
-      `config.json "${key}.rope_type" is ${JSON.stringify(typeRaw)}, which llama-pro does not implement (known: ${ROPE_TYPES.join(', ')})`,
+      `config.json "${key}.${typeKey}" is ${JSON.stringify(typeRaw)}, which llama-pro does not implement (known: ${ROPE_TYPES.join(', ')})`,
       'CONFIG_UNSUPPORTED_ROPE',
     );
   }
