@@ -112,18 +112,19 @@ function biasFlags(raw: Record<string, unknown>, architecture: Architecture): { 
 }
 
 /**
- * What each architecture's transformers configuration class (5.x; the same in 4.4x) uses for a key that
+ * What each architecture's transformers configuration class (checked against 5.18) uses for a key that
  * config.json leaves out: `save_pretrained` writes every key, but hand-written or trimmed configs rely on
  * these, and a default that differs from transformers' computes a different function.
  * `numKeyValueHeads: null` means "as many as the attention heads" (LlamaConfig); Mistral's and Mixtral's
  * default is 8 and Qwen2's 32, whatever the head count (a config that leaves it out is then checked
- * against its weights' shapes like any other).
+ * against its weights' shapes like any other). `slidingWindow` is the window of an absent
+ * `sliding_window` key (Qwen2's applies only with `use_sliding_window`; see parseAttentionWindows).
  */
-const ARCH_DEFAULTS: Record<Architecture, { maxPositionEmbeddings: number; rmsNormEps: number; ropeTheta: number; numKeyValueHeads: number | null }> = {
-  llama: { maxPositionEmbeddings: 2048, rmsNormEps: 1e-6, ropeTheta: 10000, numKeyValueHeads: null },
-  mistral: { maxPositionEmbeddings: 4096 * 32, rmsNormEps: 1e-6, ropeTheta: 10000, numKeyValueHeads: 8 },
-  qwen2: { maxPositionEmbeddings: 32768, rmsNormEps: 1e-6, ropeTheta: 10000, numKeyValueHeads: 32 },
-  mixtral: { maxPositionEmbeddings: 4096 * 32, rmsNormEps: 1e-5, ropeTheta: 1e6, numKeyValueHeads: 8 },
+const ARCH_DEFAULTS: Record<Architecture, { maxPositionEmbeddings: number; rmsNormEps: number; ropeTheta: number; numKeyValueHeads: number | null; slidingWindow: number | null }> = {
+  llama: { maxPositionEmbeddings: 2048, rmsNormEps: 1e-6, ropeTheta: 10000, numKeyValueHeads: null, slidingWindow: null },
+  mistral: { maxPositionEmbeddings: 4096 * 32, rmsNormEps: 1e-6, ropeTheta: 10000, numKeyValueHeads: 8, slidingWindow: 4096 },
+  qwen2: { maxPositionEmbeddings: 32768, rmsNormEps: 1e-6, ropeTheta: 10000, numKeyValueHeads: 32, slidingWindow: 4096 },
+  mixtral: { maxPositionEmbeddings: 4096 * 32, rmsNormEps: 1e-5, ropeTheta: 1e6, numKeyValueHeads: 8, slidingWindow: null },
 };
 
 /** Normalizes a raw HF `config.json` object. Throws ConfigError for unsupported or invalid configs. */
@@ -194,7 +195,7 @@ export function normalizeConfig(rawInput: unknown): LlamaConfig {
     maxPositionEmbeddings,
     rmsNormEps: num(raw, 'rms_norm_eps', defaults.rmsNormEps),
     ...rope,
-    attentionWindows: parseAttentionWindows(raw, architecture, numHiddenLayers),
+    attentionWindows: parseAttentionWindows(raw, architecture, numHiddenLayers, defaults.slidingWindow),
     attentionChunkSize: (chunk as number | null | undefined) ?? null,
     tieWordEmbeddings: bool(raw, 'tie_word_embeddings', false),
     ...biases,

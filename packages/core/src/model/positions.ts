@@ -22,28 +22,30 @@ type Raw = Readonly<Record<string, unknown>>;
 
 /**
  * Each layer's attention window, as transformers computes it:
- * - Mistral / Mixtral: `sliding_window` (null or absent = full) on every layer;
+ * - Mistral / Mixtral: `sliding_window` (null = full) on every layer;
  * - Qwen2: the window is `sliding_window` when `use_sliding_window`, and applies to the layers that
  *   `layer_types` marks `sliding_attention`; without `layer_types`, to layers i >= `max_window_layers`
- *   (Qwen2Config defaults: sliding_window 4096, max_window_layers 28);
+ *   (Qwen2Config default 28);
  * - LLaMA: none (LlamaConfig has no sliding window).
+ * `defaultWindow` is the architecture's `sliding_window` when the key is absent (transformers' class
+ * default: MistralConfig and Qwen2Config 4096, MixtralConfig none); an explicit null is no window.
  */
-export function parseAttentionWindows(raw: Raw, architecture: string, numLayers: number): AttentionWindows {
+export function parseAttentionWindows(raw: Raw, architecture: string, numLayers: number, defaultWindow: number | null = null): AttentionWindows {
   const full = new Array<number | null>(numLayers).fill(null);
   const windowValue = (v: unknown): number | null => {
     if (v === undefined || v === null) return null;
     if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0) throw new ConfigError(`config.json "sliding_window" must be a positive integer or null, got ${JSON.stringify(v)}`);
     return v;
   };
+  const given = raw['sliding_window'] === undefined ? defaultWindow : raw['sliding_window'];
   if (architecture === 'mistral' || architecture === 'mixtral') {
-    // A missing key takes transformers' class default (MistralConfig 4096, MixtralConfig None); null is no window.
-    const w = windowValue(raw['sliding_window'] === undefined && architecture === 'mistral' ? 4096 : raw['sliding_window']);
+    const w = windowValue(given);
     return full.map(() => w);
   }
   if (architecture !== 'qwen2') return full;
   const use = raw['use_sliding_window'] ?? false;
   if (typeof use !== 'boolean') throw new ConfigError(`config.json "use_sliding_window" must be true or false, got ${JSON.stringify(use)}`);
-  const w = use ? windowValue(raw['sliding_window'] === undefined ? 4096 : raw['sliding_window']) : null;
+  const w = use ? windowValue(given) : null;
   const types = raw['layer_types'];
   let sliding: boolean[];
   if (types === undefined || types === null) {

@@ -73,8 +73,10 @@ function isObject(v: unknown): v is Raw {
   return v !== null && typeof v === 'object' && !Array.isArray(v);
 }
 
-/** Reads the RoPE parameters from a raw config.json object (either spelling). */
-/** `defaultTheta`: the architecture's rope_theta when the config gives none (transformers' class default). */
+/**
+ * Reads the RoPE parameters from a raw config.json object (either spelling). `defaultTheta`: the
+ * architecture's rope_theta when the config gives none (transformers' class default).
+ */
 export function parseRope(raw: Raw, maxPositionEmbeddings: number, defaultTheta = 10000): RopeParams {
   const scaling = raw['rope_scaling'];
   const params = raw['rope_parameters'];
@@ -104,7 +106,7 @@ export function parseRope(raw: Raw, maxPositionEmbeddings: number, defaultTheta 
   if (typeof prf !== 'number' || !(prf > 0 && prf <= 1)) {
     throw new ConfigError(`config.json "partial_rotary_factor" must be a number in (0, 1], got ${JSON.stringify(prf)}`);
   }
-  const typeKey = d['rope_type'] === undefined || d['rope_type'] === null ? (d['type'] !== undefined && d['type'] !== null ? 'type' : 'rope_type') : 'rope_type';
+  const typeKey = (d['rope_type'] ?? null) === null && (d['type'] ?? null) !== null ? 'type' : 'rope_type'; // the key the message names
   const typeRaw = d['rope_type'] ?? d['type'] ?? 'default';
   if (typeof typeRaw !== 'string' || !(ROPE_TYPES as readonly string[]).includes(typeRaw)) {
     throw new ConfigError(
