@@ -16,6 +16,7 @@ module.exports = function preset(dir) {
     moduleNameMapper: {
       '^@llama-pro/([a-z0-9-]+)$': path.join(root, 'packages/$1/src/index.ts'),
       '^@llama-pro/([a-z0-9-]+)/testing$': path.join(root, 'packages/$1/src/testing/index.ts'),
+      '^@llama-pro/core/native$': path.join(root, 'packages/core/src/io/native.ts'),
     },
     setupFiles: [path.join(root, 'jest.setup.js')],
     testTimeout: 120000,

@@ -11,6 +11,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <stdint.h>
 #include <string.h>
 #include <stdio.h>
@@ -19,6 +20,7 @@
 #include <node_api.h>
 #if defined(__GLIBC__)
 #include <malloc.h>
+#include <gnu/libc-version.h>
 #endif
 
 #define CHECK(env, call)                                        \
@@ -84,6 +86,10 @@ static const char *errno_name(int e) {
     case EOVERFLOW: return "EOVERFLOW";
     case ENOMEM: return "ENOMEM";
     case EDQUOT: return "EDQUOT";
+    case ENOENT: return "ENOENT";
+    case EACCES: return "EACCES";
+    case E2BIG: return "E2BIG";
+    case ENOEXEC: return "ENOEXEC";
     default: return "EUNKNOWN";
   }
 }
@@ -176,10 +182,119 @@ static napi_value tune_malloc_js(napi_env env, napi_callback_info info) {
   return result;
 }
 
+/*
+ * glibcVersion() -> string | undefined
+ * The version of the C library this process runs on (gnu_get_libc_version), undefined when it is not glibc.
+ */
+static napi_value glibc_version_js(napi_env env, napi_callback_info info) {
+  (void)info;
+  napi_value result;
+#if defined(__GLIBC__)
+  CHECK(env, napi_create_string_utf8(env, gnu_get_libc_version(), NAPI_AUTO_LENGTH, &result));
+#else
+  CHECK(env, napi_get_undefined(env, &result));
+#endif
+  return result;
+}
+
+/* A NULL-terminated copy of a JS array of strings; NULL (with a pending exception) on a bad element. */
+static char **string_array(napi_env env, napi_value arr, const char *what) {
+  uint32_t n;
+  if (napi_get_array_length(env, arr, &n) != napi_ok || n > 65536) {
+    napi_throw_type_error(env, "EINVAL", what);
+    return NULL;
+  }
+  char **out = (char **)calloc((size_t)n + 1, sizeof(char *));
+  if (!out) {
+    napi_throw_error(env, "ENOMEM", "out of memory");
+    return NULL;
+  }
+  for (uint32_t i = 0; i < n; i++) {
+    napi_value el;
+    size_t len;
+    if (napi_get_element(env, arr, i, &el) != napi_ok || napi_get_value_string_utf8(env, el, NULL, 0, &len) != napi_ok) {
+      napi_throw_type_error(env, "EINVAL", what);
+      goto fail;
+    }
+    out[i] = (char *)malloc(len + 1);
+    if (!out[i]) {
+      napi_throw_error(env, "ENOMEM", "out of memory");
+      goto fail;
+    }
+    napi_get_value_string_utf8(env, el, out[i], len + 1, &len);
+    if (strlen(out[i]) != len) {
+      napi_throw_type_error(env, "EINVAL", "strings passed to execve may not contain NUL characters");
+      goto fail;
+    }
+  }
+  return out;
+fail:
+  for (uint32_t i = 0; i < n; i++) free(out[i]);
+  free(out);
+  return NULL;
+}
+
+/*
+ * execve(file, args, env) -> never returns on success
+ * Replaces this process with `file` run with `args` (args[0] included) and `env` ("NAME=value" strings):
+ * same pid, same open descriptors, so the caller's parent, terminal and signals see one process. Used to
+ * restart the CLI once with an environment only the C library's startup reads (GLIBC_TUNABLES). Throws
+ * an Error whose `code` is the errno name when the exec fails (the process then continues unchanged).
+ */
+static napi_value execve_js(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  char file[4096];
+  size_t flen;
+  if (argc != 3 || napi_get_value_string_utf8(env, argv[0], file, sizeof file, &flen) != napi_ok || flen == 0 || flen >= sizeof file - 1) {
+    napi_throw_type_error(env, "EINVAL", "execve(file, args, env) takes a path, an array of arguments and an array of NAME=value strings");
+    return NULL;
+  }
+  char **args = string_array(env, argv[1], "execve: args must be an array of strings");
+  if (!args) return NULL;
+  char **envp = string_array(env, argv[2], "execve: env must be an array of NAME=value strings");
+  if (!envp) {
+    for (char **a = args; *a; a++) free(*a);
+    free(args);
+    return NULL;
+  }
+  /* Node opens its standard streams close-on-exec: without clearing that, the new image would start
+     with no stdin, stdout or stderr. Restored if the exec fails. */
+  int fd_flags[3];
+  for (int fd = 0; fd < 3; fd++) {
+    fd_flags[fd] = fcntl(fd, F_GETFD);
+    if (fd_flags[fd] >= 0 && (fd_flags[fd] & FD_CLOEXEC)) fcntl(fd, F_SETFD, fd_flags[fd] & ~FD_CLOEXEC);
+  }
+  execve(file, args, envp);
+  int e = errno;
+  for (int fd = 0; fd < 3; fd++) {
+    if (fd_flags[fd] >= 0) fcntl(fd, F_SETFD, fd_flags[fd]);
+  }
+  for (char **a = args; *a; a++) free(*a);
+  for (char **a = envp; *a; a++) free(*a);
+  free(args);
+  free(envp);
+  char message[256];
+  snprintf(message, sizeof message, "execve: %s", strerror(e));
+  napi_value code_v, msg_v, err_v;
+  CHECK(env, napi_create_string_utf8(env, errno_name(e), NAPI_AUTO_LENGTH, &code_v));
+  CHECK(env, napi_create_string_utf8(env, message, NAPI_AUTO_LENGTH, &msg_v));
+  CHECK(env, napi_create_error(env, code_v, msg_v, &err_v));
+  napi_set_named_property(env, err_v, "code", code_v);
+  napi_throw(env, err_v);
+  return NULL;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_value fn, tune, supported;
   CHECK(env, napi_create_function(env, "tuneMalloc", NAPI_AUTO_LENGTH, tune_malloc_js, NULL, &tune));
   CHECK(env, napi_set_named_property(env, exports, "tuneMalloc", tune));
+  napi_value gv, ex;
+  CHECK(env, napi_create_function(env, "glibcVersion", NAPI_AUTO_LENGTH, glibc_version_js, NULL, &gv));
+  CHECK(env, napi_set_named_property(env, exports, "glibcVersion", gv));
+  CHECK(env, napi_create_function(env, "execve", NAPI_AUTO_LENGTH, execve_js, NULL, &ex));
+  CHECK(env, napi_set_named_property(env, exports, "execve", ex));
   CHECK(env, napi_create_function(env, "copyFileRange", NAPI_AUTO_LENGTH, copy_file_range_js, NULL, &fn));
   CHECK(env, napi_set_named_property(env, exports, "copyFileRange", fn));
 #ifdef __linux__

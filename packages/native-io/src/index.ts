@@ -1,9 +1,11 @@
 /**
- * @llama-pro/native-io: the two things Node cannot do that llama-pro needs. An in-kernel copy of a byte
+ * @llama-pro/native-io: the few things Node cannot do that llama-pro needs. An in-kernel copy of a byte
  * range from one open file to another (Linux copy_file_range(2)): tensor bytes then move from an input
  * shard to an output shard without a round trip through user space, which is what makes the expander as
  * fast as `cp`. And glibc allocator thresholds (mallopt), so that inference steps reuse the memory of the
- * step before instead of faulting in fresh pages (2x decode speed on the benchmark machine).
+ * step before instead of faulting in fresh pages (2x decode speed on the benchmark machine). And an
+ * in-place execve(2) (Node 20 has no process.execve), so the CLI can restart itself once with an
+ * environment only the C library reads at startup (GLIBC_TUNABLES: huge pages for malloc).
  *
  * The addon is compiled at install time (node-gyp) and is optional: `nativeIo()` returns undefined when
  * it is missing (another OS, no compiler) or disabled with `LLAMA_PRO_NATIVE_IO=0`, and callers copy
@@ -26,6 +28,15 @@ export interface NativeIo {
    * where it does not apply (not glibc) or glibc refused a value.
    */
   tuneMalloc(mmapThreshold: number, trimThreshold: number): boolean;
+  /** The running glibc's version ("2.36"), or undefined when the C library is not glibc. (Absent from addons built before it.) */
+  glibcVersion?(): string | undefined;
+  /**
+   * Replaces this process with `file` run with `args` (args[0] included) and exactly the environment
+   * `env`: same pid, descriptors 0-2 kept open. Returns only by throwing (an Error whose `code` is the
+   * errno name) when the exec fails; the process then continues unchanged. (Absent from addons built
+   * before it.)
+   */
+  execve?(file: string, args: readonly string[], env: Readonly<Record<string, string>>): never;
 }
 
 /** An error from `copyFileRange`. */
@@ -52,10 +63,12 @@ function load(): { io: NativeIo | undefined; status: NativeIoStatus } {
   if (process.platform !== 'linux') return { io: undefined, status: { available: false, detail: `copy_file_range is Linux-only (this is ${process.platform})` } };
   try {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const addon = require(ADDON_PATH) as NativeIo & { supported: boolean };
+    const addon = require(ADDON_PATH) as Omit<NativeIo, 'execve'> & { supported: boolean; execve?(file: string, args: readonly string[], env: string[]): never };
     if (!addon.supported) return { io: undefined, status: { available: false, detail: 'the addon was built without copy_file_range' } };
     const io: NativeIo = {
       tuneMalloc: (mmapThreshold, trimThreshold) => addon.tuneMalloc(mmapThreshold, trimThreshold),
+      ...(addon.glibcVersion ? { glibcVersion: addon.glibcVersion } : {}),
+      ...(addon.execve ? { execve: (file: string, args: readonly string[], env: Readonly<Record<string, string>>) => addon.execve!(file, args, Object.entries(env).map(([k, v]) => `${k}=${v}`)) } : {}),
       copyFileRange: (fdIn, offsetIn, fdOut, offsetOut, length) =>
         addon.copyFileRange(fdIn, offsetIn, fdOut, offsetOut, length).catch((e: Error & { code?: string; fallback?: boolean }) => {
           e.fallback = FALLBACK_CODES.has(e.code ?? '');

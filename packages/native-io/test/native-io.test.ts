@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import * as fs from 'node:fs';
 import { promises as fsp } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -85,6 +86,33 @@ maybe('tuneMalloc (addon at hand)', () => {
       err = e as Error;
     }
     expect(err).toMatchObject({ name: 'TypeError', message: 'tuneMalloc(mmapThreshold, trimThreshold) takes two integers in [0, 2^31)' });
+  });
+});
+
+maybe('glibcVersion and execve (addon at hand)', () => {
+  const thrown = (f: () => unknown): Error | undefined => {
+    try {
+      f();
+    } catch (e) {
+      return e as Error;
+    }
+    return undefined;
+  };
+
+  it('reports the running glibc as process.report does', () => {
+    const report = (process.report.getReport() as { header?: { glibcVersionRuntime?: string } }).header?.glibcVersionRuntime;
+    expect(nativeIo()!.glibcVersion!()).toBe(report);
+  });
+
+  it('a failed exec throws the errno and leaves the process running; bad arguments are a TypeError', () => {
+    const io = nativeIo()!;
+    expect(thrown(() => io.execve!('/nonexistent/llama-pro-no-such-file', ['x'], {}))).toMatchObject({ code: 'ENOENT', message: 'execve: No such file or directory' });
+    expect(thrown(() => io.execve!(os.tmpdir(), ['x'], {}))).toMatchObject({ code: 'EACCES' });
+    for (const bad of [() => (io.execve as unknown as (...a: unknown[]) => unknown)('/bin/true', 'x', {}), () => io.execve!('/bin/true', ['a\u0000b'], {})]) {
+      expect(thrown(bad)?.name).toBe('TypeError');
+    }
+    // still here, standard streams still open
+    for (const fd of [0, 1, 2]) expect(() => fs.fstatSync(fd)).not.toThrow();
   });
 });
 

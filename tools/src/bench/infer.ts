@@ -8,7 +8,8 @@
  *   npm run bench:infer        (env: BENCH_THREADS=2, BENCH_DECODE=64, BENCH_REPEATS=3, BENCH_WARMUP=1,
  *                               LLAMA_CPP_BIN=<dir with a native llama-batched-bench>, see below)
  *
- * Every measurement is one fresh child process (so each engine's RSS is its own): load, BENCH_WARMUP untimed runs of
+ * Every measurement is one fresh child process (so each engine's RSS is its own; ours restarts itself with malloc on
+ * huge pages first, as the llama-pro command does): load, BENCH_WARMUP untimed runs of
  * the same shape, then one timed run of B prompts of 256 tokens continued greedily by BENCH_DECODE tokens.
  * - prefill tok/s: B*256 / (start -> the last row's first generated token);
  * - decode tok/s:  B*(BENCH_DECODE-1) / (the last row's first token -> the last row's last token).
@@ -27,7 +28,7 @@ import { promises as fsp } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
-import { HfCheckpoint, exportGguf, generate } from '@llama-pro/core';
+import { HfCheckpoint, exportGguf, generate, relaunchWithHugePages } from '@llama-pro/core';
 import { tinyRawConfig, writeRandomCheckpoint } from '@llama-pro/core/testing';
 import { onnxBackend } from '@llama-pro/backend-onnx';
 
@@ -157,6 +158,7 @@ const median = (xs: number[]): number => {
 
 async function main(): Promise<void> {
   if (process.argv[2] === '--onnx-child') {
+    relaunchWithHugePages(); // as the llama-pro command does, first thing (LLAMA_PRO_HUGEPAGES=0 measures without)
     const m = await onnxChild(process.argv[3]!, Number(process.argv[4]));
     process.stdout.write(JSON.stringify(m) + '\n');
     return;

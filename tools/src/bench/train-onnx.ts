@@ -3,7 +3,9 @@
  * through `@llama-pro/cli`'s `main` (the function `bin.js` calls), so what is timed is exactly what a user
  * runs: experiment parsing, data preparation, the train package's Trainer (one micro-batch → the onnx
  * training graph → fused clip + AdamW over the model's resident parameter arrays), metrics, progress and
- * checkpoints. Same run, same entry point, `--backend tfjs:<variant>` gives the ratio.
+ * checkpoints. Same run, same entry point, `--backend tfjs:<variant>` gives the ratio. Like bin.js, the bench
+ * first restarts itself with malloc on transparent huge pages where that applies (relaunchWithHugePages;
+ * LLAMA_PRO_HUGEPAGES=0 measures without), so the process runs as `llama-pro train` does.
  *
  * Shape: dim 288, 8 layers, 6 heads, hidden 768, vocab 32000 (untied head), sequence 256, batch 8; the
  * tensors of layers 3 and 7 train (the new blocks of an interleaved 6 → 8 expansion; selected with
@@ -30,7 +32,7 @@
 import { promises as fsp } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { HfCheckpoint, Rng, type LlamaConfig, type TrainingBatch } from '@llama-pro/core';
+import { HfCheckpoint, Rng, hugePagesStatus, relaunchWithHugePages, type LlamaConfig, type TrainingBatch } from '@llama-pro/core';
 import { tinyRawConfig, writeRandomCheckpoint } from '@llama-pro/core/testing';
 import { loadOnnxTrainable, measureMatmulGflops } from '@llama-pro/backend-onnx';
 import { main } from '@llama-pro/cli';
@@ -127,6 +129,12 @@ async function trainThroughCli(work: string, name: string, modelDir: string, dat
   return { tokensPerS: tokens / seconds, steps: timed.length, tokens, seconds, firstStepS: recs[0]!.elapsed_s!, device: run.device ?? backend };
 }
 
+/** Transparent huge pages this process holds now (MiB), from /proc/self/smaps_rollup (Linux). */
+async function hugePagesMiB(): Promise<number | undefined> {
+  const m = /AnonHugePages:\s+(\d+) kB/.exec(await fsp.readFile('/proc/self/smaps_rollup', 'utf8').catch(() => ''));
+  return m ? Math.round(Number(m[1]) / 1024) : undefined;
+}
+
 async function main_(): Promise<void> {
   const work = await fsp.mkdtemp(path.join(os.tmpdir(), 'bench-train-onnx-'));
   try {
@@ -142,10 +150,11 @@ async function main_(): Promise<void> {
     const fpt = flopsPerToken(c, NEW_LAYERS);
     console.log(`model: dim ${c.hiddenSize}, ${c.numHiddenLayers} layers, ${c.numAttentionHeads} heads, hidden ${c.intermediateSize}, vocab ${c.vocabSize}; seq ${T}; trainable: layers ${NEW_LAYERS.join(', ')}; ${os.cpus().length} CPUs; load average ${os.loadavg()[0]!.toFixed(1)}`);
     console.log(`matmul work: ${(fpt / 1e6).toFixed(1)} MFLOP per token`);
+    console.log(`malloc huge pages: ${hugePagesStatus()}`);
 
     const onnx = await trainThroughCli(work, 'onnx', modelDir, data, config, 'onnx', B, WARMUP, STEPS);
     const achieved = (fpt * onnx.tokensPerS) / 1e9;
-    console.log(`onnx (${onnx.device}): ${onnx.tokensPerS.toFixed(0)} tokens/s, ${achieved.toFixed(1)} GFLOP/s achieved (batch ${B}, ${onnx.steps} timed steps, ${onnx.tokens} tokens in ${onnx.seconds.toFixed(2)} s; first step incl. graph build ${onnx.firstStepS.toFixed(1)} s); peak RSS ${Math.round(process.resourceUsage().maxRSS / 1024)} MiB`);
+    console.log(`onnx (${onnx.device}): ${onnx.tokensPerS.toFixed(0)} tokens/s, ${achieved.toFixed(1)} GFLOP/s achieved (batch ${B}, ${onnx.steps} timed steps, ${onnx.tokens} tokens in ${onnx.seconds.toFixed(2)} s; first step incl. graph build ${onnx.firstStepS.toFixed(1)} s); peak RSS ${Math.round(process.resourceUsage().maxRSS / 1024)} MiB (${(await hugePagesMiB()) ?? '?'} MiB held on huge pages after the run)`);
     const trainable = await HfCheckpoint.open(modelDir).then(async (k) => {
       const names = k.tensorNames().filter((n) => NEW_LAYERS.some((l) => n.startsWith(`model.layers.${l}.`)));
       await k.close();
@@ -167,6 +176,7 @@ async function main_(): Promise<void> {
   }
 }
 
+relaunchWithHugePages(); // as bin.js does, before any work
 main_().catch((e: Error) => {
   console.error(`bench:train-onnx: ${e.stack ?? e.message}`);
   process.exit(1);
