@@ -3,7 +3,7 @@
  * restart itself: same pid, same arguments and exit code, malloc on huge pages in the restarted image, the
  * caller's GLIBC_TUNABLES given back to the process and to its children.
  */
-import { execFile } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { HUGEPAGES_ENV, HUGETLB_TUNABLE, hugePagePlan, nativeIoStatus, type HugePageFacts } from '../src';
@@ -31,7 +31,7 @@ describe('hugePagePlan', () => {
     ['THP always', { thpMode: 'always' }, /^on: the kernel backs large allocations/],
     ['THP never', { thpMode: 'never' }, /"never"/],
     ['a Node IPC child', { env: { NODE_CHANNEL_FD: '3' } }, /IPC channel/],
-    ['no way to exec', { canExec: false }, /needs @llama-pro\/native-io/],
+    ['no way to exec', { canExec: false }, /needs @llama-pro\/native-io \(its execve\)/],
   ])('does not restart: %s', (_what, change, detail) => {
     const p = hugePagePlan({ ...linux, ...change });
     expect(p.relaunch).toBe(false);
@@ -49,6 +49,7 @@ const environ = require('fs').readFileSync('/proc/self/environ', 'utf8');
 const big = new Float32Array(64 << 20); big.fill(1); // 256 MiB from malloc (mmap: huge-page advised when on)
 const huge = Number(/AnonHugePages:\\s+(\\d+)/.exec(require('fs').readFileSync('/proc/self/smaps_rollup', 'utf8'))[1]);
 const grandchild = require('child_process').execFileSync('/bin/sh', ['-c', 'echo "[$GLIBC_TUNABLES]"'], { encoding: 'utf8' }).trim();
+if (process.env.WRITE_FD) require('fs').writeSync(Number(process.env.WRITE_FD), 'through fd ' + process.env.WRITE_FD);
 console.log(JSON.stringify({ pid: process.pid, argv: process.argv.slice(1), status, env: process.env.GLIBC_TUNABLES ?? null, execTunable: environ.includes('${HUGETLB_TUNABLE}'), huge, grandchild }));
 process.exitCode = 7;
 `;
@@ -80,22 +81,27 @@ onThisMachine('relaunchWithHugePages in a child process', () => {
     huge: number;
     grandchild: string;
   }
-  async function child(env: Record<string, string | undefined>): Promise<{ pid: number; code: number; report: Report }> {
+  /** Runs CHILD with fd 3 a pipe to us (as LLAMA_PRO_PROGRESS=fd:3 users pass one); returns what it wrote there too. */
+  async function child(env: Record<string, string | undefined>): Promise<{ pid: number; code: number; report: Report; fd3: string }> {
     const clean: Record<string, string> = {};
-    for (const [k, v] of Object.entries({ ...process.env, GLIBC_TUNABLES: undefined, ...env })) if (v !== undefined) clean[k] = v;
-    return new Promise((resolve, reject) => {
-      const p = execFile(process.execPath, ['-e', CHILD, 'x', 'a', 'b c'], { env: clean, encoding: 'utf8' }, (err, stdout, stderr) => {
-        const code = (err as { code?: number } | null)?.code ?? 0;
-        if (code !== 7) return reject(new Error(`child exited ${String(code)}: ${stderr}`));
-        resolve({ pid: p.pid!, code, report: JSON.parse(stdout) as Report });
-      });
-    });
+    for (const [k, v] of Object.entries({ ...process.env, GLIBC_TUNABLES: undefined, WRITE_FD: '3', ...env })) if (v !== undefined) clean[k] = v;
+    const p = spawn(process.execPath, ['-e', CHILD, 'x', 'a', 'b c'], { env: clean, stdio: ['ignore', 'pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    let fd3 = '';
+    p.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
+    p.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+    (p.stdio[3] as NodeJS.ReadableStream).on('data', (d: Buffer) => (fd3 += d.toString()));
+    const code = await new Promise<number | null>((r) => p.on('close', (c) => r(c)));
+    if (code !== 7) throw new Error(`child exited ${String(code)}: ${stderr}`);
+    return { pid: p.pid!, code, report: JSON.parse(stdout) as Report, fd3 };
   }
 
-  (here.relaunch ? it : it.skip)('restarts in place: same pid, arguments and exit code; huge pages in use; the caller\'s GLIBC_TUNABLES given back', async () => {
+  (here.relaunch ? it : it.skip)('restarts in place: same pid, arguments, exit code and inherited descriptors; huge pages in use; the caller\'s GLIBC_TUNABLES given back', async () => {
     for (const prior of [undefined, 'glibc.malloc.check=0']) {
-      const { pid, report } = await child({ GLIBC_TUNABLES: prior });
+      const { pid, report, fd3 } = await child({ GLIBC_TUNABLES: prior });
       expect(report.pid).toBe(pid);
+      expect(fd3).toBe('through fd 3'); // an inherited descriptor survives the restart
       expect(report.argv).toEqual(['x', 'a', 'b c']);
       expect(report.status).toBe(`on (restarted with GLIBC_TUNABLES=${HUGETLB_TUNABLE})`);
       expect(report.execTunable).toBe(true); // the image was started with it

@@ -235,22 +235,38 @@ fail:
 }
 
 /*
- * execve(file, args, env) -> never returns on success
+ * execve(file, args, env, keepFds) -> never returns on success
  * Replaces this process with `file` run with `args` (args[0] included) and `env` ("NAME=value" strings):
- * same pid, same open descriptors, so the caller's parent, terminal and signals see one process. Used to
+ * same pid, descriptors 0-2 and `keepFds` kept open (see below), so the caller's parent, terminal and signals see one process. Used to
  * restart the CLI once with an environment only the C library's startup reads (GLIBC_TUNABLES). Throws
  * an Error whose `code` is the errno name when the exec fails (the process then continues unchanged).
  */
 static napi_value execve_js(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value argv[3];
+  size_t argc = 4;
+  napi_value argv[4];
   CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   char file[4096];
   size_t flen;
-  if (argc != 3 || napi_get_value_string_utf8(env, argv[0], file, sizeof file, &flen) != napi_ok || flen == 0 || flen >= sizeof file - 1) {
-    napi_throw_type_error(env, "EINVAL", "execve(file, args, env) takes a path, an array of arguments and an array of NAME=value strings");
+  uint32_t nkeep = 0;
+  if (argc != 4 || napi_get_value_string_utf8(env, argv[0], file, sizeof file, &flen) != napi_ok || flen == 0 || flen >= sizeof file - 1 ||
+      napi_get_array_length(env, argv[3], &nkeep) != napi_ok || nkeep > 1024) {
+    napi_throw_type_error(env, "EINVAL", "execve(file, args, env, keepFds) takes a path, an array of arguments, an array of NAME=value strings and an array of descriptors");
     return NULL;
   }
+  int keep[1024 + 3];
+  for (uint32_t i = 0; i < nkeep; i++) {
+    napi_value el;
+    int64_t fd;
+    if (napi_get_element(env, argv[3], i, &el) != napi_ok || !get_int64(env, el, &fd, 0) || fd > 0x7fffffff) {
+      napi_throw_type_error(env, "EINVAL", "execve: keepFds must be non-negative integers");
+      return NULL;
+    }
+    keep[i] = (int)fd;
+  }
+  keep[nkeep] = 0;
+  keep[nkeep + 1] = 1;
+  keep[nkeep + 2] = 2;
+  nkeep += 3;
   char **args = string_array(env, argv[1], "execve: args must be an array of strings");
   if (!args) return NULL;
   char **envp = string_array(env, argv[2], "execve: env must be an array of NAME=value strings");
@@ -259,17 +275,19 @@ static napi_value execve_js(napi_env env, napi_callback_info info) {
     free(args);
     return NULL;
   }
-  /* Node opens its standard streams close-on-exec: without clearing that, the new image would start
-     with no stdin, stdout or stderr. Restored if the exec fails. */
-  int fd_flags[3];
-  for (int fd = 0; fd < 3; fd++) {
-    fd_flags[fd] = fcntl(fd, F_GETFD);
-    if (fd_flags[fd] >= 0 && (fd_flags[fd] & FD_CLOEXEC)) fcntl(fd, F_SETFD, fd_flags[fd] & ~FD_CLOEXEC);
+  /* Node marks the descriptors it inherited close-on-exec at startup (libuv's uv_disable_stdio_inheritance:
+     0-2 and the ones above up to at least 15): without clearing that, the new image would start without its
+     stdin, stdout, stderr and whatever else its parent passed (LLAMA_PRO_PROGRESS=fd:3). The caller names the
+     ones to keep; 0-2 always. Restored if the exec fails. */
+  int fd_flags[1024 + 3];
+  for (uint32_t i = 0; i < nkeep; i++) {
+    fd_flags[i] = fcntl(keep[i], F_GETFD);
+    if (fd_flags[i] >= 0 && (fd_flags[i] & FD_CLOEXEC)) fcntl(keep[i], F_SETFD, fd_flags[i] & ~FD_CLOEXEC);
   }
   execve(file, args, envp);
   int e = errno;
-  for (int fd = 0; fd < 3; fd++) {
-    if (fd_flags[fd] >= 0) fcntl(fd, F_SETFD, fd_flags[fd]);
+  for (uint32_t i = 0; i < nkeep; i++) {
+    if (fd_flags[i] >= 0) fcntl(keep[i], F_SETFD, fd_flags[i]);
   }
   for (char **a = args; *a; a++) free(*a);
   for (char **a = envp; *a; a++) free(*a);

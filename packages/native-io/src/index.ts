@@ -32,11 +32,12 @@ export interface NativeIo {
   glibcVersion?(): string | undefined;
   /**
    * Replaces this process with `file` run with `args` (args[0] included) and exactly the environment
-   * `env`: same pid, descriptors 0-2 kept open. Returns only by throwing (an Error whose `code` is the
+   * `env`: same pid, descriptors 0-2 and `keepFds` kept open (Node marks inherited descriptors
+   * close-on-exec at startup; the addon clears that on these). Returns only by throwing (an Error whose `code` is the
    * errno name) when the exec fails; the process then continues unchanged. (Absent from addons built
    * before it.)
    */
-  execve?(file: string, args: readonly string[], env: Readonly<Record<string, string>>): never;
+  execve?(file: string, args: readonly string[], env: Readonly<Record<string, string>>, keepFds?: readonly number[]): never;
 }
 
 /** An error from `copyFileRange`. */
@@ -63,12 +64,12 @@ function load(): { io: NativeIo | undefined; status: NativeIoStatus } {
   if (process.platform !== 'linux') return { io: undefined, status: { available: false, detail: `copy_file_range is Linux-only (this is ${process.platform})` } };
   try {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const addon = require(ADDON_PATH) as Omit<NativeIo, 'execve'> & { supported: boolean; execve?(file: string, args: readonly string[], env: string[]): never };
+    const addon = require(ADDON_PATH) as Omit<NativeIo, 'execve'> & { supported: boolean; execve?(file: string, args: readonly string[], env: string[], keepFds: readonly number[]): never };
     if (!addon.supported) return { io: undefined, status: { available: false, detail: 'the addon was built without copy_file_range' } };
     const io: NativeIo = {
       tuneMalloc: (mmapThreshold, trimThreshold) => addon.tuneMalloc(mmapThreshold, trimThreshold),
       ...(addon.glibcVersion ? { glibcVersion: addon.glibcVersion } : {}),
-      ...(addon.execve ? { execve: (file: string, args: readonly string[], env: Readonly<Record<string, string>>) => addon.execve!(file, args, Object.entries(env).map(([k, v]) => `${k}=${v}`)) } : {}),
+      ...(addon.execve ? { execve: (file: string, args: readonly string[], env: Readonly<Record<string, string>>, keepFds: readonly number[] = []) => addon.execve!(file, args, Object.entries(env).map(([k, v]) => `${k}=${v}`), keepFds) } : {}),
       copyFileRange: (fdIn, offsetIn, fdOut, offsetOut, length) =>
         addon.copyFileRange(fdIn, offsetIn, fdOut, offsetOut, length).catch((e: Error & { code?: string; fallback?: boolean }) => {
           e.fallback = FALLBACK_CODES.has(e.code ?? '');

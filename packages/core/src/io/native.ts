@@ -24,7 +24,7 @@ interface NativeIoModule {
     | (RangeCopier & {
         tuneMalloc?(mmapThreshold: number, trimThreshold: number): boolean;
         glibcVersion?(): string | undefined;
-        execve?(file: string, args: readonly string[], env: Readonly<Record<string, string>>): never;
+        execve?(file: string, args: readonly string[], env: Readonly<Record<string, string>>, keepFds?: readonly number[]): never;
       })
     | undefined;
   nativeIoStatus(): NativeIoStatus;
@@ -86,7 +86,7 @@ export interface HugePageFacts {
   readonly glibcVersion: string | undefined;
   /** The kernel's transparent-huge-page mode (always, madvise, never), undefined without THP. */
   readonly thpMode: string | undefined;
-  /** Whether this process can replace itself (execve through @llama-pro/native-io, or Node's own). */
+  /** Whether this process can replace itself (execve through @llama-pro/native-io). */
   readonly canExec: boolean;
   readonly env: Readonly<Record<string, string | undefined>>;
 }
@@ -117,7 +117,7 @@ export function hugePagePlan(f: HugePageFacts): HugePagePlan {
   if (f.thpMode === 'always') return no('on: the kernel backs large allocations with transparent huge pages (mode always)');
   if (f.thpMode !== 'madvise') return no(`not used: transparent huge pages are "${f.thpMode}" in this kernel`);
   if (f.env['NODE_CHANNEL_FD'] !== undefined) return no('not used: started with a Node IPC channel');
-  if (!f.canExec) return no('not used: restarting with GLIBC_TUNABLES needs @llama-pro/native-io on Node 20');
+  if (!f.canExec) return no('not used: restarting with GLIBC_TUNABLES needs @llama-pro/native-io (its execve)');
   const env: Record<string, string> = {};
   for (const [k, v] of Object.entries(f.env)) if (v !== undefined) env[k] = v;
   env['GLIBC_TUNABLES'] = prior ? `${prior}:${HUGETLB_TUNABLE}` : HUGETLB_TUNABLE;
@@ -162,16 +162,47 @@ export function relaunchWithHugePages(): string {
     return (hugePages = `on (restarted with GLIBC_TUNABLES=${HUGETLB_TUNABLE})`);
   }
   const io = process.platform === 'linux' && process.env[HUGEPAGES_ENV] !== '0' ? nativeModule()?.nativeIo() : undefined;
-  const own = (process as { execve?: (file: string, args: readonly string[], env: Record<string, string>) => never }).execve;
-  const exec = io?.execve ?? own;
-  const glibc = io?.glibcVersion ? io.glibcVersion() : exec ? (process.report?.getReport() as { header?: { glibcVersionRuntime?: string } } | undefined)?.header?.glibcVersionRuntime : undefined;
-  const plan = hugePagePlan({ platform: process.platform, glibcVersion: glibc, thpMode: process.platform === 'linux' ? thpMode() : undefined, canExec: exec !== undefined, env: process.env });
+  const plan = hugePagePlan({ platform: process.platform, glibcVersion: io?.glibcVersion?.(), thpMode: process.platform === 'linux' ? thpMode() : undefined, canExec: io?.execve !== undefined, env: process.env });
   if (!plan.relaunch) return (hugePages = plan.detail);
   try {
-    return exec!(process.execPath, [process.argv0, ...process.execArgv, ...process.argv.slice(1)], plan.env);
+    return io!.execve!(process.execPath, [process.argv0, ...process.execArgv, ...process.argv.slice(1)], plan.env, inheritedDescriptors());
   } catch (e) {
     return (hugePages = `not used: the restart failed (${(e as Error).message})`);
   }
+}
+
+/**
+ * The descriptors above 2 this process was given by its parent (e.g. `3>progress.jsonl` for
+ * LLAMA_PRO_PROGRESS=fd:3), which the restart must keep: Node marks them close-on-exec at startup, among its
+ * own. Node's own at that point are epoll / eventfd instances and pipes whose two ends it holds both
+ * (libuv's wakeup pipes); everything else is inherited.
+ */
+export function inheritedDescriptors(): number[] {
+  let fds: string[];
+  try {
+    fds = fs.readdirSync('/proc/self/fd');
+  } catch {
+    return [];
+  }
+  const targets = new Map<number, string>();
+  for (const f of fds) {
+    const fd = Number(f);
+    if (!Number.isInteger(fd) || fd < 3) continue;
+    try {
+      targets.set(fd, fs.readlinkSync(`/proc/self/fd/${f}`));
+    } catch {
+      // the descriptor readdir itself used, closed by now
+    }
+  }
+  const count = new Map<string, number>();
+  for (const t of targets.values()) count.set(t, (count.get(t) ?? 0) + 1);
+  const keep: number[] = [];
+  for (const [fd, t] of targets) {
+    if (t.startsWith('anon_inode:')) continue;
+    if (t.startsWith('pipe:') && count.get(t)! > 1) continue;
+    keep.push(fd);
+  }
+  return keep.sort((a, b) => a - b);
 }
 
 /** What `relaunchWithHugePages` found for this process (not checked: an embedding that never called it). */
