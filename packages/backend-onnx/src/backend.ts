@@ -24,6 +24,7 @@ import {
   countedTargets,
   positionIds,
   pathExists,
+  hugePagesStatus,
   tuneAllocatorForInference,
   checkSlotFeed,
   type BackendLoadOptions,
@@ -741,7 +742,7 @@ export class OnnxBackend implements ModelBackend {
     const so = this.sessionOptions(options);
     const log = options.log ?? (() => {});
     // Steps allocate and free the same large tensors over and over: keep that memory for reuse.
-    if (tuneAllocatorForInference()) log('onnx: glibc malloc thresholds raised for step-to-step memory reuse');
+    if (tuneAllocatorForInference()) log(`onnx: glibc malloc thresholds raised for step-to-step memory reuse${hugePagesStatus().startsWith('on') ? '; malloc on transparent huge pages' : ''}`);
     let session: ort.InferenceSession;
     if (options.onnxFile) {
       session = await this.create(options.onnxFile, so);
