@@ -6,7 +6,8 @@
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { HUGEPAGES_ENV, HUGETLB_TUNABLE, hugePagePlan, nativeIoStatus, type HugePageFacts } from '../src';
+import { HUGEPAGES_ENV, HUGETLB_TUNABLE, hugePagePlan, type HugePageFacts } from '../src';
+import { hugePageFacts } from '../src/io/native';
 
 const linux: HugePageFacts = { platform: 'linux', glibcVersion: '2.36', thpMode: 'madvise', canExec: true, env: { PATH: '/usr/bin', HOME: '/root' } };
 
@@ -43,7 +44,6 @@ describe('hugePagePlan', () => {
 const BUILT = path.resolve(__dirname, '..', 'dist', 'io', 'native.js');
 const CHILD = `
 const n = require(${JSON.stringify(BUILT)});
-const before = process.env.GLIBC_TUNABLES;
 const status = n.relaunchWithHugePages();
 const environ = require('fs').readFileSync('/proc/self/environ', 'utf8');
 const big = new Float32Array(64 << 20); big.fill(1); // 256 MiB from malloc (mmap: huge-page advised when on)
@@ -54,21 +54,7 @@ console.log(JSON.stringify({ pid: process.pid, argv: process.argv.slice(1), stat
 process.exitCode = 7;
 `;
 
-function thp(): string | undefined {
-  try {
-    return /\[(\w+)\]/.exec(fs.readFileSync('/sys/kernel/mm/transparent_hugepage/enabled', 'utf8'))?.[1];
-  } catch {
-    return undefined;
-  }
-}
-
-const here = hugePagePlan({
-  platform: process.platform,
-  glibcVersion: (process.report?.getReport() as { header?: { glibcVersionRuntime?: string } }).header?.glibcVersionRuntime,
-  thpMode: thp(),
-  canExec: nativeIoStatus().available,
-  env: { ...process.env, GLIBC_TUNABLES: undefined },
-});
+const here = hugePagePlan(hugePageFacts({ ...process.env, GLIBC_TUNABLES: undefined }));
 const onThisMachine = process.platform === 'linux' && fs.existsSync(BUILT) ? describe : describe.skip;
 
 onThisMachine('relaunchWithHugePages in a child process', () => {

@@ -11,6 +11,16 @@ const status = nativeIoStatus();
 if (process.env.LLAMA_PRO_REQUIRE_NATIVE_IO === '1' && !status.available) throw new Error(`native-io is required but unavailable: ${status.detail}`);
 const maybe = status.available ? describe : describe.skip;
 
+/** What `f` throws synchronously (undefined when it returns). */
+function thrown(f: () => unknown): Error | undefined {
+  try {
+    f();
+  } catch (e) {
+    return e as Error;
+  }
+  return undefined;
+}
+
 maybe('copyFileRange (addon at hand)', () => {
   let dir: string;
   beforeAll(async () => {
@@ -55,14 +65,6 @@ maybe('copyFileRange (addon at hand)', () => {
       // A bad descriptor is a real failure, not a reason to retry through user space.
       await expect(io.copyFileRange(fi.fd, 0, 987_654, 0, 10)).rejects.toMatchObject({ code: 'EBADF', fallback: false });
       // Thrown synchronously, from the addon's realm (so checked by name, not instanceof).
-      const thrown = (f: () => unknown): Error | undefined => {
-        try {
-          f();
-        } catch (e) {
-          return e as Error;
-        }
-        return undefined;
-      };
       for (const bad of [() => io.copyFileRange(fi.fd, -1, fo.fd, 0, 1), () => io.copyFileRange(fi.fd, 0.5, fo.fd, 0, 1), () => (io.copyFileRange as unknown as (...a: unknown[]) => unknown)(fi.fd, 0, fo.fd)]) {
         expect(thrown(bad)).toMatchObject({ name: 'TypeError', message: 'copyFileRange(fdIn, offsetIn, fdOut, offsetOut, length) takes five non-negative integers' });
       }
@@ -90,15 +92,6 @@ maybe('tuneMalloc (addon at hand)', () => {
 });
 
 maybe('glibcVersion and execve (addon at hand)', () => {
-  const thrown = (f: () => unknown): Error | undefined => {
-    try {
-      f();
-    } catch (e) {
-      return e as Error;
-    }
-    return undefined;
-  };
-
   it('reports the running glibc as process.report does', () => {
     const report = (process.report.getReport() as { header?: { glibcVersionRuntime?: string } }).header?.glibcVersionRuntime;
     expect(nativeIo()!.glibcVersion!()).toBe(report);

@@ -135,14 +135,21 @@ function thpMode(): string | undefined {
   }
 }
 
+/** This process's facts for `hugePagePlan`, with `env` as its environment (the addon is loaded only where it could matter). */
+export function hugePageFacts(env: Readonly<Record<string, string | undefined>> = process.env): HugePageFacts {
+  const linux = process.platform === 'linux';
+  const io = linux && env[HUGEPAGES_ENV] !== '0' ? nativeModule()?.nativeIo() : undefined;
+  return { platform: process.platform, glibcVersion: io?.glibcVersion?.(), thpMode: linux ? thpMode() : undefined, canExec: io?.execve !== undefined, env };
+}
+
 /**
  * Restarts this process in place (execve: same pid, arguments and descriptors) with glibc's malloc
  * advising transparent huge pages (GLIBC_TUNABLES=glibc.malloc.hugetlb=1), where `hugePagePlan` says it
  * applies; call it first thing in an entry point, before any work. Training and inference touch
  * gigabytes of tensors that ONNX Runtime and V8 allocate through malloc; on 4 KiB pages the first pass
  * over them page-faults per 4 KiB and every product pays TLB misses: on the 2-core benchmark machine the
- * first `llama-pro train` step took 6.6 s -> 3.2 s and bench:train-onnx's steady state ran ~3% faster
- * with it. In the restarted process (and every later call) it only returns a line saying what is in
+ * first `llama-pro train` step took 5.4-6.9 s without and 2.7-3.5 s with it (its steady state moved
+ * within the run-to-run spread), bench:infer's prefill 1x256 3.1-4.1k vs 8.3-9.2k tok/s in a slow-fault hour. In the restarted process (and every later call) it only returns a line saying what is in
  * effect, after restoring the caller's GLIBC_TUNABLES so that child processes (the Python sandbox, llama.cpp)
  * see the environment they were given.
  */
@@ -161,11 +168,10 @@ export function relaunchWithHugePages(): string {
     delete process.env[RELAUNCH_MARK];
     return (hugePages = `on (restarted with GLIBC_TUNABLES=${HUGETLB_TUNABLE})`);
   }
-  const io = process.platform === 'linux' && process.env[HUGEPAGES_ENV] !== '0' ? nativeModule()?.nativeIo() : undefined;
-  const plan = hugePagePlan({ platform: process.platform, glibcVersion: io?.glibcVersion?.(), thpMode: process.platform === 'linux' ? thpMode() : undefined, canExec: io?.execve !== undefined, env: process.env });
+  const plan = hugePagePlan(hugePageFacts());
   if (!plan.relaunch) return (hugePages = plan.detail);
   try {
-    return io!.execve!(process.execPath, [process.argv0, ...process.execArgv, ...process.argv.slice(1)], plan.env, inheritedDescriptors());
+    return nativeModule()!.nativeIo()!.execve!(process.execPath, [process.argv0, ...process.execArgv, ...process.argv.slice(1)], plan.env, inheritedDescriptors());
   } catch (e) {
     return (hugePages = `not used: the restart failed (${(e as Error).message})`);
   }
