@@ -2,8 +2,8 @@
   "targets": [
     {
       "target_name": "llama_pro_native_io",
-      "sources": ["native/copy_range.c"],
-      "cflags": ["-O2", "-Wall", "-Wextra"],
+      "sources": ["native/copy_range.c", "native/adamw.c"],
+      "cflags": ["-O3", "-ffp-contract=off", "-fno-math-errno", "-Wall", "-Wextra"],
       "defines": ["NAPI_VERSION=8"]
     }
   ]

@@ -26,7 +26,7 @@ export {
   type ReadJsonOptions,
 } from './io/input-files';
 export * from './io/checksum';
-export { HUGEPAGES_ENV, HUGETLB_TUNABLE, hugePagePlan, hugePagesStatus, nativeIoStatus, relaunchWithHugePages, tuneAllocatorForInference, type HugePageFacts, type HugePagePlan, type NativeIoStatus, type RangeCopier } from './io/native';
+export { HUGEPAGES_ENV, HUGETLB_TUNABLE, hugePagePlan, hugePagesStatus, nativeAdamW, nativeIoStatus, relaunchWithHugePages, tuneAllocatorForInference, type AdamWKernel, type HugePageFacts, type HugePagePlan, type NativeIoStatus, type RangeCopier } from './io/native';
 export * from './io/safetensors';
 export * from './io/hf-dir';
 export * from './io/gguf';

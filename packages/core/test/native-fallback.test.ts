@@ -14,8 +14,9 @@ jest.mock('@llama-pro/native-io', () => {
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const core = require('../src') as typeof import('../src');
 
-it('without the addon package the allocator is left alone', () => {
+it('without the addon package the allocator is left alone and there is no native AdamW (the optimizer runs its own loop)', () => {
   expect(core.tuneAllocatorForInference()).toBe(false);
+  expect(core.nativeAdamW()).toBeUndefined();
 });
 
 it('without the addon package, copyFrom copies through user space and nativeIoStatus says why', async () => {

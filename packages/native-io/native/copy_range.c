@@ -304,7 +304,10 @@ static napi_value execve_js(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+napi_status register_adamw(napi_env env, napi_value exports); /* adamw.c */
+
 static napi_value init(napi_env env, napi_value exports) {
+  CHECK(env, register_adamw(env, exports));
   napi_value fn, tune, supported;
   CHECK(env, napi_create_function(env, "tuneMalloc", NAPI_AUTO_LENGTH, tune_malloc_js, NULL, &tune));
   CHECK(env, napi_set_named_property(env, exports, "tuneMalloc", tune));

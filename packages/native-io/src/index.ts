@@ -5,7 +5,8 @@
  * fast as `cp`. And glibc allocator thresholds (mallopt), so that inference steps reuse the memory of the
  * step before instead of faulting in fresh pages (2x decode speed on the benchmark machine). And an
  * in-place execve(2) (Node 20 has no process.execve), so the CLI can restart itself once with an
- * environment only the C library reads at startup (GLIBC_TUNABLES: huge pages for malloc).
+ * environment only the C library reads at startup (GLIBC_TUNABLES: huge pages for malloc). And one fused
+ * AdamW step over float32 arrays, vectorized (train's optimizer; bit-identical to its JavaScript loop).
  *
  * The addon is compiled at install time (node-gyp) and is optional: `nativeIo()` returns undefined when
  * it is missing (another OS, no compiler) or disabled with `LLAMA_PRO_NATIVE_IO=0`, and callers copy
@@ -38,6 +39,13 @@ export interface NativeIo {
    * before it.)
    */
   execve?(file: string, args: readonly string[], env: Readonly<Record<string, string>>, keepFds?: readonly number[]): never;
+  /**
+   * One fused AdamW step in place over float32 arrays of one length that do not overlap: `p`, `m`, `v`
+   * are updated, `g` is read. Computes exactly what train's AdamW.update computes in JavaScript (float64
+   * operations in the same order, rounded to float32 where it stores), vectorized: bit-identical results,
+   * ~6x faster. Throws a TypeError (code EINVAL) on bad arguments. (Absent from addons built before it.)
+   */
+  adamwUpdate?(p: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, beta1: number, beta2: number, eps: number, stepSize: number, bc2Sqrt: number, decay: number, gradScale: number): void;
 }
 
 /** An error from `copyFileRange`. */
@@ -69,6 +77,7 @@ function load(): { io: NativeIo | undefined; status: NativeIoStatus } {
     const io: NativeIo = {
       tuneMalloc: (mmapThreshold, trimThreshold) => addon.tuneMalloc(mmapThreshold, trimThreshold),
       ...(addon.glibcVersion ? { glibcVersion: addon.glibcVersion } : {}),
+      ...(addon.adamwUpdate ? { adamwUpdate: addon.adamwUpdate } : {}),
       ...(addon.execve ? { execve: (file: string, args: readonly string[], env: Readonly<Record<string, string>>, keepFds: readonly number[] = []) => addon.execve!(file, args, Object.entries(env).map(([k, v]) => `${k}=${v}`), keepFds) } : {}),
       copyFileRange: (fdIn, offsetIn, fdOut, offsetOut, length) =>
         addon.copyFileRange(fdIn, offsetIn, fdOut, offsetOut, length).catch((e: Error & { code?: string; fallback?: boolean }) => {

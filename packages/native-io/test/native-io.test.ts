@@ -109,6 +109,44 @@ maybe('glibcVersion and execve (addon at hand)', () => {
   });
 });
 
+maybe('adamwUpdate (addon at hand)', () => {
+  // Bit-identity with train's JavaScript AdamW is tested in train (optim.test.ts); here: one element by
+  // hand, and the argument checks.
+  it('updates p, m, v in place by the float64 AdamW formula and leaves g alone', () => {
+    const io = nativeIo()!;
+    const [p, g, m, v] = [Float32Array.of(0.5), Float32Array.of(0.2), Float32Array.of(0.01), Float32Array.of(0.001)];
+    const [b1, b2, eps, stepSize, bc2, decay, scale] = [0.9, 0.95, 1e-8, 0.01 / (1 - 0.9 ** 2), Math.sqrt(1 - 0.95 ** 2), 1 - 0.01 * 0.1, 0.5];
+    io.adamwUpdate!(p, g, m, v, b1, b2, eps, stepSize, bc2, decay, scale);
+    const gi = Math.fround(Math.fround(0.2) * scale);
+    const mi = b1 * Math.fround(0.01) + (1 - b1) * gi;
+    const vi = b2 * Math.fround(0.001) + (1 - b2) * gi * gi;
+    expect([m[0], v[0], g[0]]).toEqual([Math.fround(mi), Math.fround(vi), Math.fround(0.2)]);
+    expect(p[0]).toBe(Math.fround(0.5 * decay - (stepSize * mi) / (Math.sqrt(vi) / bc2 + eps)));
+  });
+
+  it('rejects wrong types, lengths, argument counts and shared memory with a TypeError', () => {
+    const io = nativeIo()!;
+    const f = (n: number) => new Float32Array(n);
+    const h = [0.9, 0.95, 1e-8, 0.01, 0.5, 1, 1] as const;
+    const shared = new Float32Array(8);
+    const loose = io.adamwUpdate as unknown as (...a: unknown[]) => unknown;
+    const cases: [() => unknown, RegExp][] = [
+      [() => loose(f(2), new Float64Array(2), f(2), f(2), ...h), /must be Float32Arrays/],
+      [() => loose(f(2), [0, 0], f(2), f(2), ...h), /must be Float32Arrays/],
+      [() => io.adamwUpdate!(f(2), f(3), f(2), f(2), ...h), /same length/],
+      [() => io.adamwUpdate!(shared.subarray(0, 4), f(4), shared.subarray(3, 7), f(4), ...h), /share memory/],
+      [() => loose(f(2), f(2), f(2), f(2), 0.9, 0.95, 1e-8, 0.01, 0.5, '1', 1), /must be numbers/],
+      [() => loose(f(2), f(2), f(2), f(2), 0.9), /takes 4 Float32Arrays and 7 numbers/],
+    ];
+    for (const [bad, message] of cases) {
+      const e = thrown(bad);
+      expect(e?.name).toBe('TypeError');
+      expect(e?.message).toMatch(message);
+    }
+    io.adamwUpdate!(shared.subarray(0, 4), f(4), shared.subarray(4, 8), f(4), ...h); // adjacent views do not overlap
+  });
+});
+
 describe('nativeIoStatus', () => {
   it('says why the addon is unavailable, or where it came from', () => {
     expect(status.detail.length).toBeGreaterThan(0);

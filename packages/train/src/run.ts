@@ -166,6 +166,7 @@ export async function runTraining(o: RunTrainingOptions): Promise<RunSummary> {
     const rng = new Rng(e.seed);
     const params = await ParameterSet.create(o.model, plan, rng);
     const optimizer = new AdamW(params.slots, { beta1: e.optimizer.beta1, beta2: e.optimizer.beta2, eps: e.optimizer.eps, weightDecay: e.optimizer.weightDecay });
+    log(`optimizer: AdamW, ${optimizer.implementation === 'native' ? "native-io's vectorized step" : 'JavaScript loop (no @llama-pro/native-io addon; same results, slower)'}`);
     const policyFingerprint = createHash('sha256').update(JSON.stringify({ trainable: plan.trainable, lora: plan.lora })).digest('hex');
 
     let startStep = 0;

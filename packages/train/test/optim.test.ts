@@ -1,3 +1,4 @@
+import { Rng, nativeAdamW } from '@llama-pro/core';
 import { AdamW, clipGlobalNorm, clipScale, constantSchedule, cosineSchedule, decaysByShape, globalNorm, linearSchedule, warmupSteps } from '../src';
 
 describe('AdamW', () => {
@@ -118,6 +119,37 @@ describe('AdamW', () => {
     expect([...pb.get('w')!]).toEqual([...pa.get('w')!]);
     const c = new AdamW([{ name: 'x', size: 2, decay: true }]);
     expect(() => c.setState(a.getState())).toThrow(/different policy/);
+  });
+});
+
+describe('AdamW, native-io loop vs JavaScript loop', () => {
+  // CI builds the addon (LLAMA_PRO_REQUIRE_NATIVE_IO=1); without it both optimizers run JavaScript's loop.
+  const maybe = nativeAdamW() ? it : it.skip;
+  maybe('give bit-identical parameters and moments over steps with and without the clip factor, decay on and off', () => {
+    const rng = new Rng(7);
+    // Sizes around the vector widths (1, 7, 16, 17) and one large; values from 1e-30 to 1e3, zeros, both signs.
+    const sizes: [string, number, boolean][] = [['a', 1, true], ['b', 7, false], ['c', 16, true], ['d', 17, true], ['e', 100_003, false]];
+    const value = () => (rng.next() < 0.05 ? 0 : (rng.next() < 0.5 ? -1 : 1) * 10 ** (rng.next() * 33 - 30));
+    const slots = sizes.map(([name, size, decay]) => ({ name, size, decay }));
+    const init = new Map(sizes.map(([n, size]) => [n, Float32Array.from({ length: size }, value)] as const));
+    const copy = () => new Map([...init].map(([n, a]) => [n, Float32Array.from(a)] as const));
+    const [pn, pj] = [copy(), copy()];
+    const native = new AdamW(slots, { beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1 });
+    const js = new AdamW(slots, { beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1 }, { native: false });
+    expect([native.implementation, js.implementation]).toEqual(['native', 'javascript']);
+    const bytes = (m: ReadonlyMap<string, Float32Array>) => Buffer.concat([...m.values()].map((a) => Buffer.from(a.buffer, a.byteOffset, a.byteLength)));
+    for (let t = 0; t < 6; t++) {
+      const grads = new Map(sizes.map(([n, size]) => [n, Float32Array.from({ length: size }, value)] as const));
+      const scale = t % 2 === 0 ? 1 : clipScale(globalNorm(grads.values()), 1e-3);
+      expect(t % 2 === 0 || scale < 1).toBe(true);
+      native.update(pn, grads, 3e-4 * (t + 1), scale);
+      js.update(pj, grads, 3e-4 * (t + 1), scale);
+      expect(bytes(pn).equals(bytes(pj))).toBe(true);
+      const [sn, sj] = [native.getState(), js.getState()];
+      expect(bytes(sn.expAvg).equals(bytes(sj.expAvg))).toBe(true);
+      expect(bytes(sn.expAvgSq).equals(bytes(sj.expAvgSq))).toBe(true);
+    }
+    expect(bytes(pn).equals(bytes(init))).toBe(false); // it moved
   });
 });
 

@@ -9,7 +9,7 @@
  * parameters in place, so a backend's resident parameter arrays can be the optimizer's master copy.
  * This is the one AdamW of the toolkit; every backend trains through it.
  */
-import { UsageError } from '@llama-pro/core';
+import { UsageError, nativeAdamW, type AdamWKernel } from '@llama-pro/core';
 import { PAPER_RECIPE, decaysByShape, decaysFor } from '../defaults';
 
 export { decaysByShape, decaysFor };
@@ -38,20 +38,32 @@ export interface AdamWState {
   expAvgSq: Map<string, Float32Array>;
 }
 
+export interface AdamWRuntime {
+  /**
+   * Run each step through @llama-pro/native-io's vectorized loop when the addon has it (default true);
+   * false runs the JavaScript loop. Both compute the same float64 operations in the same order: the
+   * parameters and moments are bit-identical either way.
+   */
+  readonly native?: boolean;
+}
+
 export class AdamW {
   private t = 0;
   private readonly m = new Map<string, Float32Array>();
   private readonly v = new Map<string, Float32Array>();
   private readonly slots: Map<string, OptimizerSlot>;
+  private readonly kernel: AdamWKernel | undefined;
 
   constructor(
     slots: readonly OptimizerSlot[],
     readonly options: AdamWOptions = DEFAULT_ADAMW,
+    runtime: AdamWRuntime = {},
   ) {
     const { beta1, beta2, eps, weightDecay } = options;
     if (!(beta1 >= 0 && beta1 < 1) || !(beta2 >= 0 && beta2 < 1)) throw new UsageError(`AdamW betas must lie in [0, 1), got ${beta1}, ${beta2}`);
     if (!(eps > 0)) throw new UsageError(`AdamW eps must be positive, got ${eps}`);
     if (!(weightDecay >= 0)) throw new UsageError(`AdamW weight decay must be ≥ 0, got ${weightDecay}`);
+    this.kernel = runtime.native === false ? undefined : nativeAdamW();
     this.slots = new Map(slots.map((s) => [s.name, s]));
     for (const s of slots) {
       this.m.set(s.name, new Float32Array(s.size));
@@ -61,6 +73,11 @@ export class AdamW {
 
   get step(): number {
     return this.t;
+  }
+
+  /** Which loop runs the steps: native-io's vectorized one or JavaScript's (same results). */
+  get implementation(): 'native' | 'javascript' {
+    return this.kernel ? 'native' : 'javascript';
   }
 
   /**
@@ -83,6 +100,10 @@ export class AdamW {
       const m = this.m.get(name)!;
       const v = this.v.get(name)!;
       const decay = slot.decay ? 1 - lr * weightDecay : 1;
+      if (this.kernel) {
+        this.kernel(p, g, m, v, beta1, beta2, eps, stepSize, bc2Sqrt, decay, gradScale);
+        continue;
+      }
       const scaled = gradScale !== 1;
       for (let i = 0; i < p.length; i++) {
         const gi = scaled ? Math.fround(g[i]! * gradScale) : g[i]!;
